@@ -1,0 +1,163 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/sched"
+)
+
+// DecodeSubmission parses and checks the body of POST /api/jobs. Any
+// Content-Type is accepted: some ComfyUI clients send JSON without one.
+func DecodeSubmission(body []byte) (sched.Submission, error) {
+	var req struct {
+		UserID   *string         `json:"user_id"`
+		Workflow json.RawMessage `json:"workflow"`
+		Priority *int            `json:"priority"`
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "the body must be a JSON object with user_id and workflow")
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "the body is not a valid job: %v", jsonProblem(err))
+	}
+	if req.UserID == nil {
+		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "user_id is required")
+	}
+	s := sched.Submission{UserID: *req.UserID, Workflow: req.Workflow, Priority: req.Priority, Metadata: req.Metadata}
+	if !workshop.ValidUserID(s.UserID) {
+		return s, workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
+	}
+	if s.Priority != nil && !workshop.ValidPriority(*s.Priority) {
+		return s, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
+	}
+	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
+		return s, err
+	}
+	return s, workshop.ValidateMetadata(s.Metadata)
+}
+
+// jsonProblem turns encoding/json's errors into something a caller can act on.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if ok := asType(err, &te); ok && te.Field != "" {
+		return te.Field + " must be " + jsonKind(te.Type.Kind().String())
+	}
+	return err.Error()
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "ptr", "int":
+		return "a number"
+	case "string":
+		return "a string"
+	}
+	return "of another type"
+}
+
+func (s *Server) submitJob(c *fiber.Ctx) error {
+	sub, err := DecodeSubmission(c.Body())
+	if err != nil {
+		return err
+	}
+	job, err := s.cfg.Queue.Submit(c.UserContext(), sub)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(job)
+}
+
+func (s *Server) getJob(c *fiber.Ctx) error {
+	job, err := s.cfg.Queue.Get(c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(job)
+}
+
+func (s *Server) listJobs(c *fiber.Ctx) error {
+	f := sched.ListFilter{
+		UserID: c.Query("user_id"),
+		Status: workshop.JobStatus(c.Query("status")),
+		Cursor: c.Query("cursor"),
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return workshop.Errorf(workshop.EINVALID, "limit must be a positive number")
+		}
+		f.Limit = n
+	}
+	jobs, next, err := s.cfg.Queue.List(f)
+	if err != nil {
+		return err
+	}
+	if jobs == nil {
+		jobs = []*workshop.Job{}
+	}
+	return c.JSON(fiber.Map{"jobs": jobs, "next_cursor": next})
+}
+
+func (s *Server) cancelJob(c *fiber.Ctx) error {
+	job, err := s.cfg.Queue.Cancel(c.UserContext(), c.Params("id"), "cancelled by the instructor")
+	if err != nil {
+		return err
+	}
+	return c.JSON(job)
+}
+
+func (s *Server) setPriority(c *fiber.Ctx) error {
+	var req struct {
+		Priority *int `json:"priority"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil || req.Priority == nil {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"priority\": 0..3}")
+	}
+	job, err := s.cfg.Queue.SetPriority(c.UserContext(), c.Params("id"), *req.Priority)
+	if err != nil {
+		return err
+	}
+	return c.JSON(job)
+}
+
+func (s *Server) pause(c *fiber.Ctx) error {
+	if err := s.cfg.Queue.Pause(c.UserContext()); err != nil {
+		return err
+	}
+	return c.JSON(s.cfg.Queue.Status())
+}
+
+func (s *Server) resume(c *fiber.Ctx) error {
+	if err := s.cfg.Queue.Resume(c.UserContext()); err != nil {
+		return err
+	}
+	return c.JSON(s.cfg.Queue.Status())
+}
+
+func (s *Server) setMode(c *fiber.Ctx) error {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil || req.Mode == "" {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"mode\": \"fifo\" or \"round-robin\"}")
+	}
+	mode, err := workshop.ParseQueueMode(req.Mode)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Queue.SetMode(c.UserContext(), mode); err != nil {
+		return err
+	}
+	return c.JSON(s.cfg.Queue.Status())
+}
+
+func (s *Server) queueStatus(c *fiber.Ctx) error {
+	return c.JSON(s.cfg.Queue.Status())
+}

@@ -1,0 +1,164 @@
+// Package api serves the workshop's REST and WebSocket API over Fiber.
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/sched"
+)
+
+// Version is reported by /health; cmd sets it from the build.
+var Version = "dev"
+
+// Config wires the API to the rest of the server.
+type Config struct {
+	Queue          *sched.Queue
+	AdminTokenHash string
+	Log            *slog.Logger
+	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
+	// rarely over 1 MiB.
+	BodyLimit int
+}
+
+// Server is the HTTP side of the workshop server.
+type Server struct {
+	cfg      Config
+	app      *fiber.App
+	log      *slog.Logger
+	started  time.Time
+	draining atomic.Bool
+}
+
+// New builds the Fiber app with every route.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = workshop.MaxWorkflowSize + 64<<10
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "comfyui-workshop",
+		DisableStartupMessage: true,
+		BodyLimit:             cfg.BodyLimit,
+		ErrorHandler:          s.fiberError,
+		IdleTimeout:           2 * time.Minute,
+		// Routes like /user/7/api/userdata/a%2Fb.json need the escaped path.
+		UnescapePath: false,
+	})
+	s.routes()
+	return s
+}
+
+// App exposes the Fiber app so other adapters can add their routes.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve serves on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting, lets in-flight requests finish for up to timeout,
+// and closes open sockets.
+func (s *Server) Shutdown(timeout time.Duration) error {
+	s.draining.Store(true)
+	return s.app.ShutdownWithTimeout(timeout)
+}
+
+func (s *Server) routes() {
+	s.app.Get("/health", s.health)
+	s.app.Get("/api/health", s.health)
+	s.app.Get("/ws", s.requireAdmin, s.eventsSocket)
+
+	a := s.app.Group("/api", s.requireAdmin)
+	a.Post("/jobs", s.submitJob)
+	a.Get("/jobs", s.listJobs)
+	a.Get("/jobs/:id", s.getJob)
+	a.Delete("/jobs/:id", s.cancelJob)
+	a.Patch("/jobs/:id/priority", s.setPriority)
+	a.Post("/queue/pause", s.pause)
+	a.Post("/queue/resume", s.resume)
+	a.Put("/queue/mode", s.setMode)
+	a.Get("/queue/status", s.queueStatus)
+	a.Use(func(c *fiber.Ctx) error {
+		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
+	})
+}
+
+func (s *Server) health(c *fiber.Ctx) error {
+	st := s.cfg.Queue.Status()
+	status := "ok"
+	if s.draining.Load() {
+		status = "shutting_down"
+	}
+	return c.JSON(fiber.Map{
+		"status":   status,
+		"version":  Version,
+		"uptime_s": int(time.Since(s.started).Seconds()),
+		"queue":    fiber.Map{"mode": st.Mode, "paused": st.Paused, "pending": st.Counts[workshop.StatusPending], "running": st.Counts[workshop.StatusRunning]},
+	})
+}
+
+// requireAdmin admits requests with the admin bearer token (header, or
+// ?token= for WebSockets, which browsers cannot give headers).
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	token := auth.BearerToken(c.Get(fiber.HeaderAuthorization))
+	if token == "" && strings.HasSuffix(c.Path(), "/ws") {
+		token = c.Query("token")
+	}
+	if token == "" {
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>)")
+	}
+	if !auth.TokenMatches(s.cfg.AdminTokenHash, token) {
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "the admin token is not valid")
+	}
+	return c.Next()
+}
+
+// errorStatus maps error codes to HTTP statuses.
+var errorStatus = map[string]int{
+	workshop.EINVALID:      fiber.StatusBadRequest,
+	workshop.ENOTFOUND:     fiber.StatusNotFound,
+	workshop.ECONFLICT:     fiber.StatusConflict,
+	workshop.ETOOMANY:      fiber.StatusTooManyRequests,
+	workshop.EUNAUTHORIZED: fiber.StatusUnauthorized,
+	workshop.EFORBIDDEN:    fiber.StatusForbidden,
+	workshop.ETOOLARGE:     fiber.StatusRequestEntityTooLarge,
+	workshop.EUNAVAILABLE:  fiber.StatusServiceUnavailable,
+	workshop.EINTERNAL:     fiber.StatusInternalServerError,
+}
+
+// fiberError writes every error as {"error":{"code","message"}}.
+func (s *Server) fiberError(c *fiber.Ctx, err error) error {
+	code, msg := workshop.ErrorCode(err), workshop.ErrorMessage(err)
+	status := errorStatus[code]
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		// Fiber's own errors: unknown route, body too large, bad method.
+		status, code, msg = fe.Code, codeForStatus(fe.Code), fe.Message
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	return c.Status(status).JSON(fiber.Map{"error": fiber.Map{"code": code, "message": msg}})
+}
+
+func codeForStatus(status int) string {
+	for code, st := range errorStatus {
+		if st == status {
+			return code
+		}
+	}
+	if status < 500 {
+		return workshop.EINVALID
+	}
+	return workshop.EINTERNAL
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/peterbourgon/ff/v3/ffyaml"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/api"
+	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// serveConfig is everything `workshop serve` is told.
+type serveConfig struct {
+	Data           string
+	Listen         string
+	TLS            string
+	AdminToken     string
+	Seats          int
+	QueueMode      string
+	MaxPending     int
+	EnablePriority bool
+	MaxAttempts    int
+	LogLevel       string
+	LogFormat      string
+
+	// Set by demo, not by flags.
+	out io.Writer // where the one-time lines for the operator go
+}
+
+// envAliases are the first plan's environment names, honoured when the
+// WORKSHOP_ names are unset.
+var envAliases = map[string]string{
+	"NUM_USERS":       "WORKSHOP_SEATS",
+	"QUEUE_MODE":      "WORKSHOP_QUEUE_MODE",
+	"ENABLE_PRIORITY": "WORKSHOP_ENABLE_PRIORITY",
+}
+
+func applyEnvAliases() {
+	for old, cur := range envAliases {
+		if v, ok := os.LookupEnv(old); ok {
+			if _, set := os.LookupEnv(cur); !set {
+				os.Setenv(cur, v)
+			}
+		}
+	}
+}
+
+func serveFlags(fs *flag.FlagSet, c *serveConfig) {
+	fs.StringVar(&c.Data, "data", "./data", "directory for the store (workshop.db) and file stores")
+	fs.StringVar(&c.Listen, "listen", "", "HTTP(S) address (default :443, or 127.0.0.1:8080 with --tls off)")
+	fs.StringVar(&c.TLS, "tls", "acme", "TLS mode: acme, files, self-signed or off")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin API (default: generated on first start, printed once, stored hashed)")
+	fs.IntVar(&c.Seats, "seats", 20, "number of participant seats (NUM_USERS)")
+	fs.StringVar(&c.QueueMode, "queue-mode", "round-robin", "queue order within a priority: fifo or round-robin (QUEUE_MODE)")
+	fs.IntVar(&c.MaxPending, "max-pending", 10, "pending jobs one participant may hold (0: unlimited)")
+	fs.BoolVar(&c.EnablePriority, "enable-priority", true, "order by job priority first (ENABLE_PRIORITY)")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "dispatches before a job whose worker keeps failing is failed")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+}
+
+func serveCommand() *ffcli.Command {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	serveFlags(fs, &c)
+	fs.String("config", "", "YAML file with any of these flags as keys (flags and WORKSHOP_* variables win)")
+	applyEnvAliases()
+	return &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "workshop serve [flags]",
+		ShortHelp:  "run the workshop server",
+		LongHelp: "Runs the server. Every flag can also be set as WORKSHOP_<FLAG> in the environment\n" +
+			"(for example WORKSHOP_DATA, WORKSHOP_ADMIN_TOKEN) or in the --config YAML file.",
+		FlagSet: fs,
+		Options: []ff.Option{
+			ff.WithEnvVarPrefix("WORKSHOP"),
+			ff.WithConfigFileFlag("config"),
+			ff.WithConfigFileParser(ffyaml.Parser),
+		},
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return usagef("serve takes no arguments, got %q", args)
+			}
+			c.out = os.Stdout
+			return serve(ctx, c)
+		},
+	}
+}
+
+func (c *serveConfig) check() error {
+	switch c.TLS {
+	case "off":
+		if c.Listen == "" {
+			c.Listen = "127.0.0.1:8080"
+		}
+	case "acme", "files", "self-signed":
+		return usagef("--tls %s is not available in this build yet; run with --tls off (plain HTTP, for a LAN or behind a TLS proxy)", c.TLS)
+	default:
+		return usagef("--tls %q: want acme, files, self-signed or off", c.TLS)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return usagef("--listen %q: want host:port (%v)", c.Listen, err)
+	}
+	if c.Seats < 1 || c.Seats > 10000 {
+		return usagef("--seats %d: want 1 to 10000", c.Seats)
+	}
+	if _, err := workshop.ParseQueueMode(c.QueueMode); err != nil {
+		return usagef("--queue-mode %q: want fifo or round-robin", c.QueueMode)
+	}
+	if c.MaxPending < 0 {
+		return usagef("--max-pending %d: want 0 (unlimited) or more", c.MaxPending)
+	}
+	if c.MaxAttempts < 1 {
+		return usagef("--max-attempts %d: want 1 or more", c.MaxAttempts)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return usagef("--admin-token: use at least 16 characters")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return usageError{err}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return usagef("--log-format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(c serveConfig) *slog.Logger {
+	lvl, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// checkWritable fails early, with the path in the message, when the data
+// directory cannot be written.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func serve(ctx context.Context, c serveConfig) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	log := newLogger(c)
+	if err := checkWritable(c.Data); err != nil {
+		return err
+	}
+	db, err := store.Open(c.Data, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	mode, _ := workshop.ParseQueueMode(c.QueueMode)
+	q, err := sched.Open(db, sched.Config{
+		Mode: mode, MaxPending: c.MaxPending, IgnorePriority: !c.EnablePriority,
+		MaxAttempts: c.MaxAttempts, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	adminHash, freshAdmin, err := auth.EnsureToken(ctx, db, auth.AdminToken, c.AdminToken)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	srv := api.New(api.Config{Queue: q, AdminTokenHash: adminHash, Log: log})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go q.Run(runCtx, time.Second)
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(c.out, "workshop: listening on %s\n", base)
+	if freshAdmin != "" {
+		fmt.Fprintf(c.out, "workshop: admin token (shown once, stored hashed): %s\n", freshAdmin)
+	}
+	abs, _ := filepath.Abs(c.Data)
+	log.Info("serving", "url", base, "data", abs, "queue_mode", q.Status().Mode, "seats", c.Seats, "version", version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	if err := srv.Shutdown(30 * time.Second); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	cancel()
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,125 @@
+// Package workshop holds the domain types shared by every part of ComfyUI
+// Workshop: jobs, their states and the error codes. It knows nothing of
+// HTTP, bbolt or ComfyUI's wire format; the packages below it do.
+package workshop
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// JobStatus is where a job is in its life.
+type JobStatus string
+
+const (
+	StatusPending   JobStatus = "pending"
+	StatusRunning   JobStatus = "running"
+	StatusCompleted JobStatus = "completed"
+	StatusFailed    JobStatus = "failed"
+	StatusCancelled JobStatus = "cancelled"
+)
+
+// Valid reports whether s is one of the five statuses.
+func (s JobStatus) Valid() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusCompleted, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Finished reports whether s is terminal: nothing moves a job out of it.
+func (s JobStatus) Finished() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// CanMove reports whether a job may go from s to next. Retrying a failed or
+// cancelled job makes a new job, so terminal states have no way out.
+func (s JobStatus) CanMove(next JobStatus) bool {
+	switch s {
+	case StatusPending:
+		return next == StatusRunning || next == StatusCancelled
+	case StatusRunning:
+		// Back to pending is a requeue (lease lost, instance died).
+		return next == StatusPending || next == StatusCompleted ||
+			next == StatusFailed || next == StatusCancelled
+	}
+	return false
+}
+
+// Priorities: 0 is the instructor's, served first; 2 is everyone's default.
+const (
+	PriorityInstructor = 0
+	PriorityDefault    = 2
+	PriorityLowest     = 3
+)
+
+// Job is one ComfyUI graph to run for one participant.
+type Job struct {
+	ID       string          `json:"id"`
+	Seq      uint64          `json:"number"` // submission order, ComfyUI's "number"
+	UserID   string          `json:"user_id"`
+	Workflow json.RawMessage `json:"workflow,omitempty"`
+	Priority int             `json:"priority"`
+	Status   JobStatus       `json:"status"`
+
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	Attempts    int        `json:"attempts"`
+
+	Result   *Result         `json:"result,omitempty"`
+	Error    *JobError       `json:"error,omitempty"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+
+	// Lease: which worker holds the job and until when. Set while running.
+	Worker       string     `json:"worker,omitempty"`
+	LeaseExpires *time.Time `json:"lease_expires_at,omitempty"`
+
+	// Computed on read, never stored.
+	Position   int      `json:"position,omitempty"`
+	ETASeconds *float64 `json:"eta_seconds,omitempty"`
+}
+
+// Result is what a finished job produced.
+type Result struct {
+	Outputs []Output        `json:"outputs"`
+	Raw     json.RawMessage `json:"raw,omitempty"` // the engine's own report, kept verbatim
+}
+
+// Output is one file a job produced, as kept in the output store.
+type Output struct {
+	Node      string `json:"node,omitempty"`
+	Filename  string `json:"filename"`
+	Subfolder string `json:"subfolder"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"`
+	URL       string `json:"url,omitempty"`
+}
+
+// JobError says why a job failed or was cancelled.
+type JobError struct {
+	Type    string          `json:"type"`
+	Message string          `json:"message"`
+	Details json.RawMessage `json:"details,omitempty"`
+}
+
+// QueueMode chooses the order of pending jobs within one priority.
+type QueueMode string
+
+const (
+	ModeFIFO       QueueMode = "fifo"
+	ModeRoundRobin QueueMode = "round-robin"
+)
+
+// ParseQueueMode accepts the spellings operators use.
+func ParseQueueMode(s string) (QueueMode, error) {
+	switch s {
+	case "fifo", "FIFO":
+		return ModeFIFO, nil
+	case "round-robin", "round_robin", "roundrobin", "rr":
+		return ModeRoundRobin, nil
+	}
+	return "", Errorf(EINVALID, "queue mode %q: want fifo or round-robin", s)
+}

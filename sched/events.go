@@ -1,0 +1,101 @@
+package sched
+
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+
+	workshop "github.com/comfy-workshop/workshop"
+)
+
+// Event types.
+const (
+	EventJobCreated   = "job_created"
+	EventJobUpdated   = "job_updated"
+	EventQueueChanged = "queue_changed"
+)
+
+// Event is one change, as sent to subscribers.
+type Event struct {
+	Type  string          `json:"type"`
+	Job   *workshop.Job   `json:"job,omitempty"`
+	Queue *Status         `json:"queue,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// Bus fans events out to subscribers. A subscriber that falls behind is
+// dropped (its channel closed) rather than slowing the queue: a socket
+// client then reconnects and reloads.
+type Bus struct {
+	mu   sync.RWMutex
+	subs map[*Subscription]struct{}
+	n    atomic.Int32
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{subs: map[*Subscription]struct{}{}} }
+
+// Subscription receives events on C until it is closed or falls behind.
+type Subscription struct {
+	C      <-chan Event
+	c      chan Event
+	bus    *Bus
+	once   sync.Once
+	filter func(Event) bool
+}
+
+// Subscribe returns a subscription with room for buf events. filter, if not
+// nil, picks the events it gets.
+func (b *Bus) Subscribe(buf int, filter func(Event) bool) *Subscription {
+	c := make(chan Event, buf)
+	s := &Subscription{C: c, c: c, bus: b, filter: filter}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.n.Add(1)
+	b.mu.Unlock()
+	return s
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.bus.mu.Lock()
+	s.bus.drop(s)
+	s.bus.mu.Unlock()
+}
+
+// drop removes s; b.mu held for writing.
+func (b *Bus) drop(s *Subscription) {
+	s.once.Do(func() {
+		delete(b.subs, s)
+		b.n.Add(-1)
+		close(s.c)
+	})
+}
+
+// HasSubscribers reports whether anyone listens, so publishers can skip
+// building events nobody reads.
+func (b *Bus) HasSubscribers() bool { return b.n.Load() > 0 }
+
+// Publish sends e to every subscriber without blocking.
+func (b *Bus) Publish(e Event) {
+	var lagging []*Subscription
+	b.mu.RLock()
+	for s := range b.subs {
+		if s.filter != nil && !s.filter(e) {
+			continue
+		}
+		select {
+		case s.c <- e:
+		default:
+			lagging = append(lagging, s)
+		}
+	}
+	b.mu.RUnlock()
+	if len(lagging) > 0 {
+		b.mu.Lock()
+		for _, s := range lagging {
+			b.drop(s)
+		}
+		b.mu.Unlock()
+	}
+}

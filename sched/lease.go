@@ -1,0 +1,214 @@
+package sched
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// Lease waits until a job may be dispatched (the queue is not paused and not
+// empty), gives it to worker for ttl and returns it with its workflow. The
+// worker must Extend the lease before it ends, and finish the job with
+// Complete, Fail or Requeue.
+func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*workshop.Job, error) {
+	for {
+		q.mu.Lock()
+		var e *entry
+		if !q.paused {
+			e = q.next()
+		}
+		if e == nil {
+			wait := q.changed
+			q.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		now := q.now().UTC()
+		exp := now.Add(ttl)
+		q.removePending(e)
+		e.status, e.worker, e.leaseExp, e.started = workshop.StatusRunning, worker, exp, now
+		e.attempts++
+		q.clock++
+		q.served[e.user] = q.clock
+		clock, user := q.clock, e.user
+		var leased *workshop.Job
+		done := q.db.Enqueue(func(tx *store.Tx) (err error) {
+			leased, err = tx.UpdateJob(e.id, func(j *workshop.Job) error {
+				j.Status, j.Worker, j.LeaseExpires, j.StartedAt = workshop.StatusRunning, worker, &exp, &now
+				j.Attempts++
+				j.Error = nil
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return tx.PutServed(user, clock)
+		})
+		q.mu.Unlock()
+		if err := <-done; err != nil {
+			q.log.Error("store write failed after a lease", "job", e.id, "err", err)
+			return nil, err
+		}
+		q.publish(EventJobUpdated, leased)
+		return leased, nil
+	}
+}
+
+// holds checks that worker still holds e's lease.
+func holds(e *entry, worker string) error {
+	if e.status != workshop.StatusRunning || e.worker != worker {
+		return workshop.Errorf(workshop.ECONFLICT, "job %s is not leased to %s", e.id, worker)
+	}
+	return nil
+}
+
+// Extend renews worker's lease on job id for ttl from now.
+func (q *Queue) Extend(ctx context.Context, id, worker string, ttl time.Duration) error {
+	_, err := q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		exp := q.now().UTC().Add(ttl)
+		e.leaseExp = exp
+		return func(j *workshop.Job) { j.LeaseExpires = &exp }, nil
+	})
+	return err
+}
+
+// Complete finishes a leased job with its result. A worker that lost the
+// lease (cancelled, requeued) gets ECONFLICT and must discard the result, so
+// a job never has two results.
+func (q *Queue) Complete(ctx context.Context, id, worker string, res *workshop.Result) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		now := q.now().UTC()
+		q.observeRun(now.Sub(e.started))
+		q.finish(e, workshop.StatusCompleted)
+		return func(j *workshop.Job) {
+			j.Status, j.CompletedAt, j.LeaseExpires, j.Result, j.Error = workshop.StatusCompleted, &now, nil, res, nil
+		}, nil
+	})
+}
+
+// Fail finishes a leased job as failed, keeping the engine's error.
+func (q *Queue) Fail(ctx context.Context, id, worker string, jerr *workshop.JobError) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		now := q.now().UTC()
+		q.finish(e, workshop.StatusFailed)
+		return func(j *workshop.Job) {
+			j.Status, j.CompletedAt, j.LeaseExpires, j.Error = workshop.StatusFailed, &now, nil, jerr
+		}, nil
+	})
+}
+
+// Requeue gives a leased job back to the queue, at its old place, because
+// its worker lost it (tunnel gone, engine crashed). After MaxAttempts
+// dispatches it fails instead, with reason.
+func (q *Queue) Requeue(ctx context.Context, id, worker, reason string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		return q.requeue(e, reason), nil
+	})
+}
+
+// requeue moves a running entry back to pending or, out of attempts, to
+// failed; mu held.
+func (q *Queue) requeue(e *entry, reason string) func(*workshop.Job) {
+	now := q.now().UTC()
+	if e.attempts >= q.cfg.MaxAttempts {
+		q.finish(e, workshop.StatusFailed)
+		msg := fmt.Sprintf("%s: gave up after %d attempts", reason, e.attempts)
+		return func(j *workshop.Job) {
+			j.Status, j.CompletedAt, j.LeaseExpires, j.Worker = workshop.StatusFailed, &now, nil, ""
+			j.Error = &workshop.JobError{Type: "attempts_exhausted", Message: msg}
+		}
+	}
+	e.status, e.worker, e.leaseExp = workshop.StatusPending, "", time.Time{}
+	q.classes[e.priority].add(e)
+	q.pendingBy[e.user]++
+	q.dirty()
+	if !q.paused {
+		q.notify()
+	}
+	return func(j *workshop.Job) {
+		j.Status, j.LeaseExpires, j.Worker, j.StartedAt = workshop.StatusPending, nil, "", nil
+		j.Error = &workshop.JobError{Type: "requeued", Message: reason}
+	}
+}
+
+// ExpireLeases requeues every running job whose lease ended before now and
+// returns their ids. Call it periodically (Run does).
+func (q *Queue) ExpireLeases(ctx context.Context) []string {
+	q.mu.Lock()
+	now := q.now()
+	var ids []string
+	for id, e := range q.active {
+		if e.status == workshop.StatusRunning && !e.leaseExp.IsZero() && e.leaseExp.Before(now) {
+			ids = append(ids, id)
+		}
+	}
+	q.mu.Unlock()
+	var expired []string
+	for _, id := range ids {
+		_, err := q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+			if e.status != workshop.StatusRunning || !e.leaseExp.Before(q.now()) {
+				return nil, workshop.Errorf(workshop.ECONFLICT, "lease renewed")
+			}
+			return q.requeue(e, "worker "+e.worker+" stopped renewing its lease"), nil
+		})
+		if err == nil {
+			expired = append(expired, id)
+		}
+	}
+	if len(expired) > 0 {
+		q.log.Warn("leases expired; jobs requeued", "jobs", expired)
+	}
+	return expired
+}
+
+// Run expires leases every interval until ctx ends.
+func (q *Queue) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			q.ExpireLeases(ctx)
+		}
+	}
+}
+
+// observeRun feeds a run time into the estimate; mu held.
+func (q *Queue) observeRun(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if q.avgRun == 0 {
+		q.avgRun = d
+		return
+	}
+	q.avgRun = (q.avgRun*4 + d) / 5
+}
+
+// SetSlots tells the queue how many jobs can run at once, for estimates.
+func (q *Queue) SetSlots(n int) {
+	q.mu.Lock()
+	q.slots = n
+	q.mu.Unlock()
+}

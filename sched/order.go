@@ -1,0 +1,203 @@
+package sched
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+)
+
+// entry is the in-memory view of an active (pending or running) job: just
+// what ordering and leasing need. The full job lives in the store.
+type entry struct {
+	id       string
+	user     string
+	priority int
+	seq      uint64
+	status   workshop.JobStatus
+	created  time.Time
+	started  time.Time
+	attempts int
+
+	worker   string
+	leaseExp time.Time
+}
+
+// class holds the pending jobs of one priority, in submission order overall
+// and per participant.
+type class struct {
+	fifo  []*entry
+	users map[string][]*entry
+}
+
+func newClass() *class { return &class{users: map[string][]*entry{}} }
+
+func bySeq(a *entry, seq uint64) int {
+	switch {
+	case a.seq < seq:
+		return -1
+	case a.seq > seq:
+		return 1
+	}
+	return 0
+}
+
+// insertSorted keeps s sorted by seq. Submissions commit in seq order, so
+// this is nearly always an append.
+func insertSorted(s []*entry, e *entry) []*entry {
+	if n := len(s); n == 0 || s[n-1].seq < e.seq {
+		return append(s, e)
+	}
+	i, _ := slices.BinarySearchFunc(s, e.seq, bySeq)
+	return slices.Insert(s, i, e)
+}
+
+func removeSorted(s []*entry, e *entry) []*entry {
+	i, ok := slices.BinarySearchFunc(s, e.seq, bySeq)
+	if !ok {
+		return s
+	}
+	return slices.Delete(s, i, i+1)
+}
+
+func (c *class) add(e *entry) {
+	c.fifo = insertSorted(c.fifo, e)
+	c.users[e.user] = insertSorted(c.users[e.user], e)
+}
+
+func (c *class) remove(e *entry) {
+	c.fifo = removeSorted(c.fifo, e)
+	if s := removeSorted(c.users[e.user], e); len(s) == 0 {
+		delete(c.users, e.user)
+	} else {
+		c.users[e.user] = s
+	}
+}
+
+// rrLess orders participants for round-robin: least recently served first
+// (never served counts as earliest), ties by their oldest pending job.
+func rrLess(servedA uint64, headA *entry, servedB uint64, headB *entry) bool {
+	if servedA != servedB {
+		return servedA < servedB
+	}
+	return headA.seq < headB.seq
+}
+
+// next returns the job to dispatch now, or nil.
+func (q *Queue) next() *entry {
+	for _, c := range q.classes {
+		if len(c.fifo) == 0 {
+			continue
+		}
+		if q.mode == workshop.ModeFIFO {
+			return c.fifo[0]
+		}
+		var best *entry
+		var bestServed uint64
+		for u, s := range c.users {
+			served := q.served[u]
+			if best == nil || rrLess(served, s[0], bestServed, best) {
+				best, bestServed = s[0], served
+			}
+		}
+		return best
+	}
+	return nil
+}
+
+// order returns every pending job in the order they will be dispatched,
+// assuming no new submissions. It is cached until the queue changes.
+func (q *Queue) order() []*entry {
+	if !q.orderDirty {
+		return q.orderCache
+	}
+	out := q.orderCache[:0]
+	// Serving a participant in a higher class moves them back in the rotation
+	// of the lower classes: simulate that with a scratch clock.
+	virt := map[string]uint64{}
+	clock := q.clock
+	servedAt := func(u string) uint64 {
+		if v, ok := virt[u]; ok {
+			return v
+		}
+		return q.served[u]
+	}
+	for _, c := range q.classes {
+		if len(c.fifo) == 0 {
+			continue
+		}
+		if q.mode == workshop.ModeFIFO {
+			for _, e := range c.fifo {
+				out = append(out, e)
+				clock++
+				virt[e.user] = clock
+			}
+			continue
+		}
+		users := make([]string, 0, len(c.users))
+		for u := range c.users {
+			users = append(users, u)
+		}
+		sort.Slice(users, func(i, j int) bool {
+			return rrLess(servedAt(users[i]), c.users[users[i]][0], servedAt(users[j]), c.users[users[j]][0])
+		})
+		// Rounds: each participant still holding jobs gives one per round, in
+		// rotation order, which stays the same from round to round.
+		for k := 0; len(users) > 0; k++ {
+			kept := users[:0]
+			for _, u := range users {
+				s := c.users[u]
+				out = append(out, s[k])
+				clock++
+				virt[u] = clock
+				if len(s) > k+1 {
+					kept = append(kept, u)
+				}
+			}
+			users = kept
+		}
+	}
+	q.orderCache = out
+	q.orderDirty = false
+	q.positions = make(map[*entry]int, len(out))
+	for i, e := range out {
+		q.positions[e] = i + 1
+	}
+	return out
+}
+
+// position is e's 1-based place in the dispatch order. For a job just added
+// it avoids rebuilding the whole order when it can: under load every
+// submission dirties the cache, and each answer needs its position.
+func (q *Queue) position(e *entry) int {
+	if !q.orderDirty {
+		return q.positions[e]
+	}
+	before := 0
+	for p := 0; p < e.priority; p++ {
+		before += len(q.classes[p].fifo)
+	}
+	c := q.classes[e.priority]
+	if q.mode == workshop.ModeFIFO {
+		i, _ := slices.BinarySearchFunc(c.fifo, e.seq, bySeq)
+		return before + i + 1
+	}
+	if before > 0 {
+		// Higher classes reshuffle this class's rotation: simulate.
+		q.order()
+		return q.positions[e]
+	}
+	mine := c.users[e.user]
+	k, _ := slices.BinarySearchFunc(mine, e.seq, bySeq)
+	pos := 0
+	for u, s := range c.users {
+		pos += min(len(s), k) // everyone's jobs from the rounds before e's
+		if u != e.user && len(s) > k && rrLess(q.served[u], s[0], q.served[e.user], mine[0]) {
+			pos++ // ahead of e in e's own round
+		}
+	}
+	return pos + 1
+}
+
+func (q *Queue) dirty() { q.orderDirty = true }

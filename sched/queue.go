@@ -1,0 +1,578 @@
+// Package sched is the workshop queue: the order of pending jobs, the leases
+// workers hold on running ones, and the events that report every change.
+//
+// The queue keeps active jobs in memory and is the only writer of job state.
+// Each change is checked against memory under one lock, queued to the store
+// in that same order while the lock is held, and acknowledged only once the
+// store has committed it, so memory and disk never disagree and nothing
+// acknowledged is lost.
+package sched
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// Config tunes a Queue.
+type Config struct {
+	Mode           workshop.QueueMode
+	MaxPending     int  // pending jobs one participant may hold; 0 = unlimited
+	IgnorePriority bool // ENABLE_PRIORITY=false: every job is served as priority 2
+	MaxAttempts    int  // dispatches before a job that keeps losing its worker fails
+	Now            func() time.Time
+	Log            *slog.Logger
+}
+
+// Queue is the durable, ordered job queue.
+type Queue struct {
+	db  *store.DB
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	bus *Bus
+
+	mu      sync.Mutex
+	mode    workshop.QueueMode
+	paused  bool
+	seq     uint64
+	clock   uint64            // round-robin clock: one tick per dispatch
+	served  map[string]uint64 // participant -> clock at their last dispatch
+	active  map[string]*entry
+	classes [workshop.PriorityLowest + 1]*class
+	// pendingBy counts each participant's pending jobs, including those
+	// whose submission is still committing, for the per-participant cap.
+	pendingBy map[string]int
+	quota     map[string]int // per-participant cap overriding MaxPending
+	finished  map[workshop.JobStatus]int
+	changed   chan struct{} // closed and replaced when a job may be leasable
+
+	orderDirty bool
+	orderCache []*entry
+	positions  map[*entry]int
+
+	slots  int           // connected worker slots, for estimates
+	avgRun time.Duration // moving average of run time, for estimates
+}
+
+// Settings names in the store.
+const (
+	settingQueue = "queue"
+)
+
+type queueSettings struct {
+	Mode   workshop.QueueMode `json:"mode"`
+	Paused bool               `json:"paused"`
+}
+
+// Open loads the active jobs from db and returns the queue. The mode in cfg
+// applies only to a new store: once the instructor switches it, the stored
+// mode wins over the flag.
+func Open(db *store.DB, cfg Config) (*Queue, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = workshop.ModeRoundRobin
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	q := &Queue{
+		db: db, cfg: cfg, log: cfg.Log, now: cfg.Now, bus: NewBus(),
+		mode:       cfg.Mode,
+		served:     map[string]uint64{},
+		active:     map[string]*entry{},
+		pendingBy:  map[string]int{},
+		quota:      map[string]int{},
+		finished:   map[workshop.JobStatus]int{},
+		changed:    make(chan struct{}),
+		orderDirty: true,
+	}
+	for i := range q.classes {
+		q.classes[i] = newClass()
+	}
+	err := db.View(func(tx *store.Tx) error {
+		var s queueSettings
+		ok, err := tx.Setting(settingQueue, &s)
+		if err != nil {
+			return err
+		}
+		if ok {
+			q.mode, q.paused = s.Mode, s.Paused
+		}
+		if q.seq, err = tx.MaxSeq(); err != nil {
+			return err
+		}
+		if q.served, err = tx.Served(); err != nil {
+			return err
+		}
+		for _, c := range q.served {
+			q.clock = max(q.clock, c)
+		}
+		counts, err := tx.CountByStatus()
+		if err != nil {
+			return err
+		}
+		for st, n := range counts {
+			if st.Finished() {
+				q.finished[st] = n
+			}
+		}
+		jobs, err := tx.ActiveJobs()
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			e := q.entryOf(j)
+			q.active[e.id] = e
+			if e.status == workshop.StatusPending {
+				q.classes[e.priority].add(e)
+				q.pendingBy[e.user]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load queue: %w", err)
+	}
+	return q, nil
+}
+
+func (q *Queue) entryOf(j *workshop.Job) *entry {
+	e := &entry{
+		id: j.ID, user: j.UserID, priority: q.class(j.Priority), seq: j.Seq,
+		status: j.Status, created: j.CreatedAt, attempts: j.Attempts, worker: j.Worker,
+	}
+	if j.StartedAt != nil {
+		e.started = *j.StartedAt
+	}
+	if j.LeaseExpires != nil {
+		e.leaseExp = *j.LeaseExpires
+	}
+	return e
+}
+
+func (q *Queue) class(priority int) int {
+	if q.cfg.IgnorePriority {
+		return workshop.PriorityDefault
+	}
+	return priority
+}
+
+// Events returns the queue's event bus.
+func (q *Queue) Events() *Bus { return q.bus }
+
+// notify wakes lease waiters; call with mu held.
+func (q *Queue) notify() {
+	close(q.changed)
+	q.changed = make(chan struct{})
+}
+
+// Submission is a request to queue a job.
+type Submission struct {
+	UserID   string
+	Workflow json.RawMessage
+	Priority *int
+	Metadata json.RawMessage
+}
+
+// Submit validates s, stores the job durably and returns it with its
+// position. It fails with ETOOMANY when the participant is at their cap.
+func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error) {
+	if !workshop.ValidUserID(s.UserID) {
+		return nil, workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
+	}
+	prio := workshop.PriorityDefault
+	if s.Priority != nil {
+		prio = *s.Priority
+	}
+	if !workshop.ValidPriority(prio) {
+		return nil, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
+	}
+	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
+		return nil, err
+	}
+	if err := workshop.ValidateMetadata(s.Metadata); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	q.mu.Lock()
+	if limit := q.limitFor(s.UserID); limit > 0 && q.pendingBy[s.UserID] >= limit {
+		q.mu.Unlock()
+		return nil, workshop.Errorf(workshop.ETOOMANY, "%s already has %d pending jobs (the limit): wait for one to finish", s.UserID, limit)
+	}
+	q.pendingBy[s.UserID]++
+	q.seq++
+	job := &workshop.Job{
+		ID:        uuid.Must(uuid.NewV7()).String(),
+		Seq:       q.seq,
+		UserID:    s.UserID,
+		Workflow:  s.Workflow,
+		Priority:  prio,
+		Status:    workshop.StatusPending,
+		CreatedAt: q.now().UTC(),
+		Metadata:  s.Metadata,
+	}
+	done := q.db.Enqueue(func(tx *store.Tx) error { return tx.PutJob(job) })
+	q.mu.Unlock()
+
+	err := <-done
+	q.mu.Lock()
+	if err != nil {
+		q.pendingBy[s.UserID]--
+		q.mu.Unlock()
+		return nil, err
+	}
+	e := q.entryOf(job)
+	q.active[e.id] = e
+	q.classes[e.priority].add(e)
+	q.dirty()
+	q.fill(job, e)
+	if !q.paused {
+		q.notify()
+	}
+	q.mu.Unlock()
+
+	q.publish(EventJobCreated, job)
+	return job, nil
+}
+
+func (q *Queue) limitFor(user string) int {
+	if n, ok := q.quota[user]; ok {
+		return n
+	}
+	return q.cfg.MaxPending
+}
+
+// SetQuota sets one participant's cap on pending jobs (0: unlimited,
+// negative: back to the default).
+func (q *Queue) SetQuota(user string, n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if n < 0 {
+		delete(q.quota, user)
+	} else {
+		q.quota[user] = n
+	}
+}
+
+// fill sets the computed fields of a job from its entry; mu held.
+func (q *Queue) fill(j *workshop.Job, e *entry) {
+	j.Position, j.ETASeconds = 0, nil
+	if e == nil || e.status != workshop.StatusPending {
+		return
+	}
+	j.Position = q.position(e)
+	if q.slots > 0 && q.avgRun > 0 {
+		waves := math.Ceil(float64(j.Position) / float64(q.slots))
+		eta := math.Round(waves*q.avgRun.Seconds()*10) / 10
+		j.ETASeconds = &eta
+	}
+}
+
+// Get returns a job with its workflow and computed fields.
+func (q *Queue) Get(id string) (*workshop.Job, error) {
+	var j *workshop.Job
+	err := q.db.View(func(tx *store.Tx) (err error) {
+		j, err = tx.Job(id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	q.fill(j, q.active[id])
+	q.mu.Unlock()
+	return j, nil
+}
+
+// ListFilter selects jobs to list.
+type ListFilter struct {
+	UserID string
+	Status workshop.JobStatus
+	Cursor string
+	Limit  int
+}
+
+// MaxListLimit caps one page of a job list.
+const MaxListLimit = 500
+
+// List returns jobs newest first, except pending jobs, which come in dispatch
+// order with their positions; and the cursor for the next page.
+func (q *Queue) List(f ListFilter) ([]*workshop.Job, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	f.Limit = min(f.Limit, MaxListLimit)
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, "", workshop.Errorf(workshop.EINVALID, "status %q: want pending, running, completed, failed or cancelled", f.Status)
+	}
+	if f.UserID != "" && !workshop.ValidUserID(f.UserID) {
+		return nil, "", workshop.Errorf(workshop.EINVALID, "user_id %q is not a valid participant id", f.UserID)
+	}
+	if f.Status == workshop.StatusPending {
+		return q.listPending(f)
+	}
+	if f.Cursor != "" {
+		if _, err := uuid.Parse(f.Cursor); err != nil {
+			return nil, "", workshop.Errorf(workshop.EINVALID, "cursor %q is not one this server gave", f.Cursor)
+		}
+	}
+	var jobs []*workshop.Job
+	var next string
+	err := q.db.View(func(tx *store.Tx) (err error) {
+		jobs, next, err = tx.ListJobs(store.JobFilter{UserID: f.UserID, Status: f.Status, Before: f.Cursor, Limit: f.Limit})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	q.mu.Lock()
+	for _, j := range jobs {
+		q.fill(j, q.active[j.ID])
+	}
+	q.mu.Unlock()
+	return jobs, next, nil
+}
+
+// listPending pages through the dispatch order; the cursor is a position.
+func (q *Queue) listPending(f ListFilter) ([]*workshop.Job, string, error) {
+	from := 0
+	if f.Cursor != "" {
+		if _, err := fmt.Sscanf(f.Cursor, "p%d", &from); err != nil || from < 0 {
+			return nil, "", workshop.Errorf(workshop.EINVALID, "cursor %q is not one this server gave", f.Cursor)
+		}
+	}
+	q.mu.Lock()
+	var page []*entry
+	for _, e := range q.order()[min(from, len(q.orderCache)):] {
+		if f.UserID != "" && e.user != f.UserID {
+			continue
+		}
+		page = append(page, e)
+		if len(page) > f.Limit {
+			break
+		}
+	}
+	q.mu.Unlock()
+	next := ""
+	if len(page) > f.Limit {
+		page = page[:f.Limit]
+	}
+	var jobs []*workshop.Job
+	err := q.db.View(func(tx *store.Tx) error {
+		for _, e := range page {
+			j, err := tx.Job(e.id)
+			if err != nil {
+				continue // finished meanwhile
+			}
+			j.Workflow = nil
+			jobs = append(jobs, j)
+		}
+		return nil
+	})
+	q.mu.Lock()
+	last := 0
+	for _, j := range jobs {
+		q.fill(j, q.active[j.ID])
+		last = max(last, j.Position)
+	}
+	if len(page) == f.Limit && last > 0 && last < len(q.order()) {
+		next = fmt.Sprintf("p%d", last)
+	}
+	q.mu.Unlock()
+	return jobs, next, err
+}
+
+// change applies a state change to one active job: check runs under the lock
+// against the job's entry and returns what to write, or an error. The write
+// is queued before the lock is released, so writes reach disk in the order
+// memory saw them.
+func (q *Queue) change(ctx context.Context, id string, check func(e *entry) (func(*workshop.Job), error)) (*workshop.Job, error) {
+	q.mu.Lock()
+	e := q.active[id]
+	if e == nil {
+		q.mu.Unlock()
+		return nil, q.notActive(id)
+	}
+	mutate, err := check(e)
+	if err != nil {
+		q.mu.Unlock()
+		return nil, err
+	}
+	var saved *workshop.Job
+	done := q.db.Enqueue(func(tx *store.Tx) (err error) {
+		saved, err = tx.UpdateJob(id, func(j *workshop.Job) error { mutate(j); return nil })
+		return err
+	})
+	q.mu.Unlock()
+	if err := <-done; err != nil {
+		// Memory moved on and disk did not: the store is failing (disk full,
+		// I/O error). Say so loudly; a restart reloads the truth from disk.
+		q.log.Error("store write failed after the queue changed", "job", id, "err", err)
+		return nil, err
+	}
+	saved.Workflow = nil
+	q.mu.Lock()
+	q.fill(saved, q.active[id])
+	q.mu.Unlock()
+	q.publish(EventJobUpdated, saved)
+	return saved, nil
+}
+
+// notActive explains why id is not an active job: unknown, or finished.
+func (q *Queue) notActive(id string) error {
+	var j *workshop.Job
+	err := q.db.View(func(tx *store.Tx) (err error) {
+		j, err = tx.Job(id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return workshop.Errorf(workshop.ECONFLICT, "job %s is already %s", id, j.Status)
+}
+
+// removePending takes a pending entry out of the order; mu held.
+func (q *Queue) removePending(e *entry) {
+	q.classes[e.priority].remove(e)
+	q.pendingBy[e.user]--
+	if q.pendingBy[e.user] <= 0 {
+		delete(q.pendingBy, e.user)
+	}
+	q.dirty()
+}
+
+// finish drops a running or pending entry that reached a terminal state; mu held.
+func (q *Queue) finish(e *entry, st workshop.JobStatus) {
+	if e.status == workshop.StatusPending {
+		q.removePending(e)
+	}
+	e.status = st
+	delete(q.active, e.id)
+	q.finished[st]++
+}
+
+// Cancel cancels a pending or running job. A running job's worker learns of
+// it through the Cancelled event and interrupts the engine.
+func (q *Queue) Cancel(ctx context.Context, id, reason string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		now := q.now().UTC()
+		q.finish(e, workshop.StatusCancelled)
+		if reason == "" {
+			reason = "cancelled"
+		}
+		return func(j *workshop.Job) {
+			j.Status = workshop.StatusCancelled
+			j.CompletedAt = &now
+			j.LeaseExpires = nil
+			j.Error = &workshop.JobError{Type: "cancelled", Message: reason}
+		}, nil
+	})
+}
+
+// SetPriority moves a pending job to another priority.
+func (q *Queue) SetPriority(ctx context.Context, id string, prio int) (*workshop.Job, error) {
+	if !workshop.ValidPriority(prio) {
+		return nil, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
+	}
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if e.status != workshop.StatusPending {
+			return nil, workshop.Errorf(workshop.ECONFLICT, "job %s is %s: only pending jobs change priority", id, e.status)
+		}
+		q.classes[e.priority].remove(e)
+		e.priority = q.class(prio)
+		q.classes[e.priority].add(e)
+		q.dirty()
+		return func(j *workshop.Job) { j.Priority = prio }, nil
+	})
+}
+
+// Pause stops dispatching; pending jobs stay.
+func (q *Queue) Pause(ctx context.Context) error { return q.setState(ctx, nil, ptr(true)) }
+
+// Resume restarts dispatching.
+func (q *Queue) Resume(ctx context.Context) error { return q.setState(ctx, nil, ptr(false)) }
+
+// SetMode switches between fifo and round-robin.
+func (q *Queue) SetMode(ctx context.Context, m workshop.QueueMode) error {
+	if _, err := workshop.ParseQueueMode(string(m)); err != nil {
+		return err
+	}
+	return q.setState(ctx, &m, nil)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (q *Queue) setState(ctx context.Context, mode *workshop.QueueMode, paused *bool) error {
+	q.mu.Lock()
+	if mode != nil {
+		q.mode = *mode
+		q.dirty()
+	}
+	if paused != nil {
+		q.paused = *paused
+	}
+	s := queueSettings{Mode: q.mode, Paused: q.paused}
+	done := q.db.Enqueue(func(tx *store.Tx) error { return tx.PutSetting(settingQueue, s) })
+	if !q.paused {
+		q.notify()
+	}
+	q.mu.Unlock()
+	if err := <-done; err != nil {
+		return err
+	}
+	st := q.Status()
+	q.bus.Publish(Event{Type: EventQueueChanged, Queue: &st})
+	return nil
+}
+
+// Status is a summary of the queue.
+type Status struct {
+	Mode    workshop.QueueMode         `json:"mode"`
+	Paused  bool                       `json:"paused"`
+	Counts  map[workshop.JobStatus]int `json:"counts"`
+	Workers []json.RawMessage          `json:"workers"`
+}
+
+// Status summarises the queue.
+func (q *Queue) Status() Status {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	counts := map[workshop.JobStatus]int{
+		workshop.StatusPending: 0, workshop.StatusRunning: 0,
+		workshop.StatusCompleted: 0, workshop.StatusFailed: 0, workshop.StatusCancelled: 0,
+	}
+	for _, e := range q.active {
+		counts[e.status]++
+	}
+	for st, n := range q.finished {
+		counts[st] += n
+	}
+	return Status{Mode: q.mode, Paused: q.paused, Counts: counts, Workers: []json.RawMessage{}}
+}
+
+func (q *Queue) publish(typ string, j *workshop.Job) {
+	if !q.bus.HasSubscribers() {
+		return
+	}
+	c := *j
+	c.Workflow = nil // events go to many sockets; the graph is fetched on demand
+	q.bus.Publish(Event{Type: typ, Job: &c})
+}

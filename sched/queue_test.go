@@ -1,0 +1,563 @@
+package sched_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+var graph = json.RawMessage(`{"1":{"class_type":"EmptyImage","inputs":{"width":64,"height":64,"batch_size":1,"color":0}},"2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":"t"}}}`)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func openQueue(t *testing.T, dir string, cfg sched.Config) (*sched.Queue, *store.DB) {
+	t.Helper()
+	db, err := store.Open(dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cfg.Log = quiet
+	q, err := sched.Open(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, db
+}
+
+// submit queues one job for user, tagging it with label in its metadata.
+func submit(t *testing.T, q *sched.Queue, user, label string, prio ...int) *workshop.Job {
+	t.Helper()
+	s := sched.Submission{UserID: user, Workflow: graph, Metadata: json.RawMessage(fmt.Sprintf(`{"label":%q}`, label))}
+	if len(prio) > 0 {
+		s.Priority = &prio[0]
+	}
+	j, err := q.Submit(context.Background(), s)
+	if err != nil {
+		t.Fatalf("submit %s: %v", label, err)
+	}
+	return j
+}
+
+func label(j *workshop.Job) string {
+	var m struct{ Label string }
+	json.Unmarshal(j.Metadata, &m)
+	return m.Label
+}
+
+// drain leases every pending job and returns their labels in dispatch order.
+func drain(t *testing.T, q *sched.Queue) []string {
+	t.Helper()
+	var got []string
+	for {
+		st := q.Status()
+		if st.Counts[workshop.StatusPending] == 0 {
+			return got
+		}
+		j, err := q.Lease(context.Background(), "w", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, label(j))
+	}
+}
+
+// pendingOrder lists pending jobs as the API does.
+func pendingOrder(t *testing.T, q *sched.Queue) []string {
+	t.Helper()
+	jobs, _, err := q.List(sched.ListFilter{Status: workshop.StatusPending, Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, j := range jobs {
+		if j.Position != i+1 {
+			t.Errorf("%s at index %d has position %d", label(j), i, j.Position)
+		}
+		got = append(got, label(j))
+	}
+	return got
+}
+
+func TestWorkedExample(t *testing.T) {
+	for _, tc := range []struct {
+		mode workshop.QueueMode
+		want string
+	}{
+		{workshop.ModeRoundRobin, "A1 B1 C1 A2 A3 A4 A5"},
+		{workshop.ModeFIFO, "A1 A2 A3 A4 A5 B1 C1"},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: tc.mode})
+			var positions []string
+			for i := 1; i <= 5; i++ {
+				j := submit(t, q, "A", fmt.Sprintf("A%d", i))
+				positions = append(positions, fmt.Sprint(j.Position))
+			}
+			b := submit(t, q, "B", "B1")
+			c := submit(t, q, "C", "C1")
+			positions = append(positions, fmt.Sprint(b.Position), fmt.Sprint(c.Position))
+			if got := strings.Join(pendingOrder(t, q), " "); got != tc.want {
+				t.Errorf("listed order %s, want %s", got, tc.want)
+			}
+			// Each submission's position must match where the full order puts
+			// it right after that submission.
+			wantPos := map[workshop.QueueMode]string{
+				workshop.ModeRoundRobin: "1 2 3 4 5 2 3",
+				workshop.ModeFIFO:       "1 2 3 4 5 6 7",
+			}[tc.mode]
+			if got := strings.Join(positions, " "); got != wantPos {
+				t.Errorf("positions at submit %s, want %s", got, wantPos)
+			}
+			if got := strings.Join(drain(t, q), " "); got != tc.want {
+				t.Errorf("dispatched %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPriorityFirstThenMode(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeRoundRobin})
+	submit(t, q, "A", "A1")
+	submit(t, q, "A", "A2")
+	submit(t, q, "B", "B1", 3)
+	submit(t, q, "C", "C1")
+	submit(t, q, "I", "I1", 0)
+	submit(t, q, "B", "B2", 1)
+	submit(t, q, "I", "I2", 0)
+	want := "I1 I2 B2 A1 C1 A2 B1"
+	if got := strings.Join(pendingOrder(t, q), " "); got != want {
+		t.Errorf("order %s, want %s", got, want)
+	}
+	if got := strings.Join(drain(t, q), " "); got != want {
+		t.Errorf("dispatched %s, want %s", got, want)
+	}
+}
+
+// A participant served by a high-priority job goes to the back of the
+// rotation of the lower classes too.
+func TestRoundRobinRotationAcrossClasses(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeRoundRobin})
+	submit(t, q, "A", "A1")
+	submit(t, q, "B", "B1")
+	submit(t, q, "A", "A0", 0)
+	want := "A0 B1 A1"
+	if got := strings.Join(pendingOrder(t, q), " "); got != want {
+		t.Errorf("order %s, want %s", got, want)
+	}
+	if got := strings.Join(drain(t, q), " "); got != want {
+		t.Errorf("dispatched %s, want %s", got, want)
+	}
+}
+
+// Round-robin remembers who was served, also across restarts: after A is
+// served, B's later job goes before A's next one.
+func TestRoundRobinMemorySurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	q, db := openQueue(t, dir, sched.Config{Mode: workshop.ModeRoundRobin})
+	submit(t, q, "A", "A1")
+	if got := drain(t, q); len(got) != 1 {
+		t.Fatal(got)
+	}
+	submit(t, q, "A", "A2")
+	submit(t, q, "B", "B1")
+	db.Close()
+	q2, _ := openQueue(t, dir, sched.Config{Mode: workshop.ModeRoundRobin})
+	if got := strings.Join(drain(t, q2), " "); got != "B1 A2" {
+		t.Errorf("after restart dispatched %s, want B1 A2", got)
+	}
+}
+
+func TestTiesBreakBySubmissionOrder(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeRoundRobin})
+	// Never-served participants go by their oldest pending job.
+	submit(t, q, "C", "C1")
+	submit(t, q, "A", "A1")
+	submit(t, q, "B", "B1")
+	submit(t, q, "A", "A2")
+	if got := strings.Join(drain(t, q), " "); got != "C1 A1 B1 A2" {
+		t.Errorf("dispatched %s", got)
+	}
+}
+
+func TestPauseHoldsDispatch(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	ctx := context.Background()
+	if err := q.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, q, "A", "A1")
+	leased := make(chan *workshop.Job)
+	go func() {
+		j, err := q.Lease(ctx, "w", time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		leased <- j
+	}()
+	// The lease must not happen while paused; the queue's state is checked
+	// instead of waiting on a timer.
+	select {
+	case <-leased:
+		t.Fatal("leased while paused")
+	default:
+	}
+	if st := q.Status(); !st.Paused || st.Counts[workshop.StatusPending] != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if err := q.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j := <-leased; label(j) != "A1" {
+		t.Errorf("leased %s", label(j))
+	}
+}
+
+func TestPauseSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	q, db := openQueue(t, dir, sched.Config{})
+	ctx := context.Background()
+	if err := q.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SetMode(ctx, workshop.ModeFIFO); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	q2, _ := openQueue(t, dir, sched.Config{Mode: workshop.ModeRoundRobin})
+	if st := q2.Status(); !st.Paused || st.Mode != workshop.ModeFIFO {
+		t.Errorf("after restart %+v", st)
+	}
+}
+
+func code(err error) string { return workshop.ErrorCode(err) }
+
+func TestTransitions(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openQueue(t, t.TempDir(), sched.Config{MaxAttempts: 2})
+
+	// pending: no complete/fail/requeue/extend (not leased).
+	p := submit(t, q, "A", "p")
+	if _, err := q.Complete(ctx, p.ID, "w", nil); code(err) != workshop.ECONFLICT {
+		t.Errorf("complete pending: %v", err)
+	}
+	if _, err := q.Fail(ctx, p.ID, "w", nil); code(err) != workshop.ECONFLICT {
+		t.Errorf("fail pending: %v", err)
+	}
+	if _, err := q.Requeue(ctx, p.ID, "w", "x"); code(err) != workshop.ECONFLICT {
+		t.Errorf("requeue pending: %v", err)
+	}
+	if err := q.Extend(ctx, p.ID, "w", time.Minute); code(err) != workshop.ECONFLICT {
+		t.Errorf("extend pending: %v", err)
+	}
+	// running: priority is refused; another worker cannot finish it.
+	r, err := q.Lease(ctx, "w1", time.Minute)
+	if err != nil || r.ID != p.ID || r.Status != workshop.StatusRunning || r.Attempts != 1 || r.StartedAt == nil {
+		t.Fatalf("lease: %+v %v", r, err)
+	}
+	if _, err := q.SetPriority(ctx, r.ID, 0); code(err) != workshop.ECONFLICT {
+		t.Errorf("priority of running: %v", err)
+	}
+	if _, err := q.Complete(ctx, r.ID, "w2", nil); code(err) != workshop.ECONFLICT {
+		t.Errorf("complete by other worker: %v", err)
+	}
+	done, err := q.Complete(ctx, r.ID, "w1", &workshop.Result{Outputs: []workshop.Output{{Filename: "a.png"}}})
+	if err != nil || done.Status != workshop.StatusCompleted || done.CompletedAt == nil {
+		t.Fatalf("complete: %+v %v", done, err)
+	}
+	// completed: everything is refused, nothing changes.
+	for name, f := range map[string]func() error{
+		"cancel":   func() error { _, err := q.Cancel(ctx, r.ID, ""); return err },
+		"priority": func() error { _, err := q.SetPriority(ctx, r.ID, 1); return err },
+		"complete": func() error { _, err := q.Complete(ctx, r.ID, "w1", nil); return err },
+		"fail":     func() error { _, err := q.Fail(ctx, r.ID, "w1", nil); return err },
+		"requeue":  func() error { _, err := q.Requeue(ctx, r.ID, "w1", "x"); return err },
+	} {
+		if err := f(); code(err) != workshop.ECONFLICT {
+			t.Errorf("%s of completed: %v", name, err)
+		}
+	}
+	if j, _ := q.Get(r.ID); j.Status != workshop.StatusCompleted || len(j.Result.Outputs) != 1 {
+		t.Errorf("completed job changed: %+v", j)
+	}
+	// Unknown ids are not found.
+	if _, err := q.Cancel(ctx, "0190c0de-0000-7000-8000-000000000000", ""); code(err) != workshop.ENOTFOUND {
+		t.Errorf("cancel unknown: %v", err)
+	}
+
+	// Requeue goes back to pending, and fails after MaxAttempts.
+	x := submit(t, q, "B", "x")
+	l1, _ := q.Lease(ctx, "w", time.Minute)
+	if l1.ID != x.ID {
+		t.Fatal("leased wrong job")
+	}
+	rq, err := q.Requeue(ctx, x.ID, "w", "tunnel lost")
+	if err != nil || rq.Status != workshop.StatusPending || rq.Position != 1 {
+		t.Fatalf("requeue: %+v %v", rq, err)
+	}
+	q.Lease(ctx, "w", time.Minute)
+	f, err := q.Requeue(ctx, x.ID, "w", "tunnel lost")
+	if err != nil || f.Status != workshop.StatusFailed || !strings.Contains(f.Error.Message, "2 attempts") {
+		t.Fatalf("requeue at max attempts: %+v %v", f, err)
+	}
+
+	// Cancel a running job: its worker can no longer complete it.
+	c := submit(t, q, "C", "c")
+	q.Lease(ctx, "w", time.Minute)
+	if _, err := q.Cancel(ctx, c.ID, "instructor"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Complete(ctx, c.ID, "w", nil); code(err) != workshop.ECONFLICT {
+		t.Errorf("complete after cancel: %v", err)
+	}
+	st := q.Status()
+	if st.Counts[workshop.StatusCompleted] != 1 || st.Counts[workshop.StatusFailed] != 1 || st.Counts[workshop.StatusCancelled] != 1 {
+		t.Errorf("counts %+v", st.Counts)
+	}
+}
+
+func TestStatusTransitionTable(t *testing.T) {
+	all := []workshop.JobStatus{workshop.StatusPending, workshop.StatusRunning, workshop.StatusCompleted, workshop.StatusFailed, workshop.StatusCancelled}
+	allowed := map[[2]workshop.JobStatus]bool{
+		{"pending", "running"}: true, {"pending", "cancelled"}: true,
+		{"running", "pending"}: true, {"running", "completed"}: true, {"running", "failed"}: true, {"running", "cancelled"}: true,
+	}
+	for _, a := range all {
+		for _, b := range all {
+			if got := a.CanMove(b); got != allowed[[2]workshop.JobStatus{a, b}] {
+				t.Errorf("%s -> %s: %v", a, b, got)
+			}
+		}
+	}
+}
+
+func TestMaxPendingAndQuota(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{MaxPending: 2})
+	submit(t, q, "A", "1")
+	submit(t, q, "A", "2")
+	_, err := q.Submit(context.Background(), sched.Submission{UserID: "A", Workflow: graph})
+	if code(err) != workshop.ETOOMANY {
+		t.Fatalf("third job: %v", err)
+	}
+	submit(t, q, "B", "other users are not affected")
+	q.SetQuota("A", 3)
+	submit(t, q, "A", "3")
+	if st := q.Status(); st.Counts[workshop.StatusPending] != 4 {
+		t.Errorf("pending %d", st.Counts[workshop.StatusPending])
+	}
+}
+
+func TestSubmitValidation(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	bad := []sched.Submission{
+		{UserID: "", Workflow: graph},
+		{UserID: "../etc", Workflow: graph},
+		{UserID: "a", Workflow: nil},
+		{UserID: "a", Workflow: json.RawMessage(`[]`)},
+		{UserID: "a", Workflow: json.RawMessage(`{}`)},
+		{UserID: "a", Workflow: json.RawMessage(`{"1":{"inputs":{}}}`)},
+		{UserID: "a", Workflow: json.RawMessage(`{"1":"x"}`)},
+		{UserID: "a", Workflow: json.RawMessage(`{"1":{"class_type":"X","inputs":[]}}`)},
+		{UserID: "a", Workflow: graph, Priority: ptr(4)},
+		{UserID: "a", Workflow: graph, Priority: ptr(-1)},
+		{UserID: "a", Workflow: graph, Metadata: json.RawMessage(`{"x":` + strings.Repeat(" ", workshop.MaxMetadataSize) + `1}`)},
+	}
+	for i, s := range bad {
+		if _, err := q.Submit(context.Background(), s); code(err) != workshop.EINVALID && code(err) != workshop.ETOOLARGE {
+			t.Errorf("case %d: %v", i, err)
+		}
+	}
+	if st := q.Status(); st.Counts[workshop.StatusPending] != 0 {
+		t.Errorf("bad submissions changed the queue: %+v", st)
+	}
+}
+
+func ptr(n int) *int { return &n }
+
+func TestLeaseExpiryRequeues(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Now: clock})
+	ctx := context.Background()
+	j := submit(t, q, "A", "a")
+	q.Lease(ctx, "w", time.Minute)
+	if got := q.ExpireLeases(ctx); len(got) != 0 {
+		t.Fatalf("expired early: %v", got)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if got := q.ExpireLeases(ctx); len(got) != 1 || got[0] != j.ID {
+		t.Fatalf("expired %v", got)
+	}
+	g, _ := q.Get(j.ID)
+	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil {
+		t.Errorf("after expiry %+v", g)
+	}
+}
+
+func TestCancelAndPriorityChangeOrder(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeFIFO})
+	a := submit(t, q, "A", "a")
+	b := submit(t, q, "B", "b")
+	c := submit(t, q, "C", "c")
+	if _, err := q.Cancel(ctx, a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	m, err := q.SetPriority(ctx, c.ID, 0)
+	if err != nil || m.Position != 1 {
+		t.Fatalf("move to top: %+v %v", m, err)
+	}
+	if got := strings.Join(pendingOrder(t, q), " "); got != "c b" {
+		t.Errorf("order %s", got)
+	}
+	if g, _ := q.Get(b.ID); g.Position != 2 {
+		t.Errorf("b position %d", g.Position)
+	}
+}
+
+// Everything acknowledged survives a reopen, with its state.
+func TestReopenKeepsJobs(t *testing.T) {
+	dir := t.TempDir()
+	q, db := openQueue(t, dir, sched.Config{Mode: workshop.ModeFIFO})
+	ctx := context.Background()
+	var ids []string
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			j, err := q.Submit(ctx, sched.Submission{UserID: fmt.Sprintf("u%d", i%7), Workflow: graph})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids = append(ids, j.ID)
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	leased, _ := q.Lease(ctx, "w", time.Minute)
+	db.Close()
+
+	q2, _ := openQueue(t, dir, sched.Config{Mode: workshop.ModeFIFO})
+	for _, id := range ids {
+		j, err := q2.Get(id)
+		if err != nil {
+			t.Fatalf("job %s lost: %v", id, err)
+		}
+		if id == leased.ID && j.Status != workshop.StatusRunning {
+			t.Errorf("leased job is %s", j.Status)
+		}
+	}
+	st := q2.Status()
+	if st.Counts[workshop.StatusPending] != 49 || st.Counts[workshop.StatusRunning] != 1 {
+		t.Errorf("counts %+v", st.Counts)
+	}
+	// Numbers continue after the restart.
+	n := submit(t, q2, "z", "new")
+	if n.Seq != 51 {
+		t.Errorf("seq after restart %d", n.Seq)
+	}
+}
+
+func TestEventsPublished(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	sub := q.Events().Subscribe(16, nil)
+	defer sub.Close()
+	j := submit(t, q, "A", "a")
+	e := <-sub.C
+	if e.Type != sched.EventJobCreated || e.Job.ID != j.ID || e.Job.Workflow != nil {
+		t.Errorf("first event %+v", e)
+	}
+	q.Cancel(context.Background(), j.ID, "")
+	if e := <-sub.C; e.Type != sched.EventJobUpdated || e.Job.Status != workshop.StatusCancelled {
+		t.Errorf("second event %+v", e)
+	}
+	q.Pause(context.Background())
+	if e := <-sub.C; e.Type != sched.EventQueueChanged || !e.Queue.Paused {
+		t.Errorf("third event %+v", e)
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeFIFO})
+	for i := 0; i < 7; i++ {
+		submit(t, q, fmt.Sprintf("u%d", i%2), fmt.Sprint(i))
+	}
+	var got []string
+	cursor := ""
+	for {
+		jobs, next, err := q.List(sched.ListFilter{Limit: 3, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			got = append(got, label(j))
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if s := strings.Join(got, ""); s != "6543210" {
+		t.Errorf("newest first: %s", s)
+	}
+	got = nil
+	cursor = ""
+	for {
+		jobs, next, err := q.List(sched.ListFilter{Limit: 2, Cursor: cursor, UserID: "u1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			got = append(got, label(j))
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if s := strings.Join(got, ""); s != "531" {
+		t.Errorf("user filter: %s", s)
+	}
+	got = nil
+	cursor = ""
+	for {
+		jobs, next, err := q.List(sched.ListFilter{Limit: 3, Cursor: cursor, Status: workshop.StatusPending})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			got = append(got, fmt.Sprintf("%s@%d", label(j), j.Position))
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if s := strings.Join(got, " "); s != "0@1 1@2 2@3 3@4 4@5 5@6 6@7" {
+		t.Errorf("pending pages: %s", s)
+	}
+	if _, _, err := q.List(sched.ListFilter{Status: "bogus"}); code(err) != workshop.EINVALID {
+		t.Errorf("bad status: %v", err)
+	}
+	if _, _, err := q.List(sched.ListFilter{Cursor: "nope"}); !errors.Is(err, err) || code(err) != workshop.EINVALID {
+		t.Errorf("bad cursor: %v", err)
+	}
+}

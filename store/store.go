@@ -1,0 +1,258 @@
+// Package store keeps ComfyUI Workshop's durable state in one bbolt file.
+//
+// Every write goes through a single writer goroutine that runs all writes
+// queued while the previous commit was syncing in one transaction (group
+// commit): a caller waits for exactly one fsync that its write is part of,
+// and nobody waits for a timer.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	workshop "github.com/comfy-workshop/workshop"
+)
+
+// SchemaVersion is the layout of the bbolt file this build reads and writes.
+// Open refuses a file written by a newer build rather than misread it.
+const SchemaVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketJobs     = []byte("jobs")      // job id -> job JSON
+	bucketActive   = []byte("active")    // job id -> nothing: pending and running jobs
+	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> nothing
+	bucketSettings = []byte("settings")  // name -> JSON value
+	bucketServed   = []byte("served")    // user -> round-robin clock of their last dispatch
+
+	keySchema = []byte("schema_version")
+)
+
+// maxBatch bounds one group commit so one huge batch does not delay the
+// callers at its front for long.
+const maxBatch = 2048
+
+// DB is the store. Open one per data directory.
+type DB struct {
+	bolt *bolt.DB
+	path string
+	log  *slog.Logger
+
+	writes chan *write
+	stop   chan struct{}
+	done   chan struct{}
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+type write struct {
+	fn   func(*Tx) error
+	done chan error
+}
+
+// Open opens (creating if needed) the store in dir. The data directory must be
+// writable; a clear error says so when it is not.
+func Open(dir string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "workshop.db")
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 2 * time.Second, // another process holds the file: say so, don't hang
+		// The freelist is rebuilt at open instead of written on every commit:
+		// fewer pages per commit, faster group commits.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: the file is locked by another running server", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db := &DB{
+		bolt:   bdb,
+		path:   path,
+		log:    log,
+		writes: make(chan *write, 4*maxBatch),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	if err := db.init(); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	go db.writer()
+	return db, nil
+}
+
+func (db *DB) init() error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keySchema)
+		if v == nil {
+			return meta.Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
+		}
+		var have int
+		if _, err := fmt.Sscan(string(v), &have); err != nil {
+			return fmt.Errorf("store %s: unreadable schema version %q", db.path, v)
+		}
+		if have > SchemaVersion {
+			return fmt.Errorf("store %s has schema version %d, newer than this build's %d: run the newer workshop binary", db.path, have, SchemaVersion)
+		}
+		return nil
+	})
+}
+
+// Path is the bbolt file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close stops the writer after the writes already queued, then closes the file.
+func (db *DB) Close() error {
+	var err error
+	db.closeOnce.Do(func() {
+		close(db.stop)
+		<-db.done
+		close(db.closed)
+		err = db.bolt.Close()
+	})
+	return err
+}
+
+// ErrClosed is returned for writes after Close.
+var ErrClosed = workshop.Errorf(workshop.EUNAVAILABLE, "the store is shutting down")
+
+// Write runs fn in a read-write transaction shared with other concurrent
+// writes, and returns once that transaction is durably committed. fn may run
+// more than once (when another write in its batch fails, each is retried
+// alone), so it must only touch the transaction. An error from fn undoes fn's
+// writes and is returned as is.
+func (db *DB) Write(ctx context.Context, fn func(*Tx) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- w:
+	case <-db.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write will be committed or refused; wait for the verdict
+	// even if ctx ends, so the caller never reports failure for a durable write.
+	return <-w.done
+}
+
+// Enqueue queues fn like Write but returns at once with a channel that gets
+// the verdict. Writes are committed in the order they were enqueued, which
+// lets a caller order writes under its own lock without waiting for I/O there.
+func (db *DB) Enqueue(fn func(*Tx) error) <-chan error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- w:
+	case <-db.stop:
+		w.done <- ErrClosed
+	}
+	return w.done
+}
+
+func (db *DB) writer() {
+	defer close(db.done)
+	batch := make([]*write, 0, maxBatch)
+	for {
+		select {
+		case w := <-db.writes:
+			batch = append(batch[:0], w)
+		case <-db.stop:
+			// Commit whatever is still queued, then refuse the rest.
+			for {
+				select {
+				case w := <-db.writes:
+					db.commit([]*write{w})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case w := <-db.writes:
+				batch = append(batch, w)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// batchError marks which write in a batch failed.
+type batchError struct {
+	index int
+	err   error
+}
+
+func (e *batchError) Error() string { return e.err.Error() }
+
+func (db *DB) commit(batch []*write) {
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		tx := &Tx{tx: btx}
+		for i, w := range batch {
+			if err := w.fn(tx); err != nil {
+				return &batchError{i, err}
+			}
+		}
+		return nil
+	})
+	var be *batchError
+	if errors.As(err, &be) && len(batch) > 1 {
+		// One write failed and took the batch down: retry each alone so only
+		// the failing one sees its error.
+		for _, w := range batch {
+			db.commit([]*write{w})
+		}
+		return
+	}
+	if be != nil {
+		err = be.err
+	}
+	if err != nil && !isCallerError(err) {
+		db.log.Error("store commit failed", "err", err, "writes", len(batch))
+	}
+	for _, w := range batch {
+		w.done <- err
+	}
+}
+
+func isCallerError(err error) bool {
+	var e *workshop.Error
+	return errors.As(err, &e)
+}
+
+// View runs fn in a read-only transaction. Keep it short: a long read
+// transaction stops bbolt from reusing pages.
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+}
+
+// Tx is a transaction with the store's typed accessors.
+type Tx struct {
+	tx *bolt.Tx
+}

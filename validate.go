@@ -1,0 +1,90 @@
+package workshop
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Limits on what a submission may carry.
+const (
+	MaxUserIDLen    = 64
+	MaxMetadataSize = 16 << 10
+	MaxWorkflowSize = 8 << 20
+)
+
+// ValidUserID reports whether id is a usable participant id: 1 to 64 of
+// letters, digits, '_', '-' and '.', so ids are safe in paths and keys.
+func ValidUserID(id string) bool {
+	if id == "" || len(id) > MaxUserIDLen || id == "." || id == ".." {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateWorkflow checks that raw is a ComfyUI API-format graph: a non-empty
+// object whose values are nodes with a class_type and, if present, an inputs
+// object. Deeper checks (node types, links, values) need the engine's
+// object_info and happen where that is known.
+func ValidateWorkflow(raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return Errorf(EINVALID, "workflow is required")
+	}
+	if len(raw) > MaxWorkflowSize {
+		return Errorf(ETOOLARGE, "workflow is larger than %d bytes", MaxWorkflowSize)
+	}
+	if raw[0] != '{' {
+		return Errorf(EINVALID, "workflow must be a JSON object of nodes (ComfyUI API format)")
+	}
+	var nodes map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &nodes); err != nil {
+		return Errorf(EINVALID, "workflow is not valid JSON: %v", err)
+	}
+	if len(nodes) == 0 {
+		return Errorf(EINVALID, "workflow has no nodes")
+	}
+	for id, rawNode := range nodes {
+		if id == "" {
+			return Errorf(EINVALID, "workflow has a node with an empty id")
+		}
+		var node struct {
+			ClassType *string         `json:"class_type"`
+			Inputs    json.RawMessage `json:"inputs"`
+		}
+		if err := json.Unmarshal(rawNode, &node); err != nil {
+			return Errorf(EINVALID, "workflow node %q is not an object (is this a UI-format workflow? export it with \"Export (API)\")", id)
+		}
+		if node.ClassType == nil || *node.ClassType == "" {
+			return Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
+		}
+		if in := bytes.TrimSpace(node.Inputs); len(in) > 0 && in[0] != '{' && !bytes.Equal(in, []byte("null")) {
+			return Errorf(EINVALID, "workflow node %q: inputs must be an object", id)
+		}
+	}
+	return nil
+}
+
+// ValidateMetadata checks the free-form metadata a job may carry.
+func ValidateMetadata(raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	if len(raw) > MaxMetadataSize {
+		return Errorf(ETOOLARGE, "metadata is larger than %d bytes", MaxMetadataSize)
+	}
+	if !json.Valid(raw) {
+		return Errorf(EINVALID, "metadata is not valid JSON")
+	}
+	return nil
+}
+
+// ValidPriority reports whether p is one of the four priorities.
+func ValidPriority(p int) bool { return p >= PriorityInstructor && p <= PriorityLowest }
