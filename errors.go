@@ -7,15 +7,15 @@ import (
 
 // Error codes. Transports map them to their own (HTTP status, exit code).
 const (
-	EINVALID      = "invalid"       // the caller's input is wrong
-	ENOTFOUND     = "not_found"     // no such thing, or not the caller's
-	ECONFLICT     = "conflict"      // the thing is in a state that forbids this
-	ETOOMANY      = "too_many"      // over a quota
-	EUNAUTHORIZED = "unauthorized"  // no or wrong credentials
-	EFORBIDDEN    = "forbidden"     // credentials fine, but not allowed
-	ETOOLARGE     = "too_large"     // body or file over its limit
-	EUNAVAILABLE  = "unavailable"   // shutting down, or a dependency is away
-	EINTERNAL     = "internal"      // a bug or an I/O failure
+	EINVALID      = "invalid"      // the caller's input is wrong
+	ENOTFOUND     = "not_found"    // no such thing, or not the caller's
+	ECONFLICT     = "conflict"     // the thing is in a state that forbids this
+	ETOOMANY      = "too_many"     // over a quota
+	EUNAUTHORIZED = "unauthorized" // no or wrong credentials
+	EFORBIDDEN    = "forbidden"    // credentials fine, but not allowed
+	ETOOLARGE     = "too_large"    // body or file over its limit
+	EUNAVAILABLE  = "unavailable"  // shutting down, or a dependency is away
+	EINTERNAL     = "internal"     // a bug or an I/O failure
 )
 
 // Error is an error meant for the caller: a code and a message they can act on.

@@ -43,23 +43,21 @@ func ValidateWorkflow(raw json.RawMessage) error {
 	if raw[0] != '{' {
 		return Errorf(EINVALID, "workflow must be a JSON object of nodes (ComfyUI API format)")
 	}
-	var nodes map[string]json.RawMessage
+	// One pass decodes every node; only a graph that fails it is walked
+	// again, node by node, to say which node is wrong.
+	var nodes map[string]struct {
+		ClassType *string         `json:"class_type"`
+		Inputs    json.RawMessage `json:"inputs"`
+	}
 	if err := json.Unmarshal(raw, &nodes); err != nil {
-		return Errorf(EINVALID, "workflow is not valid JSON: %v", err)
+		return explainWorkflow(raw, err)
 	}
 	if len(nodes) == 0 {
 		return Errorf(EINVALID, "workflow has no nodes")
 	}
-	for id, rawNode := range nodes {
+	for id, node := range nodes {
 		if id == "" {
 			return Errorf(EINVALID, "workflow has a node with an empty id")
-		}
-		var node struct {
-			ClassType *string         `json:"class_type"`
-			Inputs    json.RawMessage `json:"inputs"`
-		}
-		if err := json.Unmarshal(rawNode, &node); err != nil {
-			return Errorf(EINVALID, "workflow node %q is not an object (is this a UI-format workflow? export it with \"Export (API)\")", id)
 		}
 		if node.ClassType == nil || *node.ClassType == "" {
 			return Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
@@ -69,6 +67,23 @@ func ValidateWorkflow(raw json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// explainWorkflow finds the node that made a workflow undecodable.
+func explainWorkflow(raw json.RawMessage, err error) error {
+	var nodes map[string]json.RawMessage
+	if json.Unmarshal(raw, &nodes) != nil {
+		return Errorf(EINVALID, "workflow is not valid JSON: %v", err)
+	}
+	for id, n := range nodes {
+		var node struct {
+			ClassType *string `json:"class_type"`
+		}
+		if json.Unmarshal(n, &node) != nil {
+			return Errorf(EINVALID, "workflow node %q is not an object with a string class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
+		}
+	}
+	return Errorf(EINVALID, "workflow is not a valid graph: %v", err)
 }
 
 // ValidateMetadata checks the free-form metadata a job may carry.

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,7 +44,7 @@ func start(t testing.TB, cfg sched.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{Queue: q, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 1 << 20})
+	srv := api.New(api.Config{Queue: q, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 12 << 20})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestSubmitErrors(t *testing.T) {
 		{`{"user_id":"u","workflow":` + graph + `,"priority":9}`, 400},
 		{`{"user_id":"u","workflow":` + graph + `,"priority":"high"}`, 400},
 		{`{"user_id":"u","workflow":` + graph + `,"metadata":"` + strings.Repeat("x", 20<<10) + `"}`, 413},
-		{`{"user_id":"u","workflow":{"1":{"class_type":"` + strings.Repeat("x", 2<<20) + `"}}}`, 413},
+		{`{"user_id":"u","workflow":{"1":{"class_type":"` + strings.Repeat("x", 9<<20) + `"}}}`, 413},
 	}
 	for _, c := range cases {
 		e.expectError("POST", "/api/jobs", c.body, c.status)
@@ -170,6 +171,28 @@ func TestSubmitErrors(t *testing.T) {
 	e.expectError("POST", "/api/jobs", `{"user_id":"u","workflow":`+graph+`}`, 429)
 	if n := e.pendingCount(); n != 1 {
 		t.Errorf("pending %d", n)
+	}
+}
+
+// A body over the server's limit is refused from its headers alone, before
+// it is read; a raw connection sees the 413 without sending the body.
+func TestBodyOverLimit(t *testing.T) {
+	e := start(t, sched.Config{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", token, 64<<20)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ae apiError
+	json.NewDecoder(resp.Body).Decode(&ae)
+	if resp.StatusCode != 413 || ae.Error.Code != "too_large" {
+		t.Errorf("status %d %+v", resp.StatusCode, ae)
 	}
 }
 

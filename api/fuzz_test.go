@@ -24,6 +24,9 @@ func FuzzDecodeSubmission(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, err := api.DecodeSubmission(body)
+		if err == nil {
+			err = s.Validate()
+		}
 		if err != nil {
 			if c := workshop.ErrorCode(err); c != workshop.EINVALID && c != workshop.ETOOLARGE {
 				t.Fatalf("error code %q for %q: %v", c, body, err)

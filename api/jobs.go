@@ -11,8 +11,9 @@ import (
 	"github.com/comfy-workshop/workshop/sched"
 )
 
-// DecodeSubmission parses and checks the body of POST /api/jobs. Any
-// Content-Type is accepted: some ComfyUI clients send JSON without one.
+// DecodeSubmission parses the body of POST /api/jobs; the queue checks the
+// values. Any Content-Type is accepted: some ComfyUI clients send JSON
+// without one.
 func DecodeSubmission(body []byte) (sched.Submission, error) {
 	var req struct {
 		UserID   *string         `json:"user_id"`
@@ -30,17 +31,7 @@ func DecodeSubmission(body []byte) (sched.Submission, error) {
 	if req.UserID == nil {
 		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "user_id is required")
 	}
-	s := sched.Submission{UserID: *req.UserID, Workflow: req.Workflow, Priority: req.Priority, Metadata: req.Metadata}
-	if !workshop.ValidUserID(s.UserID) {
-		return s, workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
-	}
-	if s.Priority != nil && !workshop.ValidPriority(*s.Priority) {
-		return s, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
-	}
-	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
-		return s, err
-	}
-	return s, workshop.ValidateMetadata(s.Metadata)
+	return sched.Submission{UserID: *req.UserID, Workflow: req.Workflow, Priority: req.Priority, Metadata: req.Metadata}, nil
 }
 
 // jsonProblem turns encoding/json's errors into something a caller can act on.
@@ -71,6 +62,7 @@ func (s *Server) submitJob(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	job.Workflow = nil // the caller just sent it; GET /api/jobs/{id} has it
 	return c.Status(fiber.StatusCreated).JSON(job)
 }
 

@@ -189,27 +189,32 @@ type Submission struct {
 	Metadata json.RawMessage
 }
 
+// Validate checks every field of a submission.
+func (s Submission) Validate() error {
+	if !workshop.ValidUserID(s.UserID) {
+		return workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
+	}
+	if s.Priority != nil && !workshop.ValidPriority(*s.Priority) {
+		return workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
+	}
+	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
+		return err
+	}
+	return workshop.ValidateMetadata(s.Metadata)
+}
+
 // Submit validates s, stores the job durably and returns it with its
 // position. It fails with ETOOMANY when the participant is at their cap.
 func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error) {
-	if !workshop.ValidUserID(s.UserID) {
-		return nil, workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
-	}
-	prio := workshop.PriorityDefault
-	if s.Priority != nil {
-		prio = *s.Priority
-	}
-	if !workshop.ValidPriority(prio) {
-		return nil, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
-	}
-	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
-		return nil, err
-	}
-	if err := workshop.ValidateMetadata(s.Metadata); err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	prio := workshop.PriorityDefault
+	if s.Priority != nil {
+		prio = *s.Priority
 	}
 
 	q.mu.Lock()

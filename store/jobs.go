@@ -15,9 +15,7 @@ func (tx *Tx) PutJob(j *workshop.Job) error {
 	if j.ID == "" || j.UserID == "" {
 		return fmt.Errorf("store: job without id or user")
 	}
-	saved := *j
-	saved.Position, saved.ETASeconds = 0, nil // computed, never stored
-	buf, err := json.Marshal(&saved)
+	buf, err := encodeJob(j)
 	if err != nil {
 		return fmt.Errorf("store: encode job %s: %w", j.ID, err)
 	}
@@ -194,6 +192,24 @@ func userJobKey(user, id string) []byte {
 	k = append(k, user...)
 	k = append(k, 0)
 	return append(k, id...)
+}
+
+// encodeJob writes the job as JSON with its workflow spliced in as is: the
+// graph was checked when it was submitted, and re-encoding a large graph on
+// every state change would be most of the cost of a write.
+func encodeJob(j *workshop.Job) ([]byte, error) {
+	saved := *j
+	saved.Position, saved.ETASeconds = 0, nil // computed, never stored
+	saved.Workflow = nil
+	rest, err := json.Marshal(&saved)
+	if err != nil || len(j.Workflow) == 0 {
+		return rest, err
+	}
+	buf := make([]byte, 0, len(rest)+len(j.Workflow)+16)
+	buf = append(buf, `{"workflow":`...)
+	buf = append(buf, j.Workflow...)
+	buf = append(buf, ',')
+	return append(buf, rest[1:]...), nil
 }
 
 func decodeJob(v []byte) (*workshop.Job, error) {
