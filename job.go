@@ -75,6 +75,9 @@ type Job struct {
 	// Lease: which worker holds the job and until when. Set while running.
 	Worker       string     `json:"worker,omitempty"`
 	LeaseExpires *time.Time `json:"lease_expires_at,omitempty"`
+	// EngineID is the id the engine knows the job by, when it is not the
+	// job's id (ComfyUI before July 2025 ignores the id it is given).
+	EngineID string `json:"engine_prompt_id,omitempty"`
 
 	// Computed on read, never stored.
 	Position   int      `json:"position,omitempty"`

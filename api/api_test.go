@@ -273,7 +273,10 @@ func TestJobActions(t *testing.T) {
 
 func TestQueueControls(t *testing.T) {
 	e := start(t, sched.Config{})
-	var st sched.Status
+	var st struct {
+		sched.Status
+		Workers []any `json:"workers"`
+	}
 	if code := e.call("POST", "/api/queue/pause", "", &st); code != 200 || !st.Paused {
 		t.Errorf("pause %d %+v", code, st)
 	}

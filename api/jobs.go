@@ -123,14 +123,14 @@ func (s *Server) pause(c *fiber.Ctx) error {
 	if err := s.cfg.Queue.Pause(c.UserContext()); err != nil {
 		return err
 	}
-	return c.JSON(s.cfg.Queue.Status())
+	return c.JSON(s.status())
 }
 
 func (s *Server) resume(c *fiber.Ctx) error {
 	if err := s.cfg.Queue.Resume(c.UserContext()); err != nil {
 		return err
 	}
-	return c.JSON(s.cfg.Queue.Status())
+	return c.JSON(s.status())
 }
 
 func (s *Server) setMode(c *fiber.Ctx) error {
@@ -147,9 +147,15 @@ func (s *Server) setMode(c *fiber.Ctx) error {
 	if err := s.cfg.Queue.SetMode(c.UserContext(), mode); err != nil {
 		return err
 	}
-	return c.JSON(s.cfg.Queue.Status())
+	return c.JSON(s.status())
 }
 
+// queueStatus is the queue's summary with the GPU instances in it.
 func (s *Server) queueStatus(c *fiber.Ctx) error {
-	return c.JSON(s.cfg.Queue.Status())
+	return c.JSON(s.status())
+}
+
+func (s *Server) status() fiber.Map {
+	st := s.cfg.Queue.Status()
+	return fiber.Map{"mode": st.Mode, "paused": st.Paused, "counts": st.Counts, "workers": s.workers()}
 }

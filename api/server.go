@@ -14,6 +14,8 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+	"github.com/comfy-workshop/workshop/tunnel"
 )
 
 // Version is reported by /health; cmd sets it from the build.
@@ -22,6 +24,9 @@ var Version = "dev"
 // Config wires the API to the rest of the server.
 type Config struct {
 	Queue          *sched.Queue
+	Tunnel         *tunnel.Server // nil: no GPU agents
+	Workers        Workers        // nil: no GPU instances
+	Files          *store.Files
 	AdminTokenHash string
 	Log            *slog.Logger
 	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
@@ -77,17 +82,22 @@ func (s *Server) routes() {
 	s.app.Get("/health", s.health)
 	s.app.Get("/api/health", s.health)
 	s.app.Get("/ws", s.requireAdmin, s.eventsSocket)
+	s.app.Get("/tunnel", s.agentTunnel)
 
 	a := s.app.Group("/api", s.requireAdmin)
 	a.Post("/jobs", s.submitJob)
 	a.Get("/jobs", s.listJobs)
 	a.Get("/jobs/:id", s.getJob)
+	a.Get("/jobs/:id/outputs/:name", s.jobOutput)
 	a.Delete("/jobs/:id", s.cancelJob)
 	a.Patch("/jobs/:id/priority", s.setPriority)
 	a.Post("/queue/pause", s.pause)
 	a.Post("/queue/resume", s.resume)
 	a.Put("/queue/mode", s.setMode)
 	a.Get("/queue/status", s.queueStatus)
+	a.Get("/workers", s.listWorkers)
+	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
+	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})

@@ -22,7 +22,7 @@ func (s *Server) eventsSocket(c *fiber.Ctx) error {
 	}
 	return websocket.New(func(conn *websocket.Conn) {
 		// Subscribe before sending the snapshot so no change falls between.
-		sub := s.cfg.Queue.Events().Subscribe(1024, nil)
+		sub := s.cfg.Queue.Events().Subscribe(1024, func(e sched.Event) bool { return e.Type != sched.EventEngine })
 		defer sub.Close()
 		st := s.cfg.Queue.Status()
 		if err := writeJSON(conn, sched.Event{Type: sched.EventQueueChanged, Queue: &st}); err != nil {

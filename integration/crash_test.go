@@ -72,6 +72,9 @@ func TestCrashLosesNoAcknowledgedJob(t *testing.T) {
 				if err := json.Unmarshal(raw, &j); err != nil {
 					continue // cut mid-body: not acknowledged
 				}
+				var sent struct{ Workflow json.RawMessage }
+				json.Unmarshal([]byte(body), &sent)
+				j.Workflow = sent.Workflow // the 201 does not echo it
 				acked.Store(j.ID, j)
 				if count.Add(1) >= killAfter {
 					once.Do(func() { close(reached) })

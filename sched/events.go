@@ -13,14 +13,41 @@ const (
 	EventJobCreated   = "job_created"
 	EventJobUpdated   = "job_updated"
 	EventQueueChanged = "queue_changed"
+	EventJobProgress  = "job_progress"    // a running job moved: node, step, preview
+	EventWorkers      = "workers_changed" // a GPU instance came, went or changed state
+	// EventEngine carries one raw ComfyUI socket frame of a job, for relaying
+	// to its owner's ComfyUI UI; it is not for the admin socket.
+	EventEngine = "engine_event"
 )
 
 // Event is one change, as sent to subscribers.
 type Event struct {
-	Type  string          `json:"type"`
-	Job   *workshop.Job   `json:"job,omitempty"`
-	Queue *Status         `json:"queue,omitempty"`
-	Data  json.RawMessage `json:"data,omitempty"`
+	Type     string          `json:"type"`
+	Job      *workshop.Job   `json:"job,omitempty"`
+	Queue    *Status         `json:"queue,omitempty"`
+	Progress *Progress       `json:"progress,omitempty"`
+	Data     json.RawMessage `json:"data,omitempty"`
+
+	// For EventEngine: whose job it is, and the frame as the engine sent it.
+	UserID string `json:"user_id,omitempty"`
+	JobID  string `json:"job_id,omitempty"`
+	Frame  []byte `json:"-"`
+	Binary bool   `json:"-"`
+}
+
+// Progress is the live state of one leased job on its engine.
+type Progress struct {
+	JobID  string `json:"job_id"`
+	UserID string `json:"user_id"`
+	Worker string `json:"worker"`
+	// Stage is "queued" (prefetched, waiting in the engine's queue),
+	// "executing" or "collecting" (downloading outputs).
+	Stage string `json:"stage"`
+	Node  string `json:"node,omitempty"`
+	Value int    `json:"value"`
+	Max   int    `json:"max"`
+	// Preview is the latest preview image as a data: URL, when there is one.
+	Preview string `json:"preview,omitempty"`
 }
 
 // Bus fans events out to subscribers. A subscriber that falls behind is

@@ -33,7 +33,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		now := q.now().UTC()
 		exp := now.Add(ttl)
 		q.removePending(e)
-		e.status, e.worker, e.leaseExp, e.started = workshop.StatusRunning, worker, exp, now
+		e.status, e.worker, e.leaseExp, e.started = workshop.StatusRunning, worker, exp, time.Time{}
 		e.attempts++
 		q.clock++
 		q.served[e.user] = q.clock
@@ -41,7 +41,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		var leased *workshop.Job
 		done := q.db.Enqueue(func(tx *store.Tx) (err error) {
 			leased, err = tx.UpdateJob(e.id, func(j *workshop.Job) error {
-				j.Status, j.Worker, j.LeaseExpires, j.StartedAt = workshop.StatusRunning, worker, &exp, &now
+				j.Status, j.Worker, j.LeaseExpires, j.StartedAt = workshop.StatusRunning, worker, &exp, nil
 				j.Attempts++
 				j.Error = nil
 				return nil
@@ -69,17 +69,69 @@ func holds(e *entry, worker string) error {
 	return nil
 }
 
-// Extend renews worker's lease on job id for ttl from now.
-func (q *Queue) Extend(ctx context.Context, id, worker string, ttl time.Duration) error {
+// Started records that the engine began executing a leased job (a
+// prefetched job waits in the engine's queue until then).
+func (q *Queue) Started(ctx context.Context, id, worker string) error {
 	_, err := q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
 		if err := holds(e, worker); err != nil {
 			return nil, err
 		}
-		exp := q.now().UTC().Add(ttl)
-		e.leaseExp = exp
-		return func(j *workshop.Job) { j.LeaseExpires = &exp }, nil
+		now := q.now().UTC()
+		e.started = now
+		return func(j *workshop.Job) { j.StartedAt = &now }, nil
 	})
 	return err
+}
+
+// SetEngineID records the id the engine gave a leased job, when it differs.
+func (q *Queue) SetEngineID(ctx context.Context, id, worker, engineID string) error {
+	_, err := q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		return func(j *workshop.Job) { j.EngineID = engineID }, nil
+	})
+	return err
+}
+
+// LeasedBy returns the jobs worker holds, for reconciling with its engine
+// after a reconnect or a restart.
+func (q *Queue) LeasedBy(worker string) []*workshop.Job {
+	q.mu.Lock()
+	var ids []string
+	for id, e := range q.active {
+		if e.status == workshop.StatusRunning && e.worker == worker {
+			ids = append(ids, id)
+		}
+	}
+	q.mu.Unlock()
+	var out []*workshop.Job
+	q.db.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			if j, err := tx.Job(id); err == nil {
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// Extend renews worker's lease on job id for ttl from now. Leases live in
+// memory only: renewing one costs no disk write, and after a restart every
+// running job gets RestartGrace anyway.
+func (q *Queue) Extend(ctx context.Context, id, worker string, ttl time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e := q.active[id]
+	if e == nil {
+		return workshop.Errorf(workshop.ECONFLICT, "job %s is no longer active", id)
+	}
+	if err := holds(e, worker); err != nil {
+		return err
+	}
+	e.leaseExp = q.now().UTC().Add(ttl)
+	return nil
 }
 
 // Complete finishes a leased job with its result. A worker that lost the
@@ -91,10 +143,18 @@ func (q *Queue) Complete(ctx context.Context, id, worker string, res *workshop.R
 			return nil, err
 		}
 		now := q.now().UTC()
-		q.observeRun(now.Sub(e.started))
+		started := e.started
+		if started.IsZero() {
+			started = now // finished from cache before it was seen starting
+		} else {
+			q.observeRun(now.Sub(started))
+		}
 		q.finish(e, workshop.StatusCompleted)
 		return func(j *workshop.Job) {
 			j.Status, j.CompletedAt, j.LeaseExpires, j.Result, j.Error = workshop.StatusCompleted, &now, nil, res, nil
+			if j.StartedAt == nil {
+				j.StartedAt = &started
+			}
 		}, nil
 	})
 }
@@ -125,6 +185,20 @@ func (q *Queue) Requeue(ctx context.Context, id, worker, reason string) (*worksh
 	})
 }
 
+// Release gives back a leased job that never reached an engine (the
+// instance went away between the lease and the hand-over): it returns to
+// its place without using up an attempt.
+func (q *Queue) Release(ctx context.Context, id, worker, reason string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		e.attempts--
+		mutate := q.requeue(e, reason)
+		return func(j *workshop.Job) { mutate(j); j.Attempts-- }, nil
+	})
+}
+
 // requeue moves a running entry back to pending or, out of attempts, to
 // failed; mu held.
 func (q *Queue) requeue(e *entry, reason string) func(*workshop.Job) {
@@ -145,7 +219,7 @@ func (q *Queue) requeue(e *entry, reason string) func(*workshop.Job) {
 		q.notify()
 	}
 	return func(j *workshop.Job) {
-		j.Status, j.LeaseExpires, j.Worker, j.StartedAt = workshop.StatusPending, nil, "", nil
+		j.Status, j.LeaseExpires, j.Worker, j.StartedAt, j.EngineID = workshop.StatusPending, nil, "", nil, ""
 		j.Error = &workshop.JobError{Type: "requeued", Message: reason}
 	}
 }

@@ -29,6 +29,10 @@ type Config struct {
 	MaxPending     int  // pending jobs one participant may hold; 0 = unlimited
 	IgnorePriority bool // ENABLE_PRIORITY=false: every job is served as priority 2
 	MaxAttempts    int  // dispatches before a job that keeps losing its worker fails
+	// RestartGrace is how long, after the server starts, the workers that
+	// held running jobs have to come back and reconcile before their leases
+	// can expire.
+	RestartGrace time.Duration
 	Now            func() time.Time
 	Log            *slog.Logger
 }
@@ -135,8 +139,12 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		if err != nil {
 			return err
 		}
+		graceEnd := cfg.Now().Add(cfg.RestartGrace)
 		for _, j := range jobs {
 			e := q.entryOf(j)
+			if e.status == workshop.StatusRunning && e.leaseExp.Before(graceEnd) {
+				e.leaseExp = graceEnd // in memory only: the worker's next Extend writes it
+			}
 			q.active[e.id] = e
 			if e.status == workshop.StatusPending {
 				q.classes[e.priority].add(e)
@@ -550,10 +558,9 @@ func (q *Queue) setState(ctx context.Context, mode *workshop.QueueMode, paused *
 
 // Status is a summary of the queue.
 type Status struct {
-	Mode    workshop.QueueMode         `json:"mode"`
-	Paused  bool                       `json:"paused"`
-	Counts  map[workshop.JobStatus]int `json:"counts"`
-	Workers []json.RawMessage          `json:"workers"`
+	Mode   workshop.QueueMode         `json:"mode"`
+	Paused bool                       `json:"paused"`
+	Counts map[workshop.JobStatus]int `json:"counts"`
 }
 
 // Status summarises the queue.
@@ -570,7 +577,7 @@ func (q *Queue) Status() Status {
 	for st, n := range q.finished {
 		counts[st] += n
 	}
-	return Status{Mode: q.mode, Paused: q.paused, Counts: counts, Workers: []json.RawMessage{}}
+	return Status{Mode: q.mode, Paused: q.paused, Counts: counts}
 }
 
 func (q *Queue) publish(typ string, j *workshop.Job) {

@@ -263,8 +263,17 @@ func TestTransitions(t *testing.T) {
 	}
 	// running: priority is refused; another worker cannot finish it.
 	r, err := q.Lease(ctx, "w1", time.Minute)
-	if err != nil || r.ID != p.ID || r.Status != workshop.StatusRunning || r.Attempts != 1 || r.StartedAt == nil {
+	if err != nil || r.ID != p.ID || r.Status != workshop.StatusRunning || r.Attempts != 1 || r.StartedAt != nil {
 		t.Fatalf("lease: %+v %v", r, err)
+	}
+	if err := q.Started(ctx, r.ID, "w2"); code(err) != workshop.ECONFLICT {
+		t.Errorf("started by other worker: %v", err)
+	}
+	if err := q.Started(ctx, r.ID, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.LeasedBy("w1"); len(got) != 1 || got[0].ID != r.ID || got[0].StartedAt == nil {
+		t.Errorf("leased by w1: %+v", got)
 	}
 	if _, err := q.SetPriority(ctx, r.ID, 0); code(err) != workshop.ECONFLICT {
 		t.Errorf("priority of running: %v", err)
@@ -559,5 +568,32 @@ func TestListPagination(t *testing.T) {
 	}
 	if _, _, err := q.List(sched.ListFilter{Cursor: "nope"}); !errors.Is(err, err) || code(err) != workshop.EINVALID {
 		t.Errorf("bad cursor: %v", err)
+	}
+}
+
+// After a restart, running jobs keep their leases for the restart grace, so
+// their workers can come back and reconcile.
+func TestRestartGraceKeepsLeases(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	dir := t.TempDir()
+	q, db := openQueue(t, dir, sched.Config{Now: clock})
+	ctx := context.Background()
+	submit(t, q, "A", "a")
+	q.Lease(ctx, "w", time.Second)
+	db.Close()
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	q2, _ := openQueue(t, dir, sched.Config{Now: clock, RestartGrace: time.Minute})
+	if got := q2.ExpireLeases(ctx); len(got) != 0 {
+		t.Fatalf("expired within the restart grace: %v", got)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if got := q2.ExpireLeases(ctx); len(got) != 1 {
+		t.Fatalf("after the grace: %v", got)
 	}
 }

@@ -18,6 +18,8 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/tunnel"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -33,11 +35,16 @@ type serveConfig struct {
 	MaxPending     int
 	EnablePriority bool
 	MaxAttempts    int
+	AgentToken     string
+	Prefetch       int
+	Grace          time.Duration
+	JobTimeout     time.Duration
 	LogLevel       string
 	LogFormat      string
 
 	// Set by demo, not by flags.
-	out io.Writer // where the one-time lines for the operator go
+	out     io.Writer               // where the one-time lines for the operator go
+	onReady func(base string) error // called once the server listens
 }
 
 // envAliases are the first plan's environment names, honoured when the
@@ -68,6 +75,10 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.MaxPending, "max-pending", 10, "pending jobs one participant may hold (0: unlimited)")
 	fs.BoolVar(&c.EnablePriority, "enable-priority", true, "order by job priority first (ENABLE_PRIORITY)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 3, "dispatches before a job whose worker keeps failing is failed")
+	fs.StringVar(&c.AgentToken, "agent-token", "", "token GPU agents authenticate with (default: generated on first start, printed once, stored hashed)")
+	fs.IntVar(&c.Prefetch, "prefetch", 1, "jobs queued on each ComfyUI instance behind the running one, so the GPU never waits (0: off)")
+	fs.DurationVar(&c.Grace, "grace", 60*time.Second, "how long a job waits for its lost GPU agent or instance to come back before it is requeued")
+	fs.DurationVar(&c.JobTimeout, "job-timeout", time.Hour, "a job running longer is interrupted and failed")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 }
@@ -129,6 +140,18 @@ func (c *serveConfig) check() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return usagef("--admin-token: use at least 16 characters")
 	}
+	if c.AgentToken != "" && len(c.AgentToken) < 16 {
+		return usagef("--agent-token: use at least 16 characters")
+	}
+	if c.Prefetch < 0 || c.Prefetch > 8 {
+		return usagef("--prefetch %d: want 0 to 8", c.Prefetch)
+	}
+	if c.Grace < time.Second {
+		return usagef("--grace %s: want at least 1s", c.Grace)
+	}
+	if c.JobTimeout < time.Second {
+		return usagef("--job-timeout %s: want at least 1s", c.JobTimeout)
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return usageError{err}
 	}
@@ -187,12 +210,20 @@ func serve(ctx context.Context, c serveConfig) error {
 	mode, _ := workshop.ParseQueueMode(c.QueueMode)
 	q, err := sched.Open(db, sched.Config{
 		Mode: mode, MaxPending: c.MaxPending, IgnorePriority: !c.EnablePriority,
-		MaxAttempts: c.MaxAttempts, Log: log,
+		MaxAttempts: c.MaxAttempts, RestartGrace: c.Grace, Log: log,
 	})
 	if err != nil {
 		return err
 	}
+	files, err := store.NewFiles(c.Data)
+	if err != nil {
+		return err
+	}
 	adminHash, freshAdmin, err := auth.EnsureToken(ctx, db, auth.AdminToken, c.AdminToken)
+	if err != nil {
+		return err
+	}
+	agentHash, freshAgent, err := auth.EnsureToken(ctx, db, auth.AgentToken, c.AgentToken)
 	if err != nil {
 		return err
 	}
@@ -201,32 +232,53 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	srv := api.New(api.Config{Queue: q, AdminTokenHash: adminHash, Log: log})
+	tunnels := tunnel.NewServer(tunnel.ServerConfig{
+		CheckToken: func(token string) bool { return auth.TokenMatches(agentHash, token) },
+		Logger:     log.With("part", "tunnel"),
+	})
+	disp := dispatch.New(dispatch.Config{
+		Queue: q, Files: files, Tunnels: tunnels, Log: log.With("part", "dispatch"),
+		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
+	})
+	srv := api.New(api.Config{Queue: q, Tunnel: tunnels, Workers: disp, Files: files, AdminTokenHash: adminHash, Log: log})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go q.Run(runCtx, time.Second)
+	dispDone := make(chan struct{})
+	go func() { defer close(dispDone); disp.Run(runCtx) }()
 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(c.out, "workshop: listening on %s\n", base)
 	if freshAdmin != "" {
 		fmt.Fprintf(c.out, "workshop: admin token (shown once, stored hashed): %s\n", freshAdmin)
 	}
+	if freshAgent != "" {
+		fmt.Fprintf(c.out, "workshop: agent token (shown once, stored hashed): %s\n", freshAgent)
+	}
 	abs, _ := filepath.Abs(c.Data)
-	log.Info("serving", "url", base, "data", abs, "queue_mode", q.Status().Mode, "seats", c.Seats, "version", version)
+	log.Info("serving", "url", base, "data", abs, "queue_mode", q.Status().Mode, "seats", c.Seats, "prefetch", c.Prefetch, "grace", c.Grace, "version", version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if c.onReady != nil {
+		if err := c.onReady(base); err != nil {
+			srv.Shutdown(5 * time.Second)
+			return err
+		}
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing requests in flight")
+	cancel()
+	<-dispDone
+	tunnels.Close()
 	if err := srv.Shutdown(30 * time.Second); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	cancel()
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

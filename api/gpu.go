@@ -1,0 +1,105 @@
+package api
+
+import (
+	"context"
+	"net"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/store"
+	"github.com/comfy-workshop/workshop/tunnel"
+)
+
+// Workers is what the API needs of the dispatcher.
+type Workers interface {
+	Workers() []dispatch.WorkerStatus
+	Drain(id string, on bool) (dispatch.WorkerStatus, error)
+}
+
+// agentTunnel upgrades GET /tunnel to a GPU agent's yamux session. The
+// token is checked before anything is multiplexed; the connection is then
+// hijacked from fasthttp, so no server timeout applies to it.
+func (s *Server) agentTunnel(c *fiber.Ctx) error {
+	if s.cfg.Tunnel == nil {
+		return workshop.Errorf(workshop.ENOTFOUND, "this server takes no GPU agents")
+	}
+	if err := s.cfg.Tunnel.Authorize(c.Get(fiber.HeaderAuthorization)); err != nil {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="gpu-agent"`)
+		s.log.Warn("GPU agent refused: bad token", "remote", c.IP())
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "invalid or missing agent token")
+	}
+	if !tunnel.IsUpgradeRequest(c.Get(fiber.HeaderConnection), c.Get(fiber.HeaderUpgrade)) {
+		c.Set(fiber.HeaderConnection, "Upgrade")
+		c.Set(fiber.HeaderUpgrade, tunnel.UpgradeProtocol)
+		return c.Status(fiber.StatusUpgradeRequired).JSON(fiber.Map{"error": fiber.Map{"code": "upgrade_required", "message": "upgrade to " + tunnel.UpgradeProtocol + " required"}})
+	}
+	srv := s.cfg.Tunnel
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(conn net.Conn) {
+		if err := tunnel.WriteUpgradeResponse(conn); err != nil {
+			return
+		}
+		_ = srv.ServeConn(context.Background(), conn)
+	})
+	return nil
+}
+
+func (s *Server) workers() []dispatch.WorkerStatus {
+	if s.cfg.Workers == nil {
+		return []dispatch.WorkerStatus{}
+	}
+	return s.cfg.Workers.Workers()
+}
+
+func (s *Server) listWorkers(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"workers": s.workers()})
+}
+
+func (s *Server) drainWorker(on bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if s.cfg.Workers == nil {
+			return workshop.Errorf(workshop.ENOTFOUND, "no GPU instances")
+		}
+		id := dispatch.WorkerID(c.Params("agent"), c.Params("instance"))
+		st, err := s.cfg.Workers.Drain(id, on)
+		if err != nil {
+			return err
+		}
+		return c.JSON(st)
+	}
+}
+
+// jobOutput streams one stored output of a job.
+func (s *Server) jobOutput(c *fiber.Ctx) error {
+	job, err := s.cfg.Queue.Get(c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return s.sendOutput(c, job, c.Params("name"))
+}
+
+// sendOutput streams a job's output file, found by its stored name.
+func (s *Server) sendOutput(c *fiber.Ctx, job *workshop.Job, name string) error {
+	if job.Result == nil || s.cfg.Files == nil {
+		return workshop.Errorf(workshop.ENOTFOUND, "job %s has no outputs", job.ID)
+	}
+	for _, o := range job.Result.Outputs {
+		if o.Filename != name {
+			continue
+		}
+		f, fi, err := s.cfg.Files.Open(store.Outputs, job.UserID, job.ID, name)
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, contentType(name))
+		c.Set(fiber.HeaderContentDisposition, `inline; filename="`+name+`"`)
+		c.Set("X-Content-Type-Options", "nosniff")
+		c.Set(fiber.HeaderETag, strconv.Quote(o.SHA256))
+		// Streamed from the file, never read whole into memory.
+		return c.SendStream(f, int(fi.Size()))
+	}
+	return workshop.Errorf(workshop.ENOTFOUND, "job %s has no output %q", job.ID, name)
+}

@@ -1,0 +1,166 @@
+// Command comfysim runs the ComfyUI simulator (package comfy/sim): a
+// server that speaks ComfyUI's HTTP and WebSocket API, validates and
+// "executes" graphs with timed steps and previews, and writes real,
+// deterministic images. It backs tests, the demo and load benchmarks.
+//
+// It prints "comfysim listening on http://HOST:PORT" on stdout once it
+// accepts connections (useful with --listen 127.0.0.1:0) and logs to
+// stderr. SIGINT or SIGTERM stop it cleanly.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/comfy-workshop/workshop/comfy/sim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	listen, logLevel, logFormat, promptIDs string
+	stepMS                                 float64
+	cfg                                    sim.Config
+	viewDelay                              time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("comfysim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: comfysim [flags]\n\nA ComfyUI simulator: ComfyUI's API, bare and under /api, with simulated execution.\n"+
+			"Extra routes: GET /sim/stats, GET|POST /sim/fault, POST /sim/drop_ws.\n"+
+			"Per-prompt faults: POST /prompt with extra_data {\"sim\": {\"fail_node\": \"KSampler\", ...}}.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	c := &o.cfg
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8188", "`address` to listen on; port 0 picks a free port")
+	fs.StringVar(&c.OutputDir, "output-dir", "", "output folder (default: a temporary folder, removed on exit)")
+	fs.StringVar(&c.InputDir, "input-dir", "", "input folder for uploads (default: a temporary folder)")
+	fs.StringVar(&c.TempDir, "temp-dir", "", "temp folder for previews (default: a temporary folder)")
+	fs.StringVar(&c.UserDir, "user-dir", "", "user folder for settings and saved workflows (default: a temporary folder)")
+	fs.StringVar(&c.ModelsDir, "models-dir", "", "scan this folder like ComfyUI's models/ (default: a fixed model list)")
+	fs.StringVar(&c.FrontEndRoot, "front-end-root", "", "serve this ComfyUI frontend build at / (default: the simulator's own page)")
+	fs.Float64Var(&o.stepMS, "step-ms", 50, "milliseconds per sampler step")
+	fs.IntVar(&c.Steps, "steps", 0, "steps per sampler node; 0 uses each node's own steps (20 when it has none)")
+	fs.BoolVar(&c.DisableCache, "cache-none", false, "re-run every node of every prompt (ComfyUI's --cache-none)")
+	fs.BoolVar(&c.DisableMetadata, "disable-metadata", false, "leave prompt/workflow metadata out of PNGs")
+	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id handling: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
+	fs.BoolVar(&c.MissingNodeType, "missing-node-type", false, "report unknown nodes as missing_node_type (ComfyUI since Feb 2026)")
+	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
+	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "fault: this node `id or class` raises an exception (execution_error)")
+	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "fault: exception text for --fail-node")
+	fs.StringVar(&c.Faults.HangNode, "hang-node", "", "fault: this node `id or class` blocks until interrupted")
+	fs.StringVar(&c.Faults.CrashNode, "crash-node", "", "fault: the process exits (status 3) when this node `id or class` starts")
+	fs.IntVar(&c.Faults.DropWSAtStep, "drop-ws-at-step", 0, "fault: cut every WebSocket when a sampler reaches this `step` (once per prompt)")
+	fs.DurationVar(&o.viewDelay, "view-delay", 0, "fault: wait this long before answering /view")
+	fs.Int64Var(&c.Faults.ViewBytesPerSec, "view-bytes-per-sec", 0, "fault: throttle /view bodies to this `rate`")
+	fs.BoolVar(&c.Faults.ProgressText, "progress-text", false, "samplers also send a binary progress-text frame")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.stepMS < 0 {
+		return nil, fmt.Errorf("--step-ms must not be negative")
+	}
+	if c.Steps < 0 {
+		return nil, fmt.Errorf("--steps must not be negative")
+	}
+	c.StepDelay = time.Duration(o.stepMS * float64(time.Millisecond))
+	c.Faults.ViewDelay = sim.Duration(o.viewDelay)
+	c.PromptIDs = sim.PromptIDPolicy(o.promptIDs)
+	switch c.PromptIDs {
+	case sim.PromptIDUUID, sim.PromptIDAny, sim.PromptIDIgnore:
+	default:
+		return nil, fmt.Errorf("--prompt-ids must be uuid, any or ignore, not %q", o.promptIDs)
+	}
+	return o, nil
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(o.logFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
+}
+
+// run is main without the process: it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "comfysim: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "comfysim: %v\n", err)
+		return 2
+	}
+	o.cfg.Logger = log
+	s, err := sim.New(o.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "comfysim: %v\n", err)
+		return 1
+	}
+	defer s.Close()
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "comfysim: %v\n", err)
+		return 1
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "comfysim listening on http://%s\n", ln.Addr())
+	log.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+		return 1
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Stop the simulator first: it drops the sockets, which Shutdown does
+	// not wait for, and interrupts a running prompt.
+	_ = s.Close()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+		_ = srv.Close()
+	}
+	return 0
+}

@@ -1,0 +1,295 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// syncLoop reconciles with the instance whenever its socket (re)connects:
+// jobs that finished while we were away are collected, not re-run; running
+// ones are followed again; lost ones go back to the queue.
+func (w *worker) syncLoop() {
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.sync:
+		}
+		for attempt := 0; ; attempt++ {
+			err := w.reconcile()
+			if err == nil {
+				w.mu.Lock()
+				w.reconciled = true
+				w.mu.Unlock()
+				w.kick(w.wake)
+				w.d.updateSlots()
+				break
+			}
+			if w.ctx.Err() != nil {
+				return
+			}
+			w.log.Warn("could not reconcile with the instance; retrying", "err", err)
+			select {
+			case <-w.ctx.Done():
+				return
+			case <-time.After(backoff(attempt)):
+			}
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 6)
+	return min(d, 2*time.Second)
+}
+
+func (w *worker) reconcile() error {
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	queue, err := w.client.Queue(ctx)
+	if err != nil {
+		return fmt.Errorf("read queue: %w", err)
+	}
+	onInstance := map[string]string{} // engine id -> stage
+	for _, it := range queue.Running {
+		onInstance[it.PromptID] = stageExecuting
+	}
+	for _, it := range queue.Pending {
+		onInstance[it.PromptID] = stageQueued
+	}
+
+	leased := w.q.LeasedBy(w.id)
+	mine := map[string]bool{}
+	var collect, requeue []string
+	for _, job := range leased {
+		engineID := job.EngineID
+		if engineID == "" {
+			engineID = job.ID
+		}
+		mine[engineID] = true
+		w.mu.Lock()
+		t := w.jobs[job.ID]
+		busy := t != nil && (t.stage == stageCollecting || t.stage == stageSubmitting)
+		w.mu.Unlock()
+		if busy {
+			continue
+		}
+		entry, ok, err := w.client.PromptHistory(ctx, engineID)
+		if err != nil {
+			return fmt.Errorf("read history of %s: %w", job.ID, err)
+		}
+		summary := *job
+		summary.Workflow = nil
+		switch {
+		case ok && entry.Status != nil && entry.Status.StatusStr == "success":
+			w.ensureTracked(&summary, engineID, stageCollecting)
+			collect = append(collect, job.ID)
+		case ok && entry.Status != nil && entry.Status.StatusStr == "error":
+			w.untrack(job.ID)
+			w.fail(job.ID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(entry)})
+		case onInstance[engineID] != "":
+			stage := onInstance[engineID]
+			t := w.ensureTracked(&summary, engineID, stage)
+			if stage == stageExecuting {
+				w.mu.Lock()
+				w.executing = job.ID
+				if t.started.IsZero() {
+					t.started = time.Now()
+				}
+				w.mu.Unlock()
+			}
+		default:
+			w.untrack(job.ID)
+			requeue = append(requeue, job.ID)
+		}
+	}
+	for _, id := range requeue {
+		w.log.Warn("the instance no longer has a job it held; requeueing it", "job", id)
+		if _, err := w.q.Requeue(context.Background(), id, w.id, "the GPU instance lost the job (it restarted or was cleared)"); err != nil {
+			w.log.Warn("requeue", "job", id, "err", err)
+		}
+	}
+	// Forget jobs that were taken from us while we were away.
+	w.mu.Lock()
+	var stale []string
+	for id, t := range w.jobs {
+		if !mine[t.engineID] && t.stage != stageSubmitting {
+			stale = append(stale, id)
+		}
+	}
+	w.mu.Unlock()
+	for _, id := range stale {
+		w.letGo(id)
+	}
+	// Our prompts still on the instance that are no longer ours (cancelled,
+	// or requeued elsewhere after the grace) must not run twice.
+	for engineID, stage := range onInstance {
+		if mine[engineID] {
+			continue
+		}
+		if _, err := w.q.Get(engineID); err != nil {
+			continue // not a workshop job: another client of this ComfyUI
+		}
+		w.log.Info("removing a job from the instance that is no longer its own", "job", engineID, "stage", stage)
+		if stage == stageQueued {
+			err = w.client.DeleteFromQueue(ctx, engineID)
+		} else {
+			err = w.client.Interrupt(ctx, engineID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range collect {
+		go w.collect(id)
+	}
+	return nil
+}
+
+// ensureTracked tracks a job found on the instance, keeping what is known.
+func (w *worker) ensureTracked(job *workshop.Job, engineID, stage string) *track {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := w.jobs[job.ID]
+	if t == nil {
+		t = &track{job: job, engineID: engineID}
+		w.jobs[job.ID] = t
+		if engineID != job.ID {
+			w.byEngine[engineID] = job.ID
+		}
+	}
+	t.stage = stage
+	return t
+}
+
+func historyMessages(e *comfy.HistoryEntry) json.RawMessage {
+	if e.Status == nil {
+		return nil
+	}
+	b, _ := json.Marshal(e.Status.Messages)
+	return b
+}
+
+// collect waits for the job's history entry, streams every output file into
+// the output store and completes the job. If the instance goes away midway
+// it gives up; the next reconcile starts it again (files are written whole
+// or not at all, and only the first completion counts).
+func (w *worker) collect(jobID string) {
+	w.mu.Lock()
+	t := w.jobs[jobID]
+	w.mu.Unlock()
+	if t == nil {
+		return
+	}
+	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+		err := w.collectOnce(t)
+		if err == nil {
+			return
+		}
+		w.log.Warn("collecting outputs failed; retrying", "job", jobID, "err", err)
+		select {
+		case <-w.ctx.Done():
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+// errNotYet means ComfyUI has not written the history entry yet: it sends
+// execution_success a moment before it stores the history.
+var errNotYet = errors.New("history not written yet")
+
+func (w *worker) collectOnce(t *track) error {
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Minute)
+	defer cancel()
+	job := t.job
+	var entry *comfy.HistoryEntry
+	for attempt := 0; ; attempt++ {
+		e, ok, err := w.client.PromptHistory(ctx, t.engineID)
+		if err != nil {
+			return err
+		}
+		if ok && e.Status != nil && e.Status.Completed {
+			entry = e
+			break
+		}
+		if attempt > 40 {
+			return errNotYet
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff(attempt) / 5):
+		}
+	}
+	files := entry.Files()
+	outputs := make([]workshop.Output, 0, len(files))
+	used := map[string]bool{}
+	for _, f := range files {
+		name := outputName(f, used)
+		dl, err := w.client.View(ctx, f.FileRef)
+		if err != nil {
+			return fmt.Errorf("download %s: %w", f.Filename, err)
+		}
+		saved, err := w.d.cfg.Files.Save(store.Outputs, job.UserID, job.ID, name, dl, 0)
+		dl.Close()
+		if err != nil {
+			return fmt.Errorf("store %s: %w", f.Filename, err)
+		}
+		outputs = append(outputs, workshop.Output{
+			Node: f.NodeID, Filename: name, Subfolder: f.Subfolder, Type: f.Type,
+			Size: saved.Size, SHA256: saved.SHA256, URL: w.d.cfg.OutputURL(job.ID, name),
+		})
+	}
+	raw, _ := json.Marshal(entry.Outputs)
+	_, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
+	w.untrack(job.ID)
+	if err != nil {
+		if workshop.ErrorCode(err) == workshop.ECONFLICT {
+			// Cancelled or given to another worker meanwhile: drop what we
+			// wrote, unless an earlier collection already completed it.
+			if j, gerr := w.q.Get(job.ID); gerr == nil && j.Status != workshop.StatusCompleted {
+				w.d.cfg.Files.RemoveGroup(store.Outputs, job.UserID, job.ID)
+			}
+			return nil
+		}
+		return err
+	}
+	w.d.jobDone(w.id)
+	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
+	return nil
+}
+
+// outputName gives a stored output a unique, safe name: the file name,
+// prefixed by its subfolder when it has one, numbered on a clash.
+func outputName(f comfy.OutputFile, used map[string]bool) string {
+	name := path.Base(strings.ReplaceAll(f.Filename, "\\", "/"))
+	if f.Subfolder != "" {
+		name = strings.NewReplacer("/", "_", "\\", "_").Replace(f.Subfolder) + "_" + name
+	}
+	if f.Type == "temp" {
+		name = "temp_" + name
+	}
+	name = strings.TrimLeft(name, ".")
+	if !store.SafeName(name) {
+		name = "output"
+	}
+	base, n := name, 1
+	for used[name] {
+		ext := path.Ext(base)
+		name = fmt.Sprintf("%s_%d%s", strings.TrimSuffix(base, ext), n, ext)
+		n++
+	}
+	used[name] = true
+	return name
+}
+
+

@@ -1,0 +1,562 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/tunnel"
+)
+
+// Stages of a job on its instance.
+const (
+	stageSubmitting = "submitting"
+	stageQueued     = "queued" // prefetched: in the instance's queue
+	stageExecuting  = "executing"
+	stageCollecting = "collecting"
+)
+
+// worker drives one ComfyUI instance of one agent session.
+type worker struct {
+	d        *Dispatcher
+	q        *sched.Queue
+	log      *slog.Logger
+	id       string
+	agent    string
+	instance string
+	session  uint64
+	client   *comfy.Client
+	clientID string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{} // capacity or connection changed
+	sync   chan struct{} // a reconcile with the instance is needed
+
+	mu         sync.Mutex
+	jobs       map[string]*track // by job id
+	byEngine   map[string]string // engine prompt id -> job id, where they differ
+	executing  string            // job id the instance is executing
+	connected  bool              // the instance's socket is up
+	reconciled bool              // state matches the instance since it came up
+	draining   bool
+	report     tunnel.InstanceStatus
+	gpus       []tunnel.GPUStats
+}
+
+// track is a leased job on this worker.
+type track struct {
+	job         *workshop.Job // without workflow
+	engineID    string
+	stage       string
+	node        string
+	value, max  int
+	started     time.Time
+	timedOut    bool
+	preview     []byte
+	previewMIME string
+	previewSent time.Time
+}
+
+func newWorker(d *Dispatcher, a tunnel.AgentInfo, in tunnel.InstanceStatus) *worker {
+	id := WorkerID(a.Name, in.Name)
+	base := in.URL
+	if base == "" {
+		base = "http://comfyui.invalid"
+	}
+	client, err := comfy.New(base, comfy.WithDialer(d.cfg.Tunnels.Dialer(a.Name, in.Name)), comfy.WithLogger(d.log))
+	if err != nil {
+		// The agent sent an unusable URL: the host part is only a label
+		// here, so fall back to a fixed one.
+		client, _ = comfy.New("http://comfyui.invalid", comfy.WithDialer(d.cfg.Tunnels.Dialer(a.Name, in.Name)), comfy.WithLogger(d.log))
+	}
+	return &worker{
+		d: d, q: d.cfg.Queue, log: d.log.With("worker", id),
+		id: id, agent: a.Name, instance: in.Name, session: a.SessionID,
+		client: client, clientID: "workshop-" + strings.NewReplacer("/", "-", " ", "-").Replace(id),
+		wake: make(chan struct{}, 1), sync: make(chan struct{}, 1),
+		jobs: map[string]*track{}, byEngine: map[string]string{},
+		report: in, gpus: a.Report.GPUs,
+	}
+}
+
+func (w *worker) start(parent context.Context) {
+	w.ctx, w.cancel = context.WithCancel(parent)
+	follower := w.client.Follow(w.ctx, w.clientID,
+		comfy.WithFeatureFlags(comfy.FeatureFlags{"supports_preview_metadata": true}))
+	cancels := w.q.Events().Subscribe(256, func(e sched.Event) bool {
+		return e.Type == sched.EventJobUpdated && e.Job != nil && e.Job.Worker == w.id && e.Job.Status == workshop.StatusCancelled
+	})
+	w.wg.Add(4)
+	go func() { defer w.wg.Done(); w.followLoop(follower) }()
+	go func() { defer w.wg.Done(); w.syncLoop() }()
+	go func() { defer w.wg.Done(); w.leaseLoop() }()
+	go func() { defer w.wg.Done(); w.tickLoop(cancels) }()
+}
+
+// stop ends the worker. Its jobs keep their leases: a worker for the same
+// instance that comes back within the grace period takes them over.
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
+	w.client.Close()
+}
+
+func (w *worker) kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) setDraining(on bool) {
+	w.mu.Lock()
+	w.draining = on
+	w.mu.Unlock()
+	w.kick(w.wake)
+}
+
+func (w *worker) setReport(st tunnel.InstanceStatus, gpus []tunnel.GPUStats) {
+	w.mu.Lock()
+	w.report, w.gpus = st, gpus
+	w.mu.Unlock()
+}
+
+// usable reports whether the worker can take jobs now.
+func (w *worker) usable() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.connected && !w.draining
+}
+
+// onInstance counts jobs the instance holds (queued or executing); jobs
+// whose outputs are being collected no longer take the GPU.
+func (w *worker) onInstance() int {
+	n := 0
+	for _, t := range w.jobs {
+		if t.stage != stageCollecting {
+			n++
+		}
+	}
+	return n
+}
+
+// leaseLoop keeps the instance holding one running job plus Prefetch queued.
+func (w *worker) leaseLoop() {
+	capacity := 1 + w.d.cfg.Prefetch
+	for {
+		for {
+			w.mu.Lock()
+			ready := w.connected && w.reconciled && !w.draining && w.onInstance() < capacity
+			w.mu.Unlock()
+			if ready {
+				break
+			}
+			select {
+			case <-w.wake:
+			case <-w.ctx.Done():
+				return
+			}
+		}
+		job, err := w.q.Lease(w.ctx, w.id, w.d.cfg.Grace)
+		if err != nil {
+			return // ctx ended
+		}
+		w.submit(job)
+	}
+}
+
+// submit hands a leased job to the instance.
+func (w *worker) submit(job *workshop.Job) {
+	summary := *job
+	summary.Workflow = nil
+	t := &track{job: &summary, engineID: job.ID, stage: stageSubmitting}
+	// Tracked before the post: the instance may report the start before the
+	// post returns.
+	w.mu.Lock()
+	w.jobs[job.ID] = t
+	w.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	resp, err := w.client.QueuePrompt(ctx, comfy.PromptRequest{
+		Prompt:    json.RawMessage(job.Workflow),
+		ClientID:  w.clientID,
+		PromptID:  job.ID,
+		ExtraData: extraData(job),
+	})
+	var perr *comfy.PromptError
+	switch {
+	case errors.As(err, &perr):
+		w.untrack(job.ID)
+		w.fail(job.ID, &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)})
+		return
+	case err != nil:
+		w.untrack(job.ID)
+		w.log.Warn("could not queue a job on the instance; giving it back", "job", job.ID, "err", err)
+		if _, rerr := w.q.Release(context.Background(), job.ID, w.id, "the GPU instance could not be reached: "+err.Error()); rerr != nil {
+			w.log.Warn("release", "job", job.ID, "err", rerr)
+		}
+		// Do not spin on a broken instance: wait for its socket to prove it
+		// alive again.
+		w.mu.Lock()
+		w.connected = false
+		w.mu.Unlock()
+		w.kick(w.sync)
+		return
+	}
+	w.mu.Lock()
+	if t.stage == stageSubmitting {
+		t.stage = stageQueued
+	}
+	if resp.PromptID != "" && resp.PromptID != job.ID {
+		t.engineID = resp.PromptID
+		w.byEngine[resp.PromptID] = job.ID
+	}
+	w.mu.Unlock()
+	if t.engineID != job.ID {
+		if err := w.q.SetEngineID(context.Background(), job.ID, w.id, t.engineID); err != nil {
+			w.log.Warn("record engine id", "job", job.ID, "err", err)
+		}
+	}
+	w.publishProgress(t, false)
+}
+
+// extraData passes the job's UI graph on, as the ComfyUI frontend does, so
+// the images the instance writes embed the workflow.
+func extraData(job *workshop.Job) map[string]any {
+	var meta struct {
+		ExtraPNGInfo map[string]any `json:"extra_pnginfo"`
+	}
+	if len(job.Metadata) > 0 && json.Unmarshal(job.Metadata, &meta) == nil && meta.ExtraPNGInfo != nil {
+		return map[string]any{"extra_pnginfo": meta.ExtraPNGInfo}
+	}
+	return nil
+}
+
+func (w *worker) untrack(jobID string) *track {
+	w.mu.Lock()
+	t := w.jobs[jobID]
+	delete(w.jobs, jobID)
+	if t != nil && t.engineID != jobID {
+		delete(w.byEngine, t.engineID)
+	}
+	if w.executing == jobID {
+		w.executing = ""
+	}
+	w.mu.Unlock()
+	w.kick(w.wake)
+	return t
+}
+
+func (w *worker) fail(jobID string, jerr *workshop.JobError) {
+	if _, err := w.q.Fail(context.Background(), jobID, w.id, jerr); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+		w.log.Error("fail job", "job", jobID, "err", err)
+	}
+}
+
+// lookup finds the tracked job an engine prompt id belongs to; mu held.
+func (w *worker) lookup(promptID string) (string, *track) {
+	if promptID == "" {
+		return "", nil
+	}
+	id := promptID
+	if mapped, ok := w.byEngine[promptID]; ok {
+		id = mapped
+	}
+	return id, w.jobs[id]
+}
+
+// followLoop handles the instance's socket events.
+func (w *worker) followLoop(f *comfy.Follower) {
+	defer f.Close()
+	for ev := range f.Events() {
+		w.onEvent(ev)
+	}
+}
+
+func (w *worker) onEvent(ev comfy.Event) {
+	switch ev.Type {
+	case comfy.EventStatus, comfy.EventReconnected:
+		w.mu.Lock()
+		was := w.connected && w.reconciled
+		w.connected = true
+		if !was {
+			w.reconciled = false
+		}
+		w.mu.Unlock()
+		if !was || ev.Type == comfy.EventReconnected {
+			// Events sent while we were away are lost: ask the instance.
+			w.kick(w.sync)
+			w.d.updateSlots()
+		}
+		return
+	case comfy.EventDisconnected:
+		w.mu.Lock()
+		w.connected, w.reconciled = false, false
+		w.mu.Unlock()
+		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
+		w.d.updateSlots()
+		return
+	}
+
+	w.mu.Lock()
+	promptID := ev.PromptID()
+	if promptID == "" && ev.Type == comfy.EventPreviewImage && w.executing != "" {
+		// Type-1 previews carry no prompt id: they belong to the one running.
+		promptID = w.jobs[w.executing].engineIDOrEmpty()
+	}
+	jobID, t := w.lookup(promptID)
+	if t == nil {
+		w.mu.Unlock()
+		return // not ours: another client of this ComfyUI, or a job we let go
+	}
+	user := t.job.UserID
+	var publish, withPreview bool
+	var after func()
+	switch m := ev.Msg.(type) {
+	case *comfy.ExecutionStart:
+		t.stage, t.started, w.executing = stageExecuting, time.Now(), jobID
+		publish = true
+		after = func() {
+			if err := w.q.Started(context.Background(), jobID, w.id); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+				w.log.Warn("mark started", "job", jobID, "err", err)
+			}
+		}
+	case *comfy.Executing:
+		if m.Node == nil {
+			if w.executing == jobID {
+				w.executing = ""
+			}
+		} else {
+			t.node, t.value, t.max = *m.Node, 0, 0
+			publish = true
+		}
+	case *comfy.Progress:
+		t.node, t.value, t.max = m.Node, int(m.Value), int(m.Max)
+		publish = true
+	case *comfy.PreviewImage:
+		t.preview, t.previewMIME = m.Image, mimeOf(m.ImageType)
+		withPreview = time.Since(t.previewSent) > time.Second
+		publish = withPreview
+	case *comfy.PreviewImageWithMetadata:
+		t.preview, t.previewMIME = m.Image, m.Metadata.ImageType
+		withPreview = time.Since(t.previewSent) > time.Second
+		publish = withPreview
+	case *comfy.ExecutionSuccess:
+		if w.executing == jobID {
+			w.executing = ""
+		}
+		if t.stage != stageCollecting {
+			t.stage = stageCollecting
+			publish = true
+			after = func() { go w.collect(jobID) }
+		}
+	case *comfy.ExecutionError:
+		after = func() {
+			w.untrack(jobID)
+			w.fail(jobID, &workshop.JobError{
+				Type:    "execution_error",
+				Message: fmt.Sprintf("%s in node %s (%s): %s", m.ExceptionType, m.NodeID, m.NodeType, m.ExceptionMessage),
+				Details: append(json.RawMessage(nil), ev.Data...),
+			})
+		}
+	case *comfy.ExecutionInterrupted:
+		timedOut := t.timedOut
+		after = func() {
+			w.untrack(jobID)
+			if !timedOut {
+				// Not ours to interrupt (we only interrupt cancelled or timed
+				// out jobs): someone stopped it on the host.
+				w.fail(jobID, &workshop.JobError{Type: "interrupted", Message: "the job was interrupted on the GPU host", Details: append(json.RawMessage(nil), ev.Data...)})
+			}
+		}
+	}
+	w.mu.Unlock()
+
+	// Relay the frame to the job's owner.
+	if ev.Frame != nil && w.q.Events().HasSubscribers() {
+		w.q.Events().Publish(sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: ev.Frame, Binary: ev.Binary})
+	}
+	if publish {
+		w.publishProgress(t, withPreview)
+	}
+	if after != nil {
+		after()
+	}
+}
+
+func (t *track) engineIDOrEmpty() string {
+	if t == nil {
+		return ""
+	}
+	return t.engineID
+}
+
+func mimeOf(imageType uint32) string {
+	if imageType == comfy.ImagePNG {
+		return "image/png"
+	}
+	return "image/jpeg"
+}
+
+// publishProgress sends the admin a job's live state.
+func (w *worker) publishProgress(t *track, withPreview bool) {
+	if !w.q.Events().HasSubscribers() {
+		return
+	}
+	w.mu.Lock()
+	p := &sched.Progress{JobID: t.job.ID, UserID: t.job.UserID, Worker: w.id, Stage: t.stage, Node: t.node, Value: t.value, Max: t.max}
+	if withPreview && len(t.preview) > 0 {
+		p.Preview = "data:" + t.previewMIME + ";base64," + base64.StdEncoding.EncodeToString(t.preview)
+		t.previewSent = time.Now()
+	}
+	w.mu.Unlock()
+	w.q.Events().Publish(sched.Event{Type: sched.EventJobProgress, Progress: p})
+}
+
+// tickLoop renews leases while the instance is reachable, enforces the job
+// timeout, and lets go of jobs that were cancelled.
+func (w *worker) tickLoop(cancels *sched.Subscription) {
+	defer func() { cancels.Close() }()
+	every := max(w.d.cfg.Grace/4, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case e, ok := <-cancels.C:
+			if !ok {
+				// Fell behind; the lease renewal below still notices.
+				cancels = w.q.Events().Subscribe(256, func(e sched.Event) bool {
+					return e.Type == sched.EventJobUpdated && e.Job != nil && e.Job.Worker == w.id && e.Job.Status == workshop.StatusCancelled
+				})
+				continue
+			}
+			w.letGo(e.Job.ID)
+		case <-t.C:
+			w.renew()
+		}
+	}
+}
+
+func (w *worker) renew() {
+	w.mu.Lock()
+	if !w.connected {
+		w.mu.Unlock()
+		return // the lease runs down: after the grace the job is requeued
+	}
+	var ids, expired []string
+	now := time.Now()
+	for id, t := range w.jobs {
+		ids = append(ids, id)
+		if t.stage == stageExecuting && !t.timedOut && now.Sub(t.started) > w.d.cfg.JobTimeout {
+			t.timedOut = true
+			expired = append(expired, id)
+		}
+	}
+	w.mu.Unlock()
+	for _, id := range expired {
+		w.log.Warn("job ran past the timeout; interrupting it", "job", id, "timeout", w.d.cfg.JobTimeout)
+		w.fail(id, &workshop.JobError{Type: "timeout", Message: fmt.Sprintf("the job ran longer than %s", w.d.cfg.JobTimeout)})
+		w.letGo(id)
+	}
+	for _, id := range ids {
+		if err := w.q.Extend(w.ctx, id, w.id, w.d.cfg.Grace); err != nil {
+			w.letGo(id) // cancelled or given to another worker
+		}
+	}
+}
+
+// letGo stops tracking a job that is no longer this worker's and takes it
+// off the instance: out of its queue if waiting, interrupted if running.
+func (w *worker) letGo(jobID string) {
+	t := w.untrack(jobID)
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 15*time.Second)
+	defer cancel()
+	var err error
+	switch t.stage {
+	case stageQueued, stageSubmitting:
+		err = w.client.DeleteFromQueue(ctx, t.engineID)
+	case stageExecuting:
+		err = w.client.Interrupt(ctx, t.engineID)
+	}
+	if err != nil {
+		w.log.Warn("could not take a job off the instance", "job", jobID, "err", err)
+	}
+}
+
+func (w *worker) status(done int) WorkerStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := WorkerStatus{
+		ID: w.id, Agent: w.agent, Instance: w.instance, URL: w.report.URL,
+		Connected: w.connected, Healthy: w.report.Healthy, Draining: w.draining,
+		Current: w.executing, Queued: []string{}, JobsDone: done, Error: w.report.Error,
+		Stats: w.report.SystemStats,
+	}
+	for id, t := range w.jobs {
+		if t.stage == stageQueued || t.stage == stageSubmitting {
+			st.Queued = append(st.Queued, id)
+		}
+	}
+	switch {
+	case !w.connected:
+		st.State = "unreachable"
+	case w.executing != "":
+		st.State = "busy"
+	case w.draining:
+		st.State = "draining"
+	default:
+		st.State = "idle"
+	}
+	st.GPU = gpuOf(w.report.SystemStats, w.gpus, w.instance)
+	return st
+}
+
+// gpuOf reads the GPU from ComfyUI's system_stats, with utilisation from
+// nvidia-smi where the agent has it (matched by index: instance n on GPU n
+// is the usual layout, one GPU is the common case).
+func gpuOf(stats json.RawMessage, gpus []tunnel.GPUStats, instance string) *GPU {
+	var ss comfy.SystemStats
+	g := &GPU{UtilizationPct: -1}
+	if len(stats) > 0 && json.Unmarshal(stats, &ss) == nil && len(ss.Devices) > 0 {
+		d := ss.Devices[0]
+		g.Name = d.Name
+		g.MemoryTotalMiB = float64(d.VRAMTotal) / (1 << 20)
+		g.MemoryUsedMiB = float64(d.VRAMTotal-d.VRAMFree) / (1 << 20)
+	}
+	var pick *tunnel.GPUStats
+	for i := range gpus {
+		if fmt.Sprint(gpus[i].Index) == instance || len(gpus) == 1 {
+			pick = &gpus[i]
+		}
+	}
+	if pick != nil {
+		g.UtilizationPct = pick.UtilizationPct
+		if pick.MemoryTotalMiB > 0 {
+			g.MemoryTotalMiB, g.MemoryUsedMiB = pick.MemoryTotalMiB, pick.MemoryUsedMiB
+		}
+		if g.Name == "" {
+			g.Name = pick.Name
+		}
+	}
+	if g.Name == "" && g.MemoryTotalMiB == 0 && pick == nil {
+		return nil
+	}
+	return g
+}

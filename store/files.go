@@ -1,0 +1,156 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	workshop "github.com/comfy-workshop/workshop"
+)
+
+// Files keeps job outputs and participants' inputs on disk beside the bbolt
+// file: DIR/<kind>/<user>/<group>/<name>. Every path part is checked, so no
+// name from outside can leave its folder.
+type Files struct {
+	root string
+}
+
+// File kinds.
+const (
+	Outputs = "outputs"
+	Inputs  = "inputs"
+)
+
+// NewFiles returns the file store under dir.
+func NewFiles(dir string) (*Files, error) {
+	for _, k := range []string{Outputs, Inputs} {
+		if err := os.MkdirAll(filepath.Join(dir, k), 0o750); err != nil {
+			return nil, err
+		}
+	}
+	return &Files{root: dir}, nil
+}
+
+// SafeName reports whether name can be one path part: no separators, no
+// dot-dot, no control characters, not hidden, at most 200 bytes.
+func SafeName(name string) bool {
+	if name == "" || len(name) > 200 || name == "." || name == ".." || strings.HasPrefix(name, ".") {
+		return false
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' || r == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Files) path(kind, user, group, name string) (string, error) {
+	if kind != Outputs && kind != Inputs {
+		return "", workshop.Errorf(workshop.EINVALID, "unknown file kind %q", kind)
+	}
+	for _, p := range []string{user, group, name} {
+		if !SafeName(p) {
+			return "", workshop.Errorf(workshop.EINVALID, "file name %q is not allowed", p)
+		}
+	}
+	return filepath.Join(f.root, kind, user, group, name), nil
+}
+
+// Saved describes a file written by Save.
+type Saved struct {
+	Size   int64
+	SHA256 string
+}
+
+// Save writes r to kind/user/group/name through a temporary file that is
+// fsynced and renamed into place, so a crash leaves the old file or the new
+// one, never half of one. limit caps the size (0: none).
+func (f *Files) Save(kind, user, group, name string, r io.Reader, limit int64) (Saved, error) {
+	dst, err := f.path(kind, user, group, name)
+	if err != nil {
+		return Saved{}, err
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return Saved{}, err
+	}
+	tmp, err := os.CreateTemp(dir, ".part-*")
+	if err != nil {
+		return Saved{}, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	h := sha256.New()
+	src := r
+	if limit > 0 {
+		src = io.LimitReader(r, limit+1)
+	}
+	n, err := io.Copy(io.MultiWriter(tmp, h), src)
+	if err == nil && limit > 0 && n > limit {
+		err = workshop.Errorf(workshop.ETOOLARGE, "%s is larger than %d bytes", name, limit)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Saved{}, err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return Saved{}, err
+	}
+	if err := syncDir(dir); err != nil {
+		return Saved{}, err
+	}
+	return Saved{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Open opens a stored file for reading. A symlink is refused: nothing in the
+// store is a link unless someone put it there.
+func (f *Files) Open(kind, user, group, name string) (*os.File, fs.FileInfo, error) {
+	p, err := f.path(kind, user, group, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, workshop.Errorf(workshop.ENOTFOUND, "file %s not found", name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, workshop.Errorf(workshop.ENOTFOUND, "file %s not found", name)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return file, fi, nil
+}
+
+// RemoveGroup deletes one group folder (a job's outputs) and all in it.
+func (f *Files) RemoveGroup(kind, user, group string) error {
+	p, err := f.path(kind, user, group, "x")
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Dir(p))
+}
