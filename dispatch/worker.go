@@ -429,7 +429,8 @@ func (w *worker) publishProgress(t *track, withPreview bool) {
 // timeout, and lets go of jobs that were cancelled.
 func (w *worker) tickLoop(cancels *sched.Subscription) {
 	defer func() { cancels.Close() }()
-	every := max(w.d.cfg.Grace/4, 100*time.Millisecond)
+	// Renewing is cheap (memory only); ticking often keeps timeouts prompt.
+	every := max(min(w.d.cfg.Grace/4, time.Second), 100*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

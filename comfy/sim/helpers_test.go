@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"image"
@@ -177,3 +178,5 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,177 @@
+package dispatch_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+	"github.com/comfy-workshop/workshop/tunnel"
+)
+
+const token = "bench-agent-token-0123456789"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// rig is the whole job path in one process, over real sockets: queue and
+// store, tunnel server and agent, dispatcher, simulated ComfyUI instances.
+type rig struct {
+	q *sched.Queue
+}
+
+func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig {
+	b.Helper()
+	dir := b.TempDir()
+	db, err := store.Open(dir, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	q, err := sched.Open(db, sched.Config{Log: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	files, _ := store.NewFiles(dir)
+	ts := tunnel.NewServer(tunnel.ServerConfig{Token: token, Logger: quiet})
+	hs := httptest.NewServer(ts)
+	b.Cleanup(func() { ts.Close(); hs.Close() })
+	d := dispatch.New(dispatch.Config{Queue: q, Files: files, Tunnels: ts, Log: quiet, Prefetch: prefetch, Grace: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+
+	var ins []tunnel.Instance
+	for i := 0; i < instances; i++ {
+		s, err := sim.New(sim.Config{StepDelay: step, Steps: 1, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		b.Cleanup(func() { srv.Close(); s.Close() })
+		ins = append(ins, tunnel.Instance{Name: fmt.Sprint(i), URL: srv.URL})
+	}
+	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: hs.URL, Token: token, Name: "bench", Instances: ins, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() { defer close(adone); agent.Run(actx) }()
+	b.Cleanup(func() { acancel(); <-adone })
+	// Wait for every instance to be ready, on the queue's events.
+	sub := q.Events().Subscribe(1024, nil)
+	defer sub.Close()
+	for {
+		ready := 0
+		for _, w := range d.Workers() {
+			if w.Connected {
+				ready++
+			}
+		}
+		if ready == instances {
+			break
+		}
+		select {
+		case <-sub.C:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return &rig{q: q}
+}
+
+var samplerGraph = json.RawMessage(`{
+ "4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_name":"v1-5-pruned-emaonly-fp16.safetensors"}},
+ "5":{"class_type":"EmptyLatentImage","inputs":{"width":64,"height":64,"batch_size":1}},
+ "6":{"class_type":"CLIPTextEncode","inputs":{"text":"bench","clip":["4",1]}},
+ "3":{"class_type":"KSampler","inputs":{"seed":SEED,"steps":1,"cfg":7,"sampler_name":"euler","scheduler":"normal","denoise":1,"model":["4",0],"positive":["6",0],"negative":["6",0],"latent_image":["5",0]}},
+ "8":{"class_type":"VAEDecode","inputs":{"samples":["3",0],"vae":["4",2]}},
+ "9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"b"}}}`)
+
+func graph(seed int) json.RawMessage {
+	return json.RawMessage(strings.Replace(string(samplerGraph), "SEED", fmt.Sprint(seed), 1))
+}
+
+// BenchmarkIdleGap measures, on one instance with a full queue, the time
+// between one job's execution_success and the next job's execution_start,
+// as the server sees them: with prefetch the next job is already in the
+// instance's queue; without it, the server must notice, lease and post.
+func BenchmarkIdleGap(b *testing.B) {
+	for _, prefetch := range []int{1, 0} {
+		b.Run(fmt.Sprintf("prefetch=%d", prefetch), func(b *testing.B) {
+			r := newRig(b, 1, prefetch, 2*time.Millisecond)
+			sub := r.q.Events().Subscribe(1<<16, func(e sched.Event) bool { return e.Type == sched.EventEngine && !e.Binary })
+			defer sub.Close()
+			n := max(b.N, 20)
+			ctx := context.Background()
+			for i := 0; i < n; i++ {
+				if _, err := r.q.Submit(ctx, sched.Submission{UserID: fmt.Sprintf("u%d", i%10), Workflow: graph(i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			var gaps []time.Duration
+			var lastEnd time.Time
+			done := 0
+			for done < n {
+				e := <-sub.C
+				var m struct{ Type string }
+				json.Unmarshal(e.Frame, &m)
+				switch m.Type {
+				case "execution_start":
+					if !lastEnd.IsZero() {
+						gaps = append(gaps, time.Since(lastEnd))
+					}
+				case "execution_success":
+					lastEnd = time.Now()
+					done++
+				}
+			}
+			b.StopTimer()
+			slices.Sort(gaps)
+			b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "median-gap-ms")
+			b.ReportMetric(float64(gaps[len(gaps)*9/10].Microseconds())/1000, "p90-gap-ms")
+		})
+	}
+}
+
+// BenchmarkJobsThroughput is jobs per second through the whole path (queue,
+// tunnel, ComfyUI protocol, output download and store) with zero step time,
+// on two instances.
+func BenchmarkJobsThroughput(b *testing.B) {
+	r := newRig(b, 2, 1, 0)
+	sub := r.q.Events().Subscribe(1<<16, func(e sched.Event) bool {
+		return e.Type == sched.EventJobUpdated && e.Job.Status.Finished()
+	})
+	defer sub.Close()
+	ctx := context.Background()
+	b.ResetTimer()
+	begin := time.Now()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := r.q.Submit(ctx, sched.Submission{UserID: fmt.Sprintf("u%d", i%50), Workflow: graph(i)}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	for done := 0; done < b.N; {
+		e := <-sub.C
+		if e.Job.Status != workshop.StatusCompleted {
+			b.Fatalf("job %s %s: %+v", e.Job.ID, e.Job.Status, e.Job.Error)
+		}
+		done++
+	}
+	b.ReportMetric(float64(b.N)/time.Since(begin).Seconds(), "jobs/s")
+}
