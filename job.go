@@ -68,6 +68,13 @@ type Job struct {
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
 	Attempts    int        `json:"attempts"`
 
+	// ExtraData is ComfyUI's extra_data of a prompt from a ComfyUI client
+	// (the UI graph under extra_pnginfo), passed on to the engine.
+	ExtraData json.RawMessage `json:"extra_data,omitempty"`
+	// Inputs are the participant's uploaded files the graph uses, shipped
+	// to the engine with the job ("subfolder/name" or "name").
+	Inputs []string `json:"inputs,omitempty"`
+
 	Result   *Result         `json:"result,omitempty"`
 	Error    *JobError       `json:"error,omitempty"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
@@ -92,8 +99,11 @@ type Result struct {
 
 // Output is one file a job produced, as kept in the output store.
 type Output struct {
-	Node      string `json:"node,omitempty"`
-	Filename  string `json:"filename"`
+	Node string `json:"node,omitempty"`
+	// Name is the file's name in the output store, unique within the job
+	// and used in its download URL.
+	Name      string `json:"name"`
+	Filename  string `json:"filename"` // as the engine named it
 	Subfolder string `json:"subfolder"`
 	Type      string `json:"type"`
 	Size      int64  `json:"size"`

@@ -14,6 +14,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	Tunnel         *tunnel.Server // nil: no GPU agents
 	Workers        Workers        // nil: no GPU instances
 	Files          *store.Files
+	Seats          *seats.Service
+	DB             *store.DB
+	PublicURL      string // how participants reach the server, for join links
+	Mount          []func(*fiber.App)
 	AdminTokenHash string
 	Log            *slog.Logger
 	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
@@ -60,6 +65,8 @@ func New(cfg Config) *Server {
 		IdleTimeout:           2 * time.Minute,
 		// Routes like /user/7/api/userdata/a%2Fb.json need the escaped path.
 		UnescapePath: false,
+		// /user/7 and /user/7/ differ: the ComfyUI frontend needs the slash.
+		StrictRouting: true,
 	})
 	s.routes()
 	return s
@@ -79,6 +86,11 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 }
 
 func (s *Server) routes() {
+	// Other adapters (the participants' surface) come first: some of their
+	// routes pass on to the API's when they are not theirs.
+	for _, mount := range s.cfg.Mount {
+		mount(s.app)
+	}
 	s.app.Get("/health", s.health)
 	s.app.Get("/api/health", s.health)
 	s.app.Get("/ws", s.requireAdmin, s.eventsSocket)
@@ -96,6 +108,13 @@ func (s *Server) routes() {
 	a.Put("/queue/mode", s.setMode)
 	a.Get("/queue/status", s.queueStatus)
 	a.Get("/workers", s.listWorkers)
+	a.Get("/seats", s.listSeats)
+	a.Post("/seats", s.addSeat)
+	a.Patch("/seats/:n", s.updateSeat)
+	a.Delete("/seats/:n", s.deleteSeat)
+	a.Get("/announcements", s.listAnnouncements)
+	a.Post("/announcements", s.announce)
+	a.Delete("/announcements/:id", s.withdraw)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
 	a.Use(func(c *fiber.Ctx) error {

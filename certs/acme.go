@@ -60,13 +60,15 @@ func (m *Manager) initACME() error {
 	zl := zapLogger(m.log)
 	var magic *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
-		Logger:           zl,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
+		RenewCheckInterval: cfg.renewCheckInterval,
+		Logger:             zl,
 	})
 	magic = certmagic.New(m.cache, certmagic.Config{
-		Storage:           &certmagic.FileStorage{Path: cfg.Dir},
-		Logger:            zl,
-		DefaultServerName: cfg.Domains[0], // clients that send no SNI (by IP) still get a certificate
+		Storage:            &certmagic.FileStorage{Path: cfg.Dir},
+		Logger:             zl,
+		DefaultServerName:  cfg.Domains[0], // clients that send no SNI (by IP) still get a certificate
+		RenewalWindowRatio: cfg.renewalWindowRatio,
 	})
 	m.issuer = certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA:                      cfg.CA,
@@ -126,12 +128,14 @@ func (m *Manager) explainACME(ctx context.Context, err error) error {
 	if m.cfg.CA == LetsEncryptCA {
 		hint += fmt.Sprintf("; to debug without hitting Let's Encrypt's rate limits, try --acme-ca %s", LetsEncryptStagingCA)
 	}
+	msg := err.Error()
 	var ne net.Error
+	if errors.As(err, &ne) || strings.Contains(msg, "provisioning client") || strings.Contains(msg, "registering account") {
+		// The CA itself did not answer, before any challenge.
+		hint = "check the --acme-ca URL and that this server can make outbound HTTPS connections"
+	}
 	if ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("certs: no certificate from %s within %s: %v; %s", m.cfg.CA, m.cfg.ObtainTimeout, err, hint)
-	}
-	if errors.As(err, &ne) {
-		return fmt.Errorf("certs: cannot reach the ACME CA %s: %v; check the --acme-ca URL and this server's outbound network", m.cfg.CA, err)
 	}
 	return fmt.Errorf("certs: getting a certificate from %s failed: %v; %s", m.cfg.CA, err, hint)
 }

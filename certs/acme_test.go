@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -22,6 +23,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/comfy-workshop/workshop/tunnel"
 )
 
 // testPebble is an in-process Pebble ACME CA.
@@ -94,7 +97,11 @@ func startDNS(t *testing.T, names map[string]string) string {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		for _, q := range r.Question {
-			ip, ok := names[strings.ToLower(q.Name)]
+			name := strings.ToLower(q.Name)
+			ip, ok := names[name]
+			if !ok && strings.HasSuffix(name, "."+testDomain+".") {
+				ip, ok = names[testDomain+"."] // subdomains too
+			}
 			if !ok {
 				m.Rcode = dns.RcodeNameError
 				continue
@@ -159,7 +166,7 @@ func newACMERig(t *testing.T) *acmeRig {
 	// Registered first, so it runs last: after the servers, managers, Pebble
 	// and DNS server below have been stopped, none of their goroutines is left.
 	t.Cleanup(func() {
-		waitGoroutines(t, "letsencrypt/pebble", "caddyserver/certmagic", "miekg/dns", "workshop/certs.")
+		waitGoroutines(t, "letsencrypt/pebble", "caddyserver/certmagic", "mholt/acmez", "miekg/dns", "workshop/certs.")
 	})
 	_, logs := testLogger(t)
 	r := &acmeRig{ln80: listen(t), ln443: listen(t), logs: logs}
@@ -219,10 +226,15 @@ func (s *statusRecorder) WriteHeader(code int) {
 // served leaf.
 func (r *acmeRig) verify(t *testing.T, addr string) *x509.Certificate {
 	t.Helper()
+	return r.verifyName(t, addr, testDomain)
+}
+
+func (r *acmeRig) verifyName(t *testing.T, addr, domain string) *x509.Certificate {
+	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(r.pebble.root)
 	client := &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: testDomain},
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: domain, NextProtos: []string{"h2", ProtoHTTP11}},
 	}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get("https://" + addr + "/")
@@ -242,7 +254,7 @@ func (r *acmeRig) verify(t *testing.T, addr string) *x509.Certificate {
 		t.Fatalf("ALPN %q", st.NegotiatedProtocol)
 	}
 	leaf := st.PeerCertificates[0]
-	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != testDomain {
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != domain {
 		t.Fatalf("leaf names %v", leaf.DNSNames)
 	}
 	return leaf
@@ -289,6 +301,13 @@ func TestACMEPebble(t *testing.T) {
 			if m.Fingerprint() != "" {
 				t.Fatal("ACME certificates must not be offered for pinning")
 			}
+			// The agent's tunnel runs over it, verified against the CA's root
+			// (as gpu-agent --ca-file would).
+			roots := x509.NewCertPool()
+			roots.AddCert(r.pebble.root)
+			agentTLS, _ := tunnel.TLSOptions{RootCAs: roots, ServerName: testDomain}.Config()
+			checkTunnel(t, m.TLSConfig(), agentTLS)
+
 			// A client sending no SNI (by IP) still gets the domain's certificate.
 			st, err := handshake(r.ln443.Addr().String(), &tls.Config{InsecureSkipVerify: true})
 			if err != nil || st.PeerCertificates[0].SerialNumber.Cmp(leaf.SerialNumber) != 0 {
@@ -311,6 +330,8 @@ func TestACMEPebble(t *testing.T) {
 			}
 
 			if chal != "http-01" {
+				m.Close()
+				noLocks(t, dir)
 				return
 			}
 			// A restart on the same directory serves the stored certificate
@@ -332,6 +353,8 @@ func TestACMEPebble(t *testing.T) {
 			if leaf2.SerialNumber.Cmp(leaf.SerialNumber) != 0 || !m2.Expiry().Equal(leaf.NotAfter) {
 				t.Fatal("restart did not reuse the stored certificate")
 			}
+			m2.Close()
+			noLocks(t, dir)
 		})
 	}
 }
@@ -339,7 +362,8 @@ func TestACMEPebble(t *testing.T) {
 func TestACMEErrors(t *testing.T) {
 	t.Run("validation fails", func(t *testing.T) {
 		r := newACMERig(t)
-		cfg := r.config(t, t.TempDir())
+		dir := t.TempDir()
+		cfg := r.config(t, dir)
 		cfg.Domains = []string{"nowhere.test"} // NXDOMAIN for Pebble's VA
 		cfg.DisableTLSALPNChallenge = true
 		m, err := New(context.Background(), cfg)
@@ -353,10 +377,12 @@ func TestACMEErrors(t *testing.T) {
 		if !m.Expiry().IsZero() {
 			t.Fatal("expiry without a certificate")
 		}
+		m.Close()
+		noLocks(t, dir)
 	})
 
 	t.Run("timeout", func(t *testing.T) {
-		t.Cleanup(func() { waitGoroutines(t, "caddyserver/certmagic", "workshop/certs.") })
+		t.Cleanup(func() { waitGoroutines(t, "caddyserver/certmagic", "mholt/acmez", "workshop/certs.") })
 		_, logs := testLogger(t)
 		// A CA that accepts connections and never answers.
 		hang := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -367,9 +393,10 @@ func TestACMEErrors(t *testing.T) {
 		t.Cleanup(hang.Close)
 		roots := x509.NewCertPool()
 		roots.AddCert(hang.Certificate())
+		dir := t.TempDir()
 		m, err := New(context.Background(), Config{
 			Mode: ModeACME, Domains: []string{testDomain}, Email: "ops@workshop.test",
-			CA: hang.URL + "/dir", CARoots: roots, Dir: t.TempDir(),
+			CA: hang.URL + "/dir", CARoots: roots, Dir: dir,
 			HTTPAddr: "127.0.0.1:1", TLSAddr: "127.0.0.1:1", ObtainTimeout: 500 * time.Millisecond, Logger: slogTo(logs),
 		})
 		if err != nil {
@@ -378,9 +405,59 @@ func TestACMEErrors(t *testing.T) {
 		t.Cleanup(m.Close)
 		start := time.Now()
 		err = m.Start(context.Background())
-		mustContain(t, err, "no certificate from "+hang.URL+"/dir within 500ms")
+		mustContain(t, err, "no certificate from "+hang.URL+"/dir within 500ms", "check the --acme-ca URL")
 		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("Start took %s with a 500ms timeout", d)
 		}
+		m.Close()
+		noLocks(t, dir)
 	})
+}
+
+var renewRuns atomic.Int32
+
+func TestACMERenewsInBackground(t *testing.T) {
+	r := newACMERig(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := r.config(t, dir)
+	// certmagic keeps renewal backoff per name for the whole process: a
+	// fresh name per run keeps -count=N runs independent.
+	domain := fmt.Sprintf("renew%d.%s", renewRuns.Add(1), testDomain)
+	cfg.Domains = []string{domain}
+	cfg.renewCheckInterval = 50 * time.Millisecond
+	cfg.renewalWindowRatio = 1 // every certificate is due at once
+	m, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	r.serve(t, m)
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := r.verifyName(t, r.ln443.Addr().String(), domain)
+	orders := r.pebble.orders.Load()
+
+	// The maintenance loop renews through the same listeners and the
+	// listener's TLS config serves the new certificate without a restart.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		leaf := r.verifyName(t, r.ln443.Addr().String(), domain)
+		if leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			if r.pebble.orders.Load() <= orders {
+				t.Fatal("new certificate without a new order")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("certificate not renewed in the background")
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the renewal, bounded by deadline
+	}
+	// Close cancels renewals in flight; they end and release their locks
+	// before the test's directory goes away.
+	m.Close()
+	waitGoroutines(t, "caddyserver/certmagic", "mholt/acmez")
+	noLocks(t, dir)
 }

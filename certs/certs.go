@@ -143,6 +143,11 @@ type Config struct {
 	Hosts []string
 
 	Logger *slog.Logger // default slog.Default()
+
+	// Test knobs for renewal (zero: certmagic's defaults, a check every
+	// 10 minutes, renewing in the last third of the lifetime or per ARI).
+	renewCheckInterval time.Duration
+	renewalWindowRatio float64
 }
 
 // Manager serves the server's certificate for one mode. Its methods are safe

@@ -112,6 +112,10 @@ func TestSelfSignedStableAndPinned(t *testing.T) {
 		}
 	}
 
+	// The agent's tunnel runs over it, pinned.
+	agentTLS, _ := tunnel.TLSOptions{FingerprintSHA256: fp}.Config()
+	checkTunnel(t, m2.TLSConfig(), agentTLS)
+
 	// A pin of another certificate fails the handshake.
 	other, err := New(ctx, Config{Mode: ModeSelfSigned, Dir: t.TempDir(), Hosts: []string{"localhost"}, Logger: log})
 	if err != nil {
@@ -234,6 +238,10 @@ func TestFilesReload(t *testing.T) {
 	if d := m.Expiry().Sub(now.Add(72 * time.Hour)); d < -time.Second || d > time.Second {
 		t.Fatalf("Expiry %s", m.Expiry())
 	}
+
+	// The agent's tunnel runs over it, pinned to the reloaded certificate.
+	agentTLS, _ := tunnel.TLSOptions{FingerprintSHA256: m.Fingerprint()}.Config()
+	checkTunnel(t, m.TLSConfig(), agentTLS)
 
 	// Each broken replacement is refused with a clear error; B keeps serving.
 	expiredCert, expiredKey := genPair(t, "old.example.org", now.Add(-72*time.Hour), now.Add(-time.Hour))

@@ -272,3 +272,33 @@ func (d *Dispatcher) Workers() []WorkerStatus {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// Upstream picks a connected instance for read-only ComfyUI routes (the
+// UI's files, object_info...): its base URL and a dial function through its
+// agent's tunnel. Idle instances are preferred, so browsing does not slow a
+// busy one.
+func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, network, addr string) (net.Conn, error), ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var pick *worker
+	pickIdle := false
+	for _, w := range d.workers {
+		w.mu.Lock()
+		up, idle := w.connected, w.executing == ""
+		w.mu.Unlock()
+		if !up {
+			continue
+		}
+		if pick == nil || (idle && !pickIdle) || (idle == pickIdle && w.id < pick.id) {
+			pick, pickIdle = w, idle
+		}
+	}
+	if pick == nil {
+		return "", nil, false
+	}
+	base = pick.report.URL
+	if base == "" {
+		base = "http://comfyui.invalid"
+	}
+	return base, d.cfg.Tunnels.Dialer(pick.agent, pick.instance), true
+}

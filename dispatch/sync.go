@@ -28,7 +28,7 @@ func (w *worker) syncLoop() {
 			err := w.reconcile()
 			if err == nil {
 				w.mu.Lock()
-				w.reconciled = true
+				w.reconciled, w.synced = true, true
 				w.mu.Unlock()
 				w.kick(w.wake)
 				w.d.updateSlots()
@@ -55,6 +55,13 @@ func backoff(attempt int) time.Duration {
 func (w *worker) reconcile() error {
 	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 	defer cancel()
+	// No new leases while the instance's state is being read.
+	w.mu.Lock()
+	w.reconciled = false
+	w.mu.Unlock()
+	// The leases first, the instance's queue after: a job posted before its
+	// lease was listed is then surely in the queue (or its history).
+	leased := w.q.LeasedBy(w.id)
 	queue, err := w.client.Queue(ctx)
 	if err != nil {
 		return fmt.Errorf("read queue: %w", err)
@@ -67,7 +74,6 @@ func (w *worker) reconcile() error {
 		onInstance[it.PromptID] = stageQueued
 	}
 
-	leased := w.q.LeasedBy(w.id)
 	mine := map[string]bool{}
 	var collect, requeue []string
 	for _, job := range leased {
@@ -79,8 +85,11 @@ func (w *worker) reconcile() error {
 		w.mu.Lock()
 		t := w.jobs[job.ID]
 		busy := t != nil && (t.stage == stageCollecting || t.stage == stageSubmitting)
+		// After the first sync every job this worker leases is tracked, but
+		// for the moment between its lease and its hand-over to submit.
+		handover := t == nil && w.synced
 		w.mu.Unlock()
-		if busy {
+		if busy || handover {
 			continue
 		}
 		entry, ok, err := w.client.PromptHistory(ctx, engineID)
@@ -245,7 +254,7 @@ func (w *worker) collectOnce(t *track) error {
 			return fmt.Errorf("store %s: %w", f.Filename, err)
 		}
 		outputs = append(outputs, workshop.Output{
-			Node: f.NodeID, Filename: name, Subfolder: f.Subfolder, Type: f.Type,
+			Node: f.NodeID, Name: name, Filename: f.Filename, Subfolder: f.Subfolder, Type: f.Type,
 			Size: saved.Size, SHA256: saved.SHA256, URL: w.d.cfg.OutputURL(job.ID, name),
 		})
 	}
@@ -268,20 +277,10 @@ func (w *worker) collectOnce(t *track) error {
 	return nil
 }
 
-// outputName gives a stored output a unique, safe name: the file name,
-// prefixed by its subfolder when it has one, numbered on a clash.
+// outputName gives a stored output a unique, safe name: StoredName,
+// numbered on a clash.
 func outputName(f comfy.OutputFile, used map[string]bool) string {
-	name := path.Base(strings.ReplaceAll(f.Filename, "\\", "/"))
-	if f.Subfolder != "" {
-		name = strings.NewReplacer("/", "_", "\\", "_").Replace(f.Subfolder) + "_" + name
-	}
-	if f.Type == "temp" {
-		name = "temp_" + name
-	}
-	name = strings.TrimLeft(name, ".")
-	if !store.SafeName(name) {
-		name = "output"
-	}
+	name := workshop.StoredName(f.Filename, f.Subfolder, f.Type)
 	base, n := name, 1
 	for used[name] {
 		ext := path.Ext(base)
@@ -291,5 +290,3 @@ func outputName(f comfy.OutputFile, used map[string]bool) string {
 	used[name] = true
 	return name
 }
-
-

@@ -14,6 +14,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
@@ -49,6 +50,8 @@ type worker struct {
 	executing  string            // job id the instance is executing
 	connected  bool              // the instance's socket is up
 	reconciled bool              // state matches the instance since it came up
+	synced     bool              // the first reconcile (taking over leases) is done
+	stopLease  context.CancelFunc
 	draining   bool
 	report     tunnel.InstanceStatus
 	gpus       []tunnel.GPUStats
@@ -122,8 +125,16 @@ func (w *worker) kick(c chan struct{}) {
 func (w *worker) setDraining(on bool) {
 	w.mu.Lock()
 	w.draining = on
+	w.interruptLease()
 	w.mu.Unlock()
 	w.kick(w.wake)
+}
+
+// interruptLease ends a wait for a job in progress; mu held.
+func (w *worker) interruptLease() {
+	if w.stopLease != nil {
+		w.stopLease()
+	}
 }
 
 func (w *worker) setReport(st tunnel.InstanceStatus, gpus []tunnel.GPUStats) {
@@ -168,9 +179,28 @@ func (w *worker) leaseLoop() {
 				return
 			}
 		}
-		job, err := w.q.Lease(w.ctx, w.id, w.d.cfg.Grace)
+		// A drain or a lost socket stops the wait for a job at once.
+		ctx, cancel := context.WithCancel(w.ctx)
+		w.mu.Lock()
+		w.stopLease = cancel
+		w.mu.Unlock()
+		job, err := w.q.Lease(ctx, w.id, w.d.cfg.Grace)
+		cancel()
 		if err != nil {
-			return // ctx ended
+			if w.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		w.mu.Lock()
+		ready := w.connected && !w.draining
+		w.mu.Unlock()
+		if !ready {
+			// It came in just as the worker stopped taking jobs.
+			if _, err := w.q.Release(context.Background(), job.ID, w.id, "the GPU instance stopped taking jobs"); err != nil {
+				w.log.Warn("release", "job", job.ID, "err", err)
+			}
+			continue
 		}
 		w.submit(job)
 	}
@@ -187,14 +217,18 @@ func (w *worker) submit(job *workshop.Job) {
 	w.jobs[job.ID] = t
 	w.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Minute)
 	defer cancel()
-	resp, err := w.client.QueuePrompt(ctx, comfy.PromptRequest{
-		Prompt:    json.RawMessage(job.Workflow),
-		ClientID:  w.clientID,
-		PromptID:  job.ID,
-		ExtraData: extraData(job),
-	})
+	err := w.uploadInputs(ctx, job)
+	var resp *comfy.PromptResponse
+	if err == nil {
+		resp, err = w.client.QueuePrompt(ctx, comfy.PromptRequest{
+			Prompt:    json.RawMessage(job.Workflow),
+			ClientID:  w.clientID,
+			PromptID:  job.ID,
+			ExtraData: extraData(job),
+		})
+	}
 	var perr *comfy.PromptError
 	switch {
 	case errors.As(err, &perr):
@@ -203,9 +237,11 @@ func (w *worker) submit(job *workshop.Job) {
 		return
 	case err != nil:
 		w.untrack(job.ID)
-		w.log.Warn("could not queue a job on the instance; giving it back", "job", job.ID, "err", err)
-		if _, rerr := w.q.Release(context.Background(), job.ID, w.id, "the GPU instance could not be reached: "+err.Error()); rerr != nil {
-			w.log.Warn("release", "job", job.ID, "err", rerr)
+		w.log.Warn("could not queue a job on the instance; requeueing it", "job", job.ID, "err", err)
+		// The instance may have taken the prompt before the answer was lost,
+		// so this counts as an attempt (reconcile removes a stray copy).
+		if _, rerr := w.q.Requeue(context.Background(), job.ID, w.id, "the GPU instance could not take the job: "+err.Error()); rerr != nil {
+			w.log.Warn("requeue", "job", job.ID, "err", rerr)
 		}
 		// Do not spin on a broken instance: wait for its socket to prove it
 		// alive again.
@@ -232,14 +268,37 @@ func (w *worker) submit(job *workshop.Job) {
 	w.publishProgress(t, false)
 }
 
-// extraData passes the job's UI graph on, as the ComfyUI frontend does, so
-// the images the instance writes embed the workflow.
+// extraData passes a ComfyUI client's extra_data on (the UI graph, so the
+// images the instance writes embed the workflow), without its client_id:
+// events must come to the worker's socket.
 func extraData(job *workshop.Job) map[string]any {
-	var meta struct {
-		ExtraPNGInfo map[string]any `json:"extra_pnginfo"`
+	var extra map[string]any
+	if len(job.ExtraData) == 0 || json.Unmarshal(job.ExtraData, &extra) != nil {
+		return nil
 	}
-	if len(job.Metadata) > 0 && json.Unmarshal(job.Metadata, &meta) == nil && meta.ExtraPNGInfo != nil {
-		return map[string]any{"extra_pnginfo": meta.ExtraPNGInfo}
+	delete(extra, "client_id")
+	return extra
+}
+
+// uploadInputs ships the participant's files the job uses to the instance,
+// under a folder of the participant's own, where the graph (rewritten at
+// submission) expects them.
+func (w *worker) uploadInputs(ctx context.Context, job *workshop.Job) error {
+	for _, in := range job.Inputs {
+		group, name := store.InputGroup(in)
+		f, _, err := w.d.cfg.Files.Open(store.Inputs, job.UserID, group, name)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", in, err)
+		}
+		sub := workshop.InputFolder(job.UserID)
+		if group != store.InputRoot {
+			sub += "/" + group
+		}
+		_, err = w.client.UploadImage(ctx, comfy.UploadRequest{Filename: name, Body: f, Subfolder: sub, Type: "input", Overwrite: true})
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", in, err)
+		}
 	}
 	return nil
 }
@@ -304,6 +363,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 	case comfy.EventDisconnected:
 		w.mu.Lock()
 		w.connected, w.reconciled = false, false
+		w.interruptLease()
 		w.mu.Unlock()
 		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
 		w.d.updateSlots()

@@ -25,7 +25,7 @@ func startServer(t *testing.T, data string, extra ...string) *server {
 	args := append([]string{"serve", "--tls", "off", "--listen", "127.0.0.1:0", "--data", data,
 		"--admin-token", adminToken}, extra...)
 	p := startProc(t, "workshop", args...)
-	m := p.waitLine(`listening on (http://\S+)`, 30*time.Second)
+	m := p.waitLine(`listening on (https?://\S+)`, 30*time.Second)
 	return &server{proc: p, base: m[1]}
 }
 

@@ -306,7 +306,7 @@ func TestSimulatorCrashOutOfAttempts(t *testing.T) {
 	restartSim(t, s)
 	ev.waitDone(60*time.Second, j.ID)
 	got := a.job(j.ID)
-	if got.Status != "failed" || got.Error == nil || !strings.Contains(got.Error.Message, "lost the job") {
+	if got.Status != "failed" || got.Error == nil || got.Error.Type != "attempts_exhausted" {
 		t.Errorf("job: %+v", got)
 	}
 }

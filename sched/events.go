@@ -15,6 +15,7 @@ const (
 	EventQueueChanged = "queue_changed"
 	EventJobProgress  = "job_progress"    // a running job moved: node, step, preview
 	EventWorkers      = "workers_changed" // a GPU instance came, went or changed state
+	EventAnnouncement = "announcement"    // Data: the instructor's message
 	// EventEngine carries one raw ComfyUI socket frame of a job, for relaying
 	// to its owner's ComfyUI UI; it is not for the admin socket.
 	EventEngine = "engine_event"

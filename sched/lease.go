@@ -185,9 +185,9 @@ func (q *Queue) Requeue(ctx context.Context, id, worker, reason string) (*worksh
 	})
 }
 
-// Release gives back a leased job that never reached an engine (the
-// instance went away between the lease and the hand-over): it returns to
-// its place without using up an attempt.
+// Release gives back a leased job that never reached an engine (its worker
+// was drained or lost its instance between the lease and the hand-over): it
+// returns to its place without using up an attempt.
 func (q *Queue) Release(ctx context.Context, id, worker, reason string) (*workshop.Job, error) {
 	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
 		if err := holds(e, worker); err != nil {

@@ -33,8 +33,8 @@ type Config struct {
 	// held running jobs have to come back and reconcile before their leases
 	// can expire.
 	RestartGrace time.Duration
-	Now            func() time.Time
-	Log            *slog.Logger
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // Queue is the durable, ordered job queue.
@@ -195,6 +195,9 @@ type Submission struct {
 	Workflow json.RawMessage
 	Priority *int
 	Metadata json.RawMessage
+	// From ComfyUI clients: their extra_data, and the uploads the graph uses.
+	ExtraData json.RawMessage
+	Inputs    []string
 }
 
 // Validate checks every field of a submission.
@@ -207,6 +210,9 @@ func (s Submission) Validate() error {
 	}
 	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
 		return err
+	}
+	if len(s.ExtraData) > workshop.MaxWorkflowSize || (len(s.ExtraData) > 0 && !json.Valid(s.ExtraData)) {
+		return workshop.Errorf(workshop.EINVALID, "extra_data must be a JSON object under %d bytes", workshop.MaxWorkflowSize)
 	}
 	return workshop.ValidateMetadata(s.Metadata)
 }
@@ -241,6 +247,8 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 		Status:    workshop.StatusPending,
 		CreatedAt: q.now().UTC(),
 		Metadata:  s.Metadata,
+		ExtraData: s.ExtraData,
+		Inputs:    s.Inputs,
 	}
 	done := q.db.Enqueue(func(tx *store.Tx) error { return tx.PutJob(job) })
 	q.mu.Unlock()
@@ -554,6 +562,59 @@ func (q *Queue) setState(ctx context.Context, mode *workshop.QueueMode, paused *
 	st := q.Status()
 	q.bus.Publish(Event{Type: EventQueueChanged, Queue: &st})
 	return nil
+}
+
+// Mine returns a participant's active jobs (running first, then pending in
+// dispatch order), with positions, without workflows unless full.
+func (q *Queue) Mine(user string, full bool) []*workshop.Job {
+	q.mu.Lock()
+	var ids []string
+	for id, e := range q.active {
+		if e.user == user && e.status == workshop.StatusRunning {
+			ids = append(ids, id)
+		}
+	}
+	for _, e := range q.order() {
+		if e.user == user {
+			ids = append(ids, e.id)
+		}
+	}
+	q.mu.Unlock()
+	var out []*workshop.Job
+	q.db.View(func(tx *store.Tx) error {
+		for _, id := range ids {
+			if j, err := tx.Job(id); err == nil {
+				if !full {
+					j.Workflow = nil
+				}
+				out = append(out, j)
+			}
+		}
+		return nil
+	})
+	q.mu.Lock()
+	for _, j := range out {
+		q.fill(j, q.active[j.ID])
+	}
+	q.mu.Unlock()
+	return out
+}
+
+// Counts returns a participant's pending and running job counts.
+func (q *Queue) Counts(user string) (pending, running int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range q.active {
+		if e.user != user {
+			continue
+		}
+		if e.status == workshop.StatusPending {
+			pending++
+		} else {
+			running++
+		}
+	}
+	return pending, running
 }
 
 // Status is a summary of the queue.

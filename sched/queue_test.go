@@ -321,6 +321,19 @@ func TestTransitions(t *testing.T) {
 		t.Fatalf("requeue at max attempts: %+v %v", f, err)
 	}
 
+	// Release gives a lease back without using an attempt.
+	y := submit(t, q, "D", "y")
+	q.Lease(ctx, "w", time.Minute)
+	if r, err := q.Release(ctx, y.ID, "w", "drained"); err != nil || r.Status != workshop.StatusPending || r.Attempts != 0 {
+		t.Fatalf("release: %+v %v", r, err)
+	}
+	if _, err := q.Release(ctx, y.ID, "w", "again"); code(err) != workshop.ECONFLICT {
+		t.Errorf("release of a pending job: %v", err)
+	}
+	if _, err := q.Cancel(ctx, y.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+
 	// Cancel a running job: its worker can no longer complete it.
 	c := submit(t, q, "C", "c")
 	q.Lease(ctx, "w", time.Minute)
@@ -331,7 +344,7 @@ func TestTransitions(t *testing.T) {
 		t.Errorf("complete after cancel: %v", err)
 	}
 	st := q.Status()
-	if st.Counts[workshop.StatusCompleted] != 1 || st.Counts[workshop.StatusFailed] != 1 || st.Counts[workshop.StatusCancelled] != 1 {
+	if st.Counts[workshop.StatusCompleted] != 1 || st.Counts[workshop.StatusFailed] != 1 || st.Counts[workshop.StatusCancelled] != 2 {
 		t.Errorf("counts %+v", st.Counts)
 	}
 }

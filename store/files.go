@@ -154,3 +154,52 @@ func (f *Files) RemoveGroup(kind, user, group string) error {
 	}
 	return os.RemoveAll(filepath.Dir(p))
 }
+
+// InputRoot is the group of inputs uploaded without a subfolder.
+const InputRoot = "_"
+
+// InputGroup splits an input reference "sub/name" or "name" into the group
+// and file name it is stored under.
+func InputGroup(ref string) (group, name string) {
+	if i := strings.LastIndex(ref, "/"); i > 0 {
+		return ref[:i], ref[i+1:]
+	}
+	return InputRoot, ref
+}
+
+// List returns a participant's files of a kind as "group/name" references
+// ("name" for InputRoot), sorted by group then name.
+func (f *Files) List(kind, user string) ([]string, error) {
+	if !SafeName(user) {
+		return nil, workshop.Errorf(workshop.EINVALID, "bad user %q", user)
+	}
+	root := filepath.Join(f.root, kind, user)
+	groups, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, g := range groups {
+		if !g.IsDir() || !SafeName(g.Name()) {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(root, g.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range files {
+			if !e.Type().IsRegular() || !SafeName(e.Name()) {
+				continue
+			}
+			if g.Name() == InputRoot {
+				out = append(out, e.Name())
+			} else {
+				out = append(out, g.Name()+"/"+e.Name())
+			}
+		}
+	}
+	return out, nil
+}

@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/peterbourgon/ff/v3/ffyaml"
@@ -18,10 +25,14 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/certs"
 	"github.com/comfy-workshop/workshop/dispatch"
-	"github.com/comfy-workshop/workshop/tunnel"
+	"github.com/comfy-workshop/workshop/extension"
+	"github.com/comfy-workshop/workshop/proxy"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
+	"github.com/comfy-workshop/workshop/tunnel"
 )
 
 // serveConfig is everything `workshop serve` is told.
@@ -39,6 +50,18 @@ type serveConfig struct {
 	Prefetch       int
 	Grace          time.Duration
 	JobTimeout     time.Duration
+	OpenSeats      bool
+	PublicURL      string
+	NodesAllow     string
+	NodesDeny      string
+	Workflows      string
+	Domain         string
+	Email          string
+	ACMECA         string
+	CertFile       string
+	KeyFile        string
+	Hosts          string
+	HTTPListen     string
 	LogLevel       string
 	LogFormat      string
 
@@ -53,6 +76,9 @@ var envAliases = map[string]string{
 	"NUM_USERS":       "WORKSHOP_SEATS",
 	"QUEUE_MODE":      "WORKSHOP_QUEUE_MODE",
 	"ENABLE_PRIORITY": "WORKSHOP_ENABLE_PRIORITY",
+	"SSL_CERT_PATH":   "WORKSHOP_CERT",
+	"SSL_KEY_PATH":    "WORKSHOP_KEY",
+	"DOMAIN":          "WORKSHOP_DOMAIN",
 }
 
 func applyEnvAliases() {
@@ -68,7 +94,14 @@ func applyEnvAliases() {
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.Data, "data", "./data", "directory for the store (workshop.db) and file stores")
 	fs.StringVar(&c.Listen, "listen", "", "HTTP(S) address (default :443, or 127.0.0.1:8080 with --tls off)")
-	fs.StringVar(&c.TLS, "tls", "acme", "TLS mode: acme, files, self-signed or off")
+	fs.StringVar(&c.TLS, "tls", "acme", "TLS mode: acme (automatic certificates), files, self-signed or off")
+	fs.StringVar(&c.Domain, "domain", "", "acme: the server's domain name")
+	fs.StringVar(&c.Email, "email", "", "acme: the contact address given to the certificate authority")
+	fs.StringVar(&c.ACMECA, "acme-ca", "", "acme: directory URL of the certificate authority (default: Let's Encrypt)")
+	fs.StringVar(&c.CertFile, "cert", "", "files: certificate chain PEM file (SSL_CERT_PATH); reloaded on SIGHUP")
+	fs.StringVar(&c.KeyFile, "key", "", "files: private key PEM file (SSL_KEY_PATH)")
+	fs.StringVar(&c.Hosts, "hosts", "", "self-signed: comma-separated names and IPs the certificate covers (default: localhost and this host)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "", "plain HTTP address for ACME HTTP-01 challenges and redirects to HTTPS (default :80 with --tls acme; off otherwise)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin API (default: generated on first start, printed once, stored hashed)")
 	fs.IntVar(&c.Seats, "seats", 20, "number of participant seats (NUM_USERS)")
 	fs.StringVar(&c.QueueMode, "queue-mode", "round-robin", "queue order within a priority: fifo or round-robin (QUEUE_MODE)")
@@ -79,6 +112,11 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.Prefetch, "prefetch", 1, "jobs queued on each ComfyUI instance behind the running one, so the GPU never waits (0: off)")
 	fs.DurationVar(&c.Grace, "grace", 60*time.Second, "how long a job waits for its lost GPU agent or instance to come back before it is requeued")
 	fs.DurationVar(&c.JobTimeout, "job-timeout", time.Hour, "a job running longer is interrupted and failed")
+	fs.BoolVar(&c.OpenSeats, "open-seats", false, "no join codes: anyone may open any seat (trusted LAN only)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "how participants reach this server, for join links (default: as each request came)")
+	fs.StringVar(&c.NodesAllow, "nodes-allow", "", "comma-separated node types participants may use (default: all)")
+	fs.StringVar(&c.NodesDeny, "nodes-deny", "", "comma-separated node types participants may not use")
+	fs.StringVar(&c.Workflows, "workflows", "", "extra folder of workshop workflows (*.json) shown to every participant, besides DATA/workflows")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 }
@@ -118,7 +156,18 @@ func (c *serveConfig) check() error {
 			c.Listen = "127.0.0.1:8080"
 		}
 	case "acme", "files", "self-signed":
-		return usagef("--tls %s is not available in this build yet; run with --tls off (plain HTTP, for a LAN or behind a TLS proxy)", c.TLS)
+		if c.Listen == "" {
+			c.Listen = ":443"
+		}
+		if c.TLS == "acme" && c.HTTPListen == "" {
+			c.HTTPListen = ":80"
+		}
+		if c.TLS == "acme" && (c.Domain == "" || c.Email == "") {
+			return usagef("--tls acme needs --domain and --email (or use --tls self-signed, files or off)")
+		}
+		if c.TLS == "files" && (c.CertFile == "" || c.KeyFile == "") {
+			return usagef("--tls files needs --cert and --key")
+		}
 	default:
 		return usagef("--tls %q: want acme, files, self-signed or off", c.TLS)
 	}
@@ -228,9 +277,48 @@ func serve(ctx context.Context, c serveConfig) error {
 		return err
 	}
 
+	seatSvc := seats.New(db)
+	if err := seatSvc.Ensure(ctx, c.Seats); err != nil {
+		return err
+	}
+	if all, err := seatSvc.List(); err == nil {
+		for _, seat := range all {
+			if seat.MaxPending != nil {
+				q.SetQuota(workshop.UserID(seat.Number), *seat.MaxPending)
+			}
+		}
+	}
+
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	scheme := "http"
+	var tlsm *certs.Manager
+	if c.TLS != "off" {
+		scheme = "https"
+		mode, _ := certs.ParseMode(c.TLS)
+		tlsm, err = certs.New(ctx, certs.Config{
+			Mode: mode, Domains: splitList(c.Domain), Email: c.Email, CA: c.ACMECA,
+			Dir: filepath.Join(c.Data, "certs"), CertFile: c.CertFile, KeyFile: c.KeyFile, Hosts: splitList(c.Hosts),
+			HTTPAddr: c.HTTPListen, TLSAddr: c.Listen, Logger: log.With("part", "tls"),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer tlsm.Close()
+		ln = tls.NewListener(ln, tlsm.TLSConfig())
+		if c.HTTPListen != "" {
+			hln, err := net.Listen("tcp", c.HTTPListen)
+			if err != nil {
+				return fmt.Errorf("listen on %s (ACME challenges and redirects; --http-listen): %w", c.HTTPListen, err)
+			}
+			hs := &http.Server{Handler: tlsm.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+			go hs.Serve(hln)
+			defer hs.Close()
+		}
+		go reloadOnHangup(ctx, tlsm, log)
 	}
 	tunnels := tunnel.NewServer(tunnel.ServerConfig{
 		CheckToken: func(token string) bool { return auth.TokenMatches(agentHash, token) },
@@ -240,15 +328,27 @@ func serve(ctx context.Context, c serveConfig) error {
 		Queue: q, Files: files, Tunnels: tunnels, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
 	})
-	srv := api.New(api.Config{Queue: q, Tunnel: tunnels, Workers: disp, Files: files, AdminTokenHash: adminHash, Log: log})
+	participants := proxy.New(proxy.Config{
+		Queue: q, Seats: seatSvc, DB: db, Files: files, Workers: disp.Workers,
+		Mirror: newMirror(disp, log), UserFiles: newUserFiles(c, log),
+		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path,
+		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
+		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
+	})
+	srv := api.New(api.Config{
+		Queue: q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
+		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
+		Mount: []func(*fiber.App){participants.Register},
+	})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go q.Run(runCtx, time.Second)
+	go participants.Run(runCtx)
 	dispDone := make(chan struct{})
 	go func() { defer close(dispDone); disp.Run(runCtx) }()
 
-	base := "http://" + ln.Addr().String()
+	base := scheme + "://" + ln.Addr().String()
 	fmt.Fprintf(c.out, "workshop: listening on %s\n", base)
 	if freshAdmin != "" {
 		fmt.Fprintf(c.out, "workshop: admin token (shown once, stored hashed): %s\n", freshAdmin)
@@ -261,6 +361,19 @@ func serve(ctx context.Context, c serveConfig) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if tlsm != nil {
+		// After the listeners: ACME challenges are answered on them.
+		if err := tlsm.Start(ctx); err != nil {
+			srv.Shutdown(5 * time.Second)
+			return err
+		}
+		if fp := tlsm.Fingerprint(); fp != "" {
+			fmt.Fprintf(c.out, "workshop: certificate fingerprint (for gpu-agent --server-fingerprint): %s\n", fp)
+		}
+		if exp := tlsm.Expiry(); !exp.IsZero() {
+			log.Info("certificate", "mode", c.TLS, "expires", exp)
+		}
+	}
 	if c.onReady != nil {
 		if err := c.onReady(base); err != nil {
 			srv.Shutdown(5 * time.Second)
@@ -284,4 +397,34 @@ func serve(ctx context.Context, c serveConfig) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// reloadOnHangup re-reads certificate files on SIGHUP (for --tls files, when
+// the operator has renewed them).
+func reloadOnHangup(ctx context.Context, m *certs.Manager, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := m.Reload(); err != nil {
+				log.Error("certificate reload failed; the old certificate stays in use", "err", err)
+			} else {
+				log.Info("certificate reloaded")
+			}
+		}
+	}
 }

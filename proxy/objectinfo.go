@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// infoCache holds the last object_info from the GPU hosts, parsed once per
+// change (a real one is megabytes).
+type infoCache struct {
+	mu      sync.Mutex
+	raw     []byte
+	nodes   map[string]json.RawMessage
+	info    comfy.ObjectInfo
+	loaders map[string][]string // class -> inputs that take an uploaded file
+}
+
+// uploadKeys mark the combo inputs that list files of the input folder.
+var uploadKeys = []string{"image_upload", "video_upload", "audio_upload", "upload", "mask_upload"}
+
+func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if bytes.Equal(raw, ic.raw) {
+		return nil
+	}
+	var nodes map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &nodes); err != nil {
+		return err
+	}
+	var info comfy.ObjectInfo
+	if err := json.Unmarshal(raw, &info); err != nil {
+		return err
+	}
+	loaders := map[string][]string{}
+	for class, n := range info {
+		if !allowed(class) {
+			delete(info, class)
+			delete(nodes, class)
+			continue
+		}
+		for _, name := range n.InputNames() {
+			spec, _, _ := n.Spec(name)
+			if !spec.IsCombo() {
+				continue
+			}
+			for _, k := range uploadKeys {
+				if v, ok := spec.Config[k].(bool); ok && v {
+					loaders[class] = append(loaders[class], name)
+					break
+				}
+			}
+		}
+	}
+	ic.raw, ic.nodes, ic.info, ic.loaders = raw, nodes, info, loaders
+	return nil
+}
+
+// userView is object_info as one participant sees it: loaders list their
+// own uploads, not the GPU host's input folder.
+type userView struct {
+	info    comfy.ObjectInfo
+	nodes   map[string]json.RawMessage
+	uploads map[string]bool
+	loaders map[string][]string
+}
+
+func (p *Proxy) allowed(class string) bool {
+	if len(p.cfg.NodesAllow) > 0 && !slices.Contains(p.cfg.NodesAllow, class) {
+		return false
+	}
+	return !slices.Contains(p.cfg.NodesDeny, class)
+}
+
+// viewFor builds the participant's object_info; false when none is known
+// (no GPU host has ever been connected).
+func (p *Proxy) viewFor(ctx context.Context, user string) (*userView, bool) {
+	if p.cfg.Mirror == nil {
+		return nil, false
+	}
+	raw, err := p.cfg.Mirror.Get(ctx, "/api/object_info")
+	if err != nil || p.info.load(raw, p.allowed) != nil {
+		return nil, false
+	}
+	uploads, _ := p.cfg.Files.List(store.Inputs, user)
+	p.info.mu.Lock()
+	defer p.info.mu.Unlock()
+	v := &userView{info: make(comfy.ObjectInfo, len(p.info.info)), nodes: make(map[string]json.RawMessage, len(p.info.nodes)), uploads: map[string]bool{}, loaders: p.info.loaders}
+	for k, n := range p.info.info {
+		v.info[k] = n
+	}
+	for k, n := range p.info.nodes {
+		v.nodes[k] = n
+	}
+	options := make([]any, 0, len(uploads))
+	for _, u := range uploads {
+		v.uploads[u] = true
+		options = append(options, u)
+	}
+	for class, inputs := range v.loaders {
+		n := v.info[class]
+		n.Input.Required = withOptions(n.Input.Required, inputs, options)
+		n.Input.Optional = withOptions(n.Input.Optional, inputs, options)
+		v.info[class] = n
+		if b, err := json.Marshal(n); err == nil {
+			v.nodes[class] = b
+		}
+	}
+	return v, true
+}
+
+// withOptions copies specs with the named combos' choices replaced.
+func withOptions(specs map[string]comfy.InputSpec, inputs []string, options []any) map[string]comfy.InputSpec {
+	if specs == nil {
+		return nil
+	}
+	out := make(map[string]comfy.InputSpec, len(specs))
+	for k, s := range specs {
+		if slices.Contains(inputs, k) {
+			s.Options = options
+		}
+		out[k] = s
+	}
+	return out
+}
+
+// stripAnnotation drops ComfyUI's " [input]" suffix from a file reference.
+func stripAnnotation(v string) string {
+	for _, a := range []string{" [input]", " [output]", " [temp]"} {
+		v = strings.TrimSuffix(v, a)
+	}
+	return v
+}
+
+// validateOptions checks loader inputs as ComfyUI's LoadImage does (the file
+// must exist: here, among the participant's uploads).
+func (v *userView) validateOptions() comfy.ValidateOptions {
+	return comfy.ValidateOptions{Custom: func(nodeID string, node comfy.Node, info comfy.NodeInfo) ([]string, map[string]string) {
+		inputs := v.loaders[node.ClassType]
+		if len(inputs) == 0 {
+			return nil, nil
+		}
+		failed := map[string]string{}
+		for _, in := range inputs {
+			val, ok := node.Inputs[in].(string)
+			if !ok {
+				continue
+			}
+			if !v.uploads[stripAnnotation(val)] {
+				failed[in] = "Invalid image file: " + val
+			}
+		}
+		return inputs, failed
+	}}
+}
+
+// rewriteInputs points the graph's file references at the participant's
+// folder on the GPU host and returns the uploads to ship with the job.
+func (v *userView) rewriteInputs(p comfy.Prompt, user string) []string {
+	var used []string
+	for id, node := range p {
+		for _, in := range v.loaders[node.ClassType] {
+			val, ok := node.Inputs[in].(string)
+			if !ok || !v.uploads[stripAnnotation(val)] {
+				continue
+			}
+			ref := stripAnnotation(val)
+			node.Inputs[in] = workshop.InputFolder(user) + "/" + ref
+			if !slices.Contains(used, ref) {
+				used = append(used, ref)
+			}
+		}
+		p[id] = node
+	}
+	return used
+}
+
+// objectInfo serves the participant's object_info.
+func (p *Proxy) objectInfo(c *fiber.Ctx) error {
+	v, ok := p.viewFor(c.UserContext(), userOf(c))
+	if !ok {
+		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
+	}
+	return c.JSON(v.nodes)
+}
+
+func (p *Proxy) objectInfoOne(c *fiber.Ctx) error {
+	v, ok := p.viewFor(c.UserContext(), userOf(c))
+	if !ok {
+		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
+	}
+	class := c.Params("class")
+	if n, ok := v.nodes[class]; ok {
+		return c.JSON(fiber.Map{class: n})
+	}
+	return c.JSON(fiber.Map{}) // ComfyUI answers {} for an unknown class
+}

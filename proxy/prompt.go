@@ -1,0 +1,411 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/sched"
+)
+
+// comfyError answers in ComfyUI's /prompt error shape.
+func comfyError(c *fiber.Ctx, status int, typ, msg, details string) error {
+	return c.Status(status).JSON(fiber.Map{
+		"error":       fiber.Map{"type": typ, "message": msg, "details": details, "extra_info": fiber.Map{}},
+		"node_errors": fiber.Map{},
+	})
+}
+
+// promptInfo is GET /prompt: the participant's own queue count.
+func (p *Proxy) promptInfo(c *fiber.Ctx) error {
+	pending, running := p.cfg.Queue.Counts(userOf(c))
+	return c.JSON(fiber.Map{"exec_info": fiber.Map{"queue_remaining": pending + running}})
+}
+
+// postPrompt is POST /prompt: validate like ComfyUI against the GPU hosts'
+// object_info (as this participant sees it), then queue durably.
+func (p *Proxy) postPrompt(c *fiber.Ctx) error {
+	user := userOf(c)
+	var req struct {
+		Prompt    json.RawMessage `json:"prompt"`
+		ClientID  string          `json:"client_id"`
+		ExtraData json.RawMessage `json:"extra_data"`
+		Front     bool            `json:"front"`
+	}
+	// ComfyUI parses the body whatever the Content-Type says.
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", "the body is not JSON: "+err.Error())
+	}
+	if len(bytes.TrimSpace(req.Prompt)) == 0 || bytes.Equal(bytes.TrimSpace(req.Prompt), []byte("null")) {
+		return comfyError(c, 400, "no_prompt", "No prompt provided", "No prompt provided")
+	}
+	prompt, err := comfy.ParsePrompt(req.Prompt)
+	if err != nil {
+		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", err.Error())
+	}
+	view, known := p.viewFor(c.UserContext(), user)
+	var inputs []string
+	if known {
+		if _, nodeErrors, perr := comfy.ValidatePrompt(prompt, view.info, view.validateOptions()); perr != nil {
+			body := perr.Body
+			if len(body) == 0 {
+				body, _ = json.Marshal(struct {
+					Error      comfy.ErrorInfo            `json:"error"`
+					NodeErrors map[string]comfy.NodeError `json:"node_errors"`
+				}{perr.Info, nodeErrorsOr(perr.NodeErrors, nodeErrors)})
+			}
+			return c.Status(400).Type("json").Send(body)
+		}
+		inputs = view.rewriteInputs(prompt, user)
+	}
+	// Without any object_info (no GPU host ever connected) the job still
+	// queues: the GPU host validates it when it comes.
+	workflow, err := json.Marshal(prompt)
+	if err != nil {
+		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", err.Error())
+	}
+	extra := req.ExtraData
+	if len(bytes.TrimSpace(extra)) == 0 || extra[0] != '{' {
+		extra = nil
+	}
+	sub := sched.Submission{UserID: user, Workflow: workflow, ExtraData: extra, Inputs: inputs}
+	job, err := p.cfg.Queue.Submit(c.UserContext(), sub)
+	if err != nil {
+		if workshop.ErrorCode(err) == workshop.ETOOMANY {
+			return c.Status(429).JSON(fiber.Map{
+				"error":       fiber.Map{"type": "queue_full", "message": workshop.ErrorMessage(err), "details": "", "extra_info": fiber.Map{}},
+				"node_errors": fiber.Map{},
+			})
+		}
+		if code := workshop.ErrorCode(err); code == workshop.EINVALID || code == workshop.ETOOLARGE {
+			return comfyError(c, 400, "invalid_prompt", "Invalid prompt", workshop.ErrorMessage(err))
+		}
+		return err
+	}
+	return c.JSON(fiber.Map{"prompt_id": job.ID, "number": job.Seq, "node_errors": fiber.Map{}})
+}
+
+func nodeErrorsOr(a, b map[string]comfy.NodeError) map[string]comfy.NodeError {
+	if len(a) > 0 {
+		return a
+	}
+	if b == nil {
+		return map[string]comfy.NodeError{}
+	}
+	return b
+}
+
+// queueItem is ComfyUI's [number, prompt_id, prompt, extra_data, outputs].
+func queueItem(j *workshop.Job, outputs []string) []any {
+	extra := j.ExtraData
+	if len(extra) == 0 {
+		extra = json.RawMessage("{}")
+	}
+	if outputs == nil {
+		outputs = []string{}
+	}
+	return []any{j.Seq, j.ID, j.Workflow, extra, outputs}
+}
+
+// outputNodes lists a graph's output nodes, per the object_info known.
+func (p *Proxy) outputNodes(c *fiber.Ctx, workflow json.RawMessage) []string {
+	view, ok := p.viewFor(c.UserContext(), userOf(c))
+	prompt, err := comfy.ParsePrompt(workflow)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for id, n := range prompt {
+		if ok {
+			if info, known := view.info[n.ClassType]; known && info.OutputNode {
+				out = append(out, id)
+			}
+		}
+	}
+	comfy.SortNodeIDs(out)
+	return out
+}
+
+// getQueue is GET /queue: the participant's own running and pending jobs.
+func (p *Proxy) getQueue(c *fiber.Ctx) error {
+	running, pending := []any{}, []any{}
+	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
+		item := queueItem(j, p.outputNodes(c, j.Workflow))
+		if j.Status == workshop.StatusRunning {
+			running = append(running, item)
+		} else {
+			pending = append(pending, item)
+		}
+	}
+	return c.JSON(fiber.Map{"queue_running": running, "queue_pending": pending})
+}
+
+// postQueue is POST /queue: delete or clear the participant's own pending
+// jobs. As in ComfyUI, running jobs are not touched and unknown ids are
+// ignored; so are other participants' ids.
+func (p *Proxy) postQueue(c *fiber.Ctx) error {
+	var req struct {
+		Delete []string `json:"delete"`
+		Clear  bool     `json:"clear"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return c.Status(400).SendString("invalid JSON")
+	}
+	user := userOf(c)
+	want := map[string]bool{}
+	for _, id := range req.Delete {
+		want[id] = true
+	}
+	for _, j := range p.cfg.Queue.Mine(user, false) {
+		if j.Status == workshop.StatusPending && (req.Clear || want[j.ID]) {
+			if _, err := p.cfg.Queue.Cancel(c.UserContext(), j.ID, "removed from the queue by its owner"); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+				return err
+			}
+		}
+	}
+	return c.SendStatus(200)
+}
+
+// interrupt is POST /interrupt: cancel the participant's running job (only
+// the given one, when a prompt_id is given). Always 200, as ComfyUI.
+func (p *Proxy) interrupt(c *fiber.Ctx) error {
+	var req struct {
+		PromptID string `json:"prompt_id"`
+	}
+	json.Unmarshal(c.Body(), &req)
+	for _, j := range p.cfg.Queue.Mine(userOf(c), false) {
+		if j.Status != workshop.StatusRunning || (req.PromptID != "" && req.PromptID != j.ID) {
+			continue
+		}
+		if _, err := p.cfg.Queue.Cancel(c.UserContext(), j.ID, "interrupted by its owner"); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+			return err
+		}
+	}
+	return c.SendStatus(200)
+}
+
+// finished returns the participant's finished jobs, oldest first, with
+// their workflows (history entries carry the prompt).
+func (p *Proxy) finished(user string, limit int) ([]*workshop.Job, error) {
+	var out []*workshop.Job
+	cursor := ""
+	for len(out) < limit {
+		jobs, next, err := p.cfg.Queue.List(sched.ListFilter{UserID: user, Cursor: cursor, Limit: sched.MaxListLimit})
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			if j.Status.Finished() && j.Status != workshop.StatusCancelled {
+				out = append(out, j)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
+	return out, nil
+}
+
+// historyLimit bounds what one history answer holds, as ComfyUI's own
+// history holds at most 10,000 items.
+const historyLimit = 1000
+
+// historyEntry is the ComfyUI history entry of a finished job, with its
+// outputs named as this server serves them (subfolder = job id).
+func (p *Proxy) historyEntry(c *fiber.Ctx, j *workshop.Job) fiber.Map {
+	full, err := p.cfg.Queue.Get(j.ID)
+	if err == nil {
+		j = full
+	}
+	status := "success"
+	messages := []any{}
+	if j.Status == workshop.StatusFailed {
+		status = "error"
+		if j.Error != nil {
+			messages = append(messages, []any{"execution_error", fiber.Map{"prompt_id": j.ID, "exception_message": j.Error.Message, "exception_type": j.Error.Type}})
+		}
+	}
+	outputs := json.RawMessage("{}")
+	if j.Result != nil && len(j.Result.Raw) > 0 {
+		outputs = rewriteOutputs(j.Result.Raw, j.ID)
+	}
+	return fiber.Map{
+		"prompt":  queueItem(j, p.outputNodes(c, j.Workflow)),
+		"outputs": outputs,
+		"status":  fiber.Map{"status_str": status, "completed": j.Status == workshop.StatusCompleted, "messages": messages},
+		"meta":    fiber.Map{},
+	}
+}
+
+// getHistory is GET /history?max_items=&offset=: oldest first; with
+// max_items and no offset, the newest max_items (as ComfyUI).
+func (p *Proxy) getHistory(c *fiber.Ctx) error {
+	jobs, err := p.finished(userOf(c), historyLimit)
+	if err != nil {
+		return err
+	}
+	max, offset := -1, -1
+	if v := c.Query("max_items"); v != "" {
+		max, _ = strconv.Atoi(v)
+	}
+	if v := c.Query("offset"); v != "" {
+		offset, _ = strconv.Atoi(v)
+	}
+	if offset < 0 && max > 0 {
+		offset = len(jobs) - max
+	}
+	offset = min(max0(offset), len(jobs))
+	jobs = jobs[offset:]
+	if max >= 0 && max < len(jobs) {
+		jobs = jobs[:max]
+	}
+	return c.JSON(orderedHistory(c, p, jobs))
+}
+
+func max0(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
+}
+
+// orderedHistory writes {id: entry} keeping the jobs' order (a Go map would
+// lose it, and the frontend shows history in key order).
+func orderedHistory(c *fiber.Ctx, p *Proxy, jobs []*workshop.Job) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, j := range jobs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(j.ID)
+		v, _ := json.Marshal(p.historyEntry(c, j))
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+func (p *Proxy) getHistoryOne(c *fiber.Ctx) error {
+	j, err := p.cfg.Queue.Get(c.Params("id"))
+	if err != nil || j.UserID != userOf(c) || !j.Status.Finished() || j.Status == workshop.StatusCancelled {
+		return c.JSON(fiber.Map{}) // ComfyUI answers {} for an unknown id
+	}
+	return c.JSON(fiber.Map{j.ID: p.historyEntry(c, j)})
+}
+
+// postHistory is POST /history {delete|clear}: the participant's history
+// is their jobs; removing entries hides nothing in the workshop's records,
+// so it is accepted and does nothing.
+func (p *Proxy) postHistory(c *fiber.Ctx) error { return c.SendStatus(200) }
+
+// rewriteOutputs renames every file in a ComfyUI outputs object to where
+// this server serves it: subfolder = the job id, filename = its stored name.
+func rewriteOutputs(raw json.RawMessage, jobID string) json.RawMessage {
+	var outputs map[string]map[string]json.RawMessage
+	if json.Unmarshal(raw, &outputs) != nil {
+		return raw
+	}
+	for _, node := range outputs {
+		for key, v := range node {
+			var files []map[string]any
+			if json.Unmarshal(v, &files) != nil || len(files) == 0 {
+				continue
+			}
+			changed := false
+			for _, f := range files {
+				name, ok1 := f["filename"].(string)
+				if !ok1 {
+					continue
+				}
+				sub, _ := f["subfolder"].(string)
+				typ, _ := f["type"].(string)
+				f["filename"] = workshop.StoredName(name, sub, typ)
+				f["subfolder"] = jobID
+				f["type"] = "output"
+				changed = true
+			}
+			if changed {
+				node[key], _ = json.Marshal(files)
+			}
+		}
+	}
+	b, err := json.Marshal(outputs)
+	if err != nil {
+		return raw
+	}
+	return b
+}
+
+// listJobs is the newer GET /api/jobs: the participant's jobs.
+func (p *Proxy) listJobs(c *fiber.Ctx) error {
+	user := userOf(c)
+	limit := c.QueryInt("limit", 100)
+	offset := c.QueryInt("offset", 0)
+	var all []*workshop.Job
+	all = append(all, p.cfg.Queue.Mine(user, false)...)
+	fin, err := p.finished(user, historyLimit)
+	if err != nil {
+		return err
+	}
+	for i := len(fin) - 1; i >= 0; i-- {
+		all = append(all, fin[i])
+	}
+	total := len(all)
+	offset = min(max0(offset), total)
+	all = all[offset:]
+	if limit >= 0 && limit < len(all) {
+		all = all[:limit]
+	}
+	jobs := make([]fiber.Map, 0, len(all))
+	for _, j := range all {
+		jobs = append(jobs, jobView(j))
+	}
+	return c.JSON(fiber.Map{"jobs": jobs, "pagination": fiber.Map{"offset": offset, "limit": limit, "total": total, "has_more": offset+len(jobs) < total}})
+}
+
+func (p *Proxy) getJob(c *fiber.Ctx) error {
+	j, err := p.cfg.Queue.Get(c.Params("id"))
+	if err != nil || j.UserID != userOf(c) {
+		return workshop.Errorf(workshop.ENOTFOUND, "job not found")
+	}
+	v := jobView(j)
+	if j.Result != nil && len(j.Result.Raw) > 0 {
+		v["outputs"] = rewriteOutputs(j.Result.Raw, j.ID)
+	}
+	return c.JSON(v)
+}
+
+// jobView is a job in the newer jobs API's terms.
+func jobView(j *workshop.Job) fiber.Map {
+	status := map[workshop.JobStatus]string{
+		workshop.StatusPending: "pending", workshop.StatusRunning: "in_progress",
+		workshop.StatusCompleted: "completed", workshop.StatusFailed: "failed", workshop.StatusCancelled: "cancelled",
+	}[j.Status]
+	v := fiber.Map{"id": j.ID, "status": status, "priority": j.Seq, "create_time": j.CreatedAt.UnixMilli()}
+	if j.StartedAt != nil {
+		v["execution_start_time"] = j.StartedAt.UnixMilli()
+	}
+	if j.CompletedAt != nil {
+		v["execution_end_time"] = j.CompletedAt.UnixMilli()
+	}
+	if j.Result != nil {
+		v["outputs_count"] = len(j.Result.Outputs)
+	}
+	if j.Error != nil {
+		v["execution_error"] = fiber.Map{"exception_message": j.Error.Message, "exception_type": j.Error.Type}
+	}
+	return v
+}

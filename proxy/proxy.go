@@ -1,0 +1,278 @@
+// Package proxy is each participant's ComfyUI server at /user/{n}/: the
+// stock ComfyUI frontend talks to it as to its own ComfyUI. Job routes
+// (prompt, queue, history, view, uploads, the socket) are answered from the
+// workshop's queue and stores, private to the participant; read-only routes
+// (the UI's files, object_info, models...) come from a GPU host's ComfyUI
+// through the tunnel, cached (package mirror).
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/seats"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// CookieName is the session cookie of participants and the admin.
+const CookieName = "workshop_session"
+
+// Mirror is the cached view of a GPU host's ComfyUI (package mirror).
+type Mirror interface {
+	Serve(c *fiber.Ctx, path string) error
+	Get(ctx context.Context, path string) ([]byte, error)
+}
+
+// Config wires the participants' surface.
+type Config struct {
+	Queue   *sched.Queue
+	Seats   *seats.Service
+	DB      *store.DB
+	Files   *store.Files
+	Mirror  Mirror
+	Workers func() []dispatch.WorkerStatus
+	// UserFiles registers the per-participant userdata, settings and users
+	// routes (package userfiles).
+	UserFiles func(r fiber.Router, userOf func(*fiber.Ctx) string)
+	// Extension serves the workshop extension's files; its entry point is
+	// added to the extensions list.
+	Extension      fiber.Handler
+	ExtensionPath  string
+	AdminTokenHash string
+	OpenSeats      bool // anyone may open any seat, without a code
+	Secure         bool // served over TLS: cookies get Secure
+	NodesAllow     []string
+	NodesDeny      []string
+	MaxUpload      int64
+	Log            *slog.Logger
+}
+
+// Proxy serves /join and /user/{n}/.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+
+	joinLimit *limiter
+	info      infoCache
+	live      *liveState
+}
+
+// New returns the surface; call Register and Run.
+func New(cfg Config) *Proxy {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = 100 << 20
+	}
+	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: newLimiter(10, time.Minute), live: newLiveState()}
+}
+
+// Run follows the queue's events (live job state for reconnecting sockets)
+// until ctx ends.
+func (p *Proxy) Run(ctx context.Context) { p.live.run(ctx, p.cfg.Queue) }
+
+// Register adds the routes.
+func (p *Proxy) Register(app *fiber.App) {
+	app.Get("/join/:code", p.join)
+	app.Get("/user/:seat", func(c *fiber.Ctx) error {
+		return c.Redirect("/user/"+c.Params("seat")+"/", fiber.StatusMovedPermanently)
+	})
+	u := app.Group("/user/:seat", p.requireSeat)
+	p.routes(u)
+	// Some clients open the socket at the site root, ignoring the sub-path.
+	app.Get("/ws", p.rootSocket)
+}
+
+// routes registers every ComfyUI route twice: bare and under /api.
+func (p *Proxy) routes(u fiber.Router) {
+	for _, prefix := range []string{"", "/api"} {
+		r := u.Group(prefix)
+		r.Get("/prompt", p.promptInfo)
+		r.Post("/prompt", p.postPrompt)
+		r.Get("/queue", p.getQueue)
+		r.Post("/queue", p.postQueue)
+		r.Get("/history", p.getHistory)
+		r.Get("/history/:id", p.getHistoryOne)
+		r.Post("/history", p.postHistory)
+		r.Post("/interrupt", p.interrupt)
+		r.Get("/view", p.view)
+		r.Post("/upload/image", p.upload(false))
+		r.Post("/upload/mask", p.upload(true))
+		r.Get("/jobs", p.listJobs)
+		r.Get("/jobs/:id", p.getJob)
+		r.Get("/object_info", p.objectInfo)
+		r.Get("/object_info/:class", p.objectInfoOne)
+		r.Get("/extensions", p.extensions)
+		r.Get("/workshop/me", p.me)
+		r.Get("/workshop/outputs", p.outputs)
+		if p.cfg.UserFiles != nil {
+			p.cfg.UserFiles(r, userOf)
+		}
+		// Routes that reach the host or other users: not for participants.
+		for _, path := range []string{"/free", "/internal/*", "/manager/*", "/logs", "/logs/*", "/customnode/*", "/system_stats/reset"} {
+			r.All(path, refuse)
+		}
+	}
+	u.Get("/ws", p.socket)
+	if p.cfg.Extension != nil {
+		u.Get("/extensions/workshop/*", p.cfg.Extension)
+	}
+	// Everything else that is read-only comes from a GPU host's ComfyUI.
+	u.Get("/*", p.forward)
+	u.All("/*", func(c *fiber.Ctx) error {
+		return workshop.Errorf(workshop.ENOTFOUND, "no route %s %s", c.Method(), c.Path())
+	})
+}
+
+func refuse(c *fiber.Ctx) error {
+	return workshop.Errorf(workshop.EFORBIDDEN, "%s is not available in the workshop", c.Path())
+}
+
+// forward serves a read-only route from the mirror.
+func (p *Proxy) forward(c *fiber.Ctx) error {
+	if p.cfg.Mirror == nil {
+		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
+	}
+	rest := "/" + c.Params("*")
+	return p.cfg.Mirror.Serve(c, rest)
+}
+
+type ctxKey string
+
+const (
+	keyUser ctxKey = "workshop.user"
+	keySeat ctxKey = "workshop.seat"
+)
+
+// userOf is the participant of a request under /user/{n}/.
+func userOf(c *fiber.Ctx) string {
+	u, _ := c.Locals(keyUser).(string)
+	return u
+}
+
+// requireSeat admits a request to /user/{n}/ with a session for seat n, an
+// admin session or token, or anyone in open-seats mode.
+func (p *Proxy) requireSeat(c *fiber.Ctx) error {
+	n, err := strconv.Atoi(c.Params("seat"))
+	if err != nil || n < 1 || n > seats.MaxSeats {
+		return workshop.Errorf(workshop.ENOTFOUND, "no seat %q", c.Params("seat"))
+	}
+	ok := false
+	if ses, found := p.cfg.Seats.Session(c.Cookies(CookieName)); found && (ses.Admin || ses.Seat == n) {
+		ok = true
+	} else if tok := auth.BearerToken(c.Get(fiber.HeaderAuthorization)); tok != "" && auth.TokenMatches(p.cfg.AdminTokenHash, tok) {
+		ok = true
+	} else if p.cfg.OpenSeats {
+		token, err := p.cfg.Seats.OpenSeat(c.UserContext(), n)
+		if err != nil {
+			return err
+		}
+		p.setCookie(c, token)
+		ok = true
+	}
+	if !ok {
+		if wantsHTML(c) {
+			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(joinPage)
+		}
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "sign in with your join link first")
+	}
+	if seat, err := p.cfg.Seats.Get(n); err != nil {
+		return err
+	} else if seat.Disabled {
+		return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+	}
+	c.Locals(keyUser, workshop.UserID(n))
+	c.Locals(keySeat, n)
+	return c.Next()
+}
+
+func wantsHTML(c *fiber.Ctx) bool {
+	if c.Method() != fiber.MethodGet || websocketUpgrade(c) {
+		return false
+	}
+	return strings.Contains(c.Get(fiber.HeaderAccept), "text/html")
+}
+
+func websocketUpgrade(c *fiber.Ctx) bool {
+	return strings.EqualFold(c.Get(fiber.HeaderUpgrade), "websocket")
+}
+
+func (p *Proxy) setCookie(c *fiber.Ctx, token string) {
+	c.Cookie(&fiber.Cookie{
+		Name: CookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Lax",
+		Secure: p.cfg.Secure, MaxAge: int(seats.SessionTTL.Seconds()),
+	})
+}
+
+// join signs a participant in with their seat's code.
+func (p *Proxy) join(c *fiber.Ctx) error {
+	ip := c.IP()
+	if !p.joinLimit.allow(ip) {
+		c.Set(fiber.HeaderRetryAfter, "60")
+		return c.Status(fiber.StatusTooManyRequests).Type("html").SendString(page("Too many tries",
+			"Too many wrong join codes from this address. Wait a minute, then scan your code again."))
+	}
+	seat, token, err := p.cfg.Seats.Join(c.UserContext(), c.Params("code"))
+	if err != nil {
+		p.joinLimit.fail(ip)
+		status := fiber.StatusNotFound
+		msg := "This join link is not valid. Check the code on your card, or ask the instructor."
+		if workshop.ErrorCode(err) == workshop.EFORBIDDEN {
+			status, msg = fiber.StatusForbidden, workshop.ErrorMessage(err)
+		}
+		return c.Status(status).Type("html").SendString(page("Join link not valid", msg))
+	}
+	p.setCookie(c, token)
+	p.log.Info("participant joined", "seat", seat.Number, "ip", ip)
+	return c.Redirect("/user/"+strconv.Itoa(seat.Number)+"/", fiber.StatusSeeOther)
+}
+
+// limiter counts failures per key in a sliding window.
+type limiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	fails  map[string][]time.Time
+}
+
+func newLimiter(max int, window time.Duration) *limiter {
+	return &limiter{max: max, window: window, fails: map[string][]time.Time{}}
+}
+
+func (l *limiter) recent(key string, now time.Time) []time.Time {
+	kept := l.fails[key][:0]
+	for _, t := range l.fails[key] {
+		if now.Sub(t) < l.window {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == 0 {
+		delete(l.fails, key)
+		return nil
+	}
+	l.fails[key] = kept
+	return kept
+}
+
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recent(key, time.Now())) < l.max
+}
+
+func (l *limiter) fail(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fails[key] = append(l.recent(key, time.Now()), time.Now())
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"encoding/json"
+	"html"
+	"net/url"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// meFor is what the workshop extension shows: seat, queue place, GPUs,
+// announcements.
+func (p *Proxy) meFor(user string) (map[string]any, error) {
+	n, ok := workshop.SeatOf(user)
+	if !ok {
+		return nil, workshop.Errorf(workshop.ENOTFOUND, "no seat for %s", user)
+	}
+	seat, err := p.cfg.Seats.Get(n)
+	if err != nil {
+		return nil, err
+	}
+	mine := p.cfg.Queue.Mine(user, false)
+	q := map[string]any{"paused": p.cfg.Queue.Status().Paused, "pending": 0, "running": 0, "position": nil, "eta_seconds": nil}
+	pending, running := 0, 0
+	for _, j := range mine {
+		if j.Status == workshop.StatusRunning {
+			running++
+			continue
+		}
+		pending++
+		if q["position"] == nil {
+			q["position"] = j.Position
+			if j.ETASeconds != nil {
+				q["eta_seconds"] = *j.ETASeconds
+			}
+		}
+	}
+	q["pending"], q["running"] = pending, running
+	connected, total := 0, 0
+	if p.cfg.Workers != nil {
+		for _, w := range p.cfg.Workers() {
+			total++
+			if w.Connected && !w.Draining {
+				connected++
+			}
+		}
+	}
+	var notes []workshop.Announcement
+	p.cfg.DB.View(func(tx *store.Tx) (err error) {
+		notes, err = tx.Announcements()
+		return err
+	})
+	if notes == nil {
+		notes = []workshop.Announcement{}
+	}
+	return map[string]any{
+		"seat": n, "user_id": user, "name": seat.Name,
+		"gpus":          map[string]int{"connected": connected, "total": total},
+		"queue":         q,
+		"announcements": notes,
+	}, nil
+}
+
+func (p *Proxy) me(c *fiber.Ctx) error {
+	me, err := p.meFor(userOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(me)
+}
+
+// outputsOf lists a finished job's files as the extension shows them.
+func outputsOf(user string, j *workshop.Job) []map[string]any {
+	n, _ := workshop.SeatOf(user)
+	var out []map[string]any
+	if j.Result == nil {
+		return out
+	}
+	for _, o := range j.Result.Outputs {
+		q := url.Values{"filename": {o.Name}, "subfolder": {j.ID}, "type": {"output"}}
+		created := j.CreatedAt
+		if j.CompletedAt != nil {
+			created = *j.CompletedAt
+		}
+		out = append(out, map[string]any{
+			"job_id": j.ID, "filename": o.Name, "type": "output", "size": o.Size,
+			"mime": contentType(o.Name), "created_at": created,
+			"url": "/user/" + strconv.Itoa(n) + "/api/view?" + q.Encode(),
+		})
+	}
+	return out
+}
+
+// outputs is GET /workshop/outputs: every output of the participant's
+// jobs, newest first.
+func (p *Proxy) outputs(c *fiber.Ctx) error {
+	user := userOf(c)
+	limit := min(max(c.QueryInt("limit", 100), 1), 1000)
+	jobs, err := p.finished(user, historyLimit)
+	if err != nil {
+		return err
+	}
+	out := []map[string]any{}
+	for i := len(jobs) - 1; i >= 0 && len(out) < limit; i-- {
+		full, err := p.cfg.Queue.Get(jobs[i].ID)
+		if err != nil {
+			continue
+		}
+		out = append(out, outputsOf(user, full)...)
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return c.JSON(fiber.Map{"outputs": out})
+}
+
+// extensions is the GPU host's extension list plus the workshop extension.
+func (p *Proxy) extensions(c *fiber.Ctx) error {
+	var list []string
+	if p.cfg.Mirror != nil {
+		if raw, err := p.cfg.Mirror.Get(c.UserContext(), "/api/extensions"); err == nil {
+			json.Unmarshal(raw, &list)
+		}
+	}
+	if p.cfg.ExtensionPath != "" {
+		list = append(list, p.cfg.ExtensionPath)
+	}
+	if list == nil {
+		list = []string{}
+	}
+	return c.JSON(list)
+}
+
+// page is a small, self-contained HTML page for people, not programs.
+func page(title, msg string) string {
+	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
+		`<title>` + html.EscapeString(title) + `</title><style>body{font-family:system-ui,sans-serif;background:#202020;color:#ddd;display:grid;place-items:center;min-height:100vh;margin:0}` +
+		`main{max-width:32rem;padding:2rem;text-align:center}h1{font-size:1.4rem}</style></head><body><main><h1>` +
+		html.EscapeString(title) + `</h1><p>` + html.EscapeString(msg) + `</p></main></body></html>`
+}
+
+var joinPage = page("Use your join link", "This is a participant's workspace. Open the join link or scan the QR code on your card to sign in.")

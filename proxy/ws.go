@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/sched"
+)
+
+// liveState remembers the latest progress of every running job, so a
+// participant who reconnects mid-job sees where it is at once.
+type liveState struct {
+	mu   sync.Mutex
+	jobs map[string]*sched.Progress
+}
+
+func newLiveState() *liveState { return &liveState{jobs: map[string]*sched.Progress{}} }
+
+func (l *liveState) run(ctx context.Context, q *sched.Queue) {
+	for ctx.Err() == nil {
+		sub := q.Events().Subscribe(4096, func(e sched.Event) bool {
+			return e.Type == sched.EventJobProgress || (e.Type == sched.EventJobUpdated && e.Job != nil && e.Job.Status.Finished())
+		})
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				sub.Close()
+				return
+			case e, ok := <-sub.C:
+				if !ok {
+					open = false // fell behind: subscribe again
+					break
+				}
+				l.mu.Lock()
+				if e.Progress != nil {
+					p := *e.Progress
+					p.Preview = ""
+					l.jobs[p.JobID] = &p
+				} else {
+					delete(l.jobs, e.Job.ID)
+				}
+				l.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (l *liveState) of(user string) []sched.Progress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []sched.Progress
+	for _, p := range l.jobs {
+		if p.UserID == user && p.Stage == "executing" {
+			out = append(out, *p)
+		}
+	}
+	return out
+}
+
+// serverFeatures are the feature flags this server announces on the socket.
+var serverFeatures = map[string]any{"supports_preview_metadata": true, "max_upload_size": 100 << 20}
+
+// socket is the participant's ComfyUI /ws: status first, then every event
+// of their own jobs, and workshop messages for the extension.
+func (p *Proxy) socket(c *fiber.Ctx) error {
+	if !websocketUpgrade(c) {
+		return workshop.Errorf(workshop.EINVALID, "/ws must be a WebSocket upgrade")
+	}
+	user := userOf(c)
+	sid := c.Query("clientId")
+	if sid == "" {
+		sid = uuid.NewString()
+	}
+	return websocket.New(func(conn *websocket.Conn) { p.serveSocket(conn, user, sid) })(c)
+}
+
+// rootSocket serves /ws at the site root for a signed-in participant, for
+// clients that ignore the sub-path.
+func (p *Proxy) rootSocket(c *fiber.Ctx) error {
+	ses, ok := p.cfg.Seats.Session(c.Cookies(CookieName))
+	if !ok || ses.Seat == 0 {
+		return c.Next() // the admin event socket answers
+	}
+	c.Locals(keyUser, workshop.UserID(ses.Seat))
+	return p.socket(c)
+}
+
+type wsMsg struct {
+	Type string `json:"type"`
+	Data any    `json:"data"`
+}
+
+func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
+	sub := p.cfg.Queue.Events().Subscribe(1024, func(e sched.Event) bool {
+		switch e.Type {
+		case sched.EventEngine:
+			return e.UserID == user
+		case sched.EventJobCreated, sched.EventJobUpdated:
+			return e.Job != nil && e.Job.UserID == user
+		case sched.EventWorkers, sched.EventQueueChanged, sched.EventAnnouncement:
+			return true
+		}
+		return false
+	})
+	defer sub.Close()
+
+	var wmu sync.Mutex
+	write := func(typ int, b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		return conn.WriteMessage(typ, b)
+	}
+	writeJSON := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return write(websocket.TextMessage, b)
+	}
+	status := func() error {
+		pending, running := p.cfg.Queue.Counts(user)
+		return writeJSON(wsMsg{"status", map[string]any{"status": map[string]any{"exec_info": map[string]any{"queue_remaining": pending + running}}, "sid": sid}})
+	}
+	if status() != nil {
+		return
+	}
+	// Reconnected mid-job: where each running job is now.
+	for _, pr := range p.live.of(user) {
+		writeJSON(wsMsg{"execution_start", map[string]any{"prompt_id": pr.JobID, "timestamp": time.Now().UnixMilli()}})
+		if pr.Node != "" {
+			writeJSON(wsMsg{"executing", map[string]any{"node": pr.Node, "display_node": pr.Node, "prompt_id": pr.JobID}})
+		}
+		if pr.Max > 0 {
+			writeJSON(wsMsg{"progress", map[string]any{"value": pr.Value, "max": pr.Max, "prompt_id": pr.JobID, "node": pr.Node}})
+		}
+	}
+	if me, err := p.meFor(user); err == nil {
+		writeJSON(wsMsg{"workshop_status", me})
+	}
+
+	var metadata sync.Once
+	var wantsMetadata bool
+	var mdMu sync.Mutex
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			_, msg, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			var m struct {
+				Type string         `json:"type"`
+				Data map[string]any `json:"data"`
+			}
+			if json.Unmarshal(msg, &m) == nil && m.Type == "feature_flags" {
+				mdMu.Lock()
+				wantsMetadata, _ = m.Data["supports_preview_metadata"].(bool)
+				mdMu.Unlock()
+				metadata.Do(func() { writeJSON(wsMsg{"feature_flags", serverFeatures}) })
+			}
+		}
+	}()
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-gone:
+			return
+		case <-ping.C:
+			wmu.Lock()
+			err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second))
+			wmu.Unlock()
+			if err != nil {
+				return
+			}
+		case e, ok := <-sub.C:
+			if !ok {
+				return // too slow: the frontend reconnects
+			}
+			var err error
+			switch e.Type {
+			case sched.EventEngine:
+				mdMu.Lock()
+				md := wantsMetadata
+				mdMu.Unlock()
+				err = p.relay(write, e, md)
+			case sched.EventJobCreated, sched.EventJobUpdated:
+				if err = status(); err == nil {
+					err = p.sendMe(writeJSON, user)
+				}
+				if err == nil && e.Job.Status == workshop.StatusCompleted {
+					err = p.sendOutputs(writeJSON, user, e.Job.ID)
+				}
+			case sched.EventWorkers, sched.EventQueueChanged:
+				err = p.sendMe(writeJSON, user)
+			case sched.EventAnnouncement:
+				err = writeJSON(wsMsg{"workshop_announcement", json.RawMessage(e.Data)})
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (p *Proxy) sendMe(writeJSON func(any) error, user string) error {
+	me, err := p.meFor(user)
+	if err != nil {
+		return nil
+	}
+	delete(me, "announcements")
+	return writeJSON(wsMsg{"workshop_status", me})
+}
+
+func (p *Proxy) sendOutputs(writeJSON func(any) error, user, jobID string) error {
+	j, err := p.cfg.Queue.Get(jobID)
+	if err != nil || j.Result == nil {
+		return nil
+	}
+	for _, o := range outputsOf(user, j) {
+		if err := writeJSON(wsMsg{"workshop_output", o}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// relay passes one engine frame on: executed outputs renamed to where this
+// server serves them, type-4 previews turned into type 1 for clients that
+// did not ask for metadata.
+func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadata bool) error {
+	if e.Binary {
+		frame := e.Frame
+		if len(frame) >= 8 && binary.BigEndian.Uint32(frame) == 4 && !wantsMetadata {
+			n := binary.BigEndian.Uint32(frame[4:8])
+			if int(8+n) > len(frame) {
+				return nil
+			}
+			var md struct {
+				ImageType string `json:"image_type"`
+			}
+			json.Unmarshal(frame[8:8+n], &md)
+			imgType := uint32(1)
+			if md.ImageType == "image/png" {
+				imgType = 2
+			}
+			out := make([]byte, 8, 8+len(frame)-int(8+n))
+			binary.BigEndian.PutUint32(out, 1)
+			binary.BigEndian.PutUint32(out[4:], imgType)
+			frame = append(out, frame[8+n:]...)
+		}
+		return write(websocket.BinaryMessage, frame)
+	}
+	var m struct {
+		Type string                     `json:"type"`
+		Data map[string]json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(e.Frame, &m) == nil && m.Type == "executed" && m.Data["output"] != nil {
+		m.Data["output"] = rewriteNodeOutput(m.Data["output"], e.JobID)
+		b, err := json.Marshal(m)
+		if err == nil {
+			return write(websocket.TextMessage, b)
+		}
+	}
+	return write(websocket.TextMessage, e.Frame)
+}
+
+// rewriteNodeOutput renames the files of one node's output.
+func rewriteNodeOutput(raw json.RawMessage, jobID string) json.RawMessage {
+	wrapped, _ := json.Marshal(map[string]json.RawMessage{"n": raw})
+	var back map[string]json.RawMessage
+	if json.Unmarshal(rewriteOutputs(wrapped, jobID), &back) != nil {
+		return raw
+	}
+	return back["n"]
+}
