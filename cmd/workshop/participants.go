@@ -1,18 +1,41 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/mirror"
 	"github.com/comfy-workshop/workshop/proxy"
+	"github.com/comfy-workshop/workshop/userfiles"
 )
 
+// mirrorGetter adapts the mirror to what the participants' surface needs.
+type mirrorGetter struct{ *mirror.Mirror }
+
+func (m mirrorGetter) Get(ctx context.Context, path string) ([]byte, error) {
+	body, _, err := m.Mirror.Get(ctx, path)
+	return body, err
+}
+
 // newMirror caches the GPU hosts' read-only ComfyUI routes.
-func newMirror(d *dispatch.Dispatcher, log *slog.Logger) proxy.Mirror { return nil }
+func newMirror(d *dispatch.Dispatcher, log *slog.Logger) (proxy.Mirror, func()) {
+	m := mirror.New(mirror.Config{Upstream: d.Upstream, Logger: log.With("part", "mirror")})
+	return mirrorGetter{m}, func() { m.Close() }
+}
 
 // newUserFiles serves each participant's saved workflows and settings.
-func newUserFiles(c serveConfig, log *slog.Logger) func(fiber.Router, func(*fiber.Ctx) string) {
-	return nil
+func newUserFiles(c serveConfig, log *slog.Logger) (func(fiber.Router, func(*fiber.Ctx) string), func(), error) {
+	dirs := []string{filepath.Join(c.Data, "workflows")}
+	if c.Workflows != "" {
+		dirs = append(dirs, c.Workflows)
+	}
+	s, err := userfiles.New(userfiles.Config{Dir: filepath.Join(c.Data, "userdata"), WorkflowDirs: dirs, Logger: log.With("part", "userfiles")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.Register, func() { s.Close() }, nil
 }

@@ -328,9 +328,19 @@ func serve(ctx context.Context, c serveConfig) error {
 		Queue: q, Files: files, Tunnels: tunnels, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
 	})
+	mir, closeMirror := newMirror(disp, log)
+	defer closeMirror()
+	if err := os.MkdirAll(filepath.Join(c.Data, "workflows"), 0o750); err != nil {
+		return err
+	}
+	userFiles, closeUserFiles, err := newUserFiles(c, log)
+	if err != nil {
+		return err
+	}
+	defer closeUserFiles()
 	participants := proxy.New(proxy.Config{
 		Queue: q, Seats: seatSvc, DB: db, Files: files, Workers: disp.Workers,
-		Mirror: newMirror(disp, log), UserFiles: newUserFiles(c, log),
+		Mirror: mir, UserFiles: userFiles,
 		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path,
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),

@@ -1,16 +1,30 @@
-// Drives the ComfyUI simulator with @stable-canvas/comfyui-client, a
-// ComfyUI API client this project did not write. Run by
-// comfy/sim/npmclient_test.go as: node client.mjs http://127.0.0.1:PORT
+// Drives a ComfyUI server with @stable-canvas/comfyui-client, a ComfyUI API
+// client this project did not write. Run as
+//   node client.mjs http://127.0.0.1:PORT            (the simulator)
+//   node client.mjs http://127.0.0.1:PORT/user/1/ 'workshop_session=...'
+// (a participant's ComfyUI on the workshop server, signed in by cookie).
 // It prints one JSON line with what it saw and exits non-zero on failure.
 import { Client } from "@stable-canvas/comfyui-client";
 import WebSocket from "ws";
 
 const base = new URL(process.argv[2]);
+const cookie = process.argv[3] || "";
+const withCookie = (init = {}) =>
+  cookie ? { ...init, headers: { ...(init.headers || {}), Cookie: cookie } } : init;
+const cfetch = (url, init) => globalThis.fetch(url, withCookie(init));
+// The client opens its socket at the site root, ignoring the sub-path, as
+// some ComfyUI clients do; the cookie says whose socket it is.
+class CookieWebSocket extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols, cookie ? { headers: { Cookie: cookie } } : {});
+  }
+}
 const client = new Client({
   api_host: base.host,
+  api_base: base.pathname.replace(/\/$/, ""),
   clientId: "npm-client",
-  WebSocket,
-  fetch: globalThis.fetch,
+  WebSocket: CookieWebSocket,
+  fetch: cfetch,
 });
 
 const seen = { messages: {}, progress: [], images: [], errorType: "", errorNodes: [] };
@@ -39,7 +53,7 @@ try {
   const out = await client.enqueue(emptyImage, { disable_random_seed: true, timeout_ms: 20000 });
   for (const img of out.images) {
     if (img.type !== "url") continue; // previews arrive as buffers
-    const res = await fetch(img.data);
+    const res = await cfetch(img.data);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const isPNG = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
     seen.images.push({ status: res.status, bytes: bytes.length, png: isPNG });
@@ -71,7 +85,7 @@ try {
     seen.errorMessage = String(err?.message ?? err);
   }
   // The same with plain fetch, to read the node_errors the client hides.
-  const res = await fetch(new URL("/prompt", base), {
+  const res = await cfetch(new URL("prompt", base.href.endsWith("/") ? base : base.href + "/"), {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ prompt: broken, client_id: "npm-client" }),
