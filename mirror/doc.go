@@ -32,9 +32,18 @@
 //     Retry-After: a small self-reloading HTML page for a page navigation, a
 //     JSON error for anything else.
 //   - 404 and 410 are cached for Config.NotFoundTTL (10 s); other statuses
-//     are passed through and not kept.
+//     are passed through and not kept (nor do they drop a kept copy). A
+//     redirect's Location is put back under the participant's prefix.
+//   - A range request for something not cached is forwarded with its Range
+//     and streamed as is ("bypass"); once cached, the whole body is served.
 //   - Concurrent requests that need the upstream for the same key (misses and
-//     revalidations alike) share one upstream request.
+//     revalidations alike) share one upstream request. A body that turns out
+//     too big to keep goes to the request that asked; the others each ask
+//     for their own stream.
+//   - A body of unknown length is read up to MaxEntryBytes before the mirror
+//     knows whether it will be kept; past that it is streamed, so one such
+//     request holds at most MaxEntryBytes. Bodies with a Content-Length over
+//     the limit are streamed from the first byte.
 //   - The upstream is asked for gzip. A gzip answer is kept compressed (and
 //     decompressed once, when it fits, for Get and for clients that do not
 //     accept gzip); a compressible identity answer of 1 KiB or more is

@@ -401,9 +401,9 @@ func (m *Mirror) settle(key, p string, fr fetched, cached *entry) (result, error
 	}
 	if e.cacheable() {
 		m.cache.put(e)
-	} else if cached != nil {
-		m.cache.remove(key)
 	}
+	// Any other status is passed on but neither kept nor dropping what is
+	// kept: that copy still serves if the upstream goes away.
 	return result{e: e, label: Miss}, nil
 }
 

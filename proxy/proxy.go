@@ -48,6 +48,7 @@ type Config struct {
 	// added to the extensions list.
 	Extension      fiber.Handler
 	ExtensionPath  string
+	TestPage       fiber.Handler // the extension with stand-ins, for browser checks
 	AdminTokenHash string
 	OpenSeats      bool // anyone may open any seat, without a code
 	Secure         bool // served over TLS: cookies get Secure
@@ -127,6 +128,9 @@ func (p *Proxy) routes(u fiber.Router) {
 	u.Get("/ws", p.socket)
 	if p.cfg.Extension != nil {
 		u.Get("/extensions/workshop/*", p.cfg.Extension)
+	}
+	if p.cfg.TestPage != nil {
+		u.Get("/workshop-test/*", p.cfg.TestPage)
 	}
 	// Everything else that is read-only comes from a GPU host's ComfyUI.
 	u.Get("/*", p.forward)

@@ -62,6 +62,7 @@ type serveConfig struct {
 	KeyFile        string
 	Hosts          string
 	HTTPListen     string
+	TestPages      bool
 	LogLevel       string
 	LogFormat      string
 
@@ -101,6 +102,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.CertFile, "cert", "", "files: certificate chain PEM file (SSL_CERT_PATH); reloaded on SIGHUP")
 	fs.StringVar(&c.KeyFile, "key", "", "files: private key PEM file (SSL_KEY_PATH)")
 	fs.StringVar(&c.Hosts, "hosts", "", "self-signed: comma-separated names and IPs the certificate covers (default: localhost and this host)")
+	fs.BoolVar(&c.TestPages, "extension-test-page", false, "serve the workshop extension's test page at /user/{n}/workshop-test/ (for browser checks)")
 	fs.StringVar(&c.HTTPListen, "http-listen", "", "plain HTTP address for ACME HTTP-01 challenges and redirects to HTTPS (default :80 with --tls acme; off otherwise)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin API (default: generated on first start, printed once, stored hashed)")
 	fs.IntVar(&c.Seats, "seats", 20, "number of participant seats (NUM_USERS)")
@@ -341,12 +343,13 @@ func serve(ctx context.Context, c serveConfig) error {
 	participants := proxy.New(proxy.Config{
 		Queue: q, Seats: seatSvc, DB: db, Files: files, Workers: disp.Workers,
 		Mirror: mir, UserFiles: userFiles,
-		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path,
+		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path, TestPage: testPage(c),
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
 	})
 	srv := api.New(api.Config{
-		Queue: q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
+		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
+		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
 		Mount: []func(*fiber.App){participants.Register},
 	})
@@ -437,4 +440,11 @@ func reloadOnHangup(ctx context.Context, m *certs.Manager, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+func testPage(c serveConfig) fiber.Handler {
+	if !c.TestPages {
+		return nil
+	}
+	return adaptor.HTTPHandler(extension.TestPage())
 }
