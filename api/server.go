@@ -24,14 +24,17 @@ var Version = "dev"
 
 // Config wires the API to the rest of the server.
 type Config struct {
-	Queue          *sched.Queue
-	Tunnel         *tunnel.Server // nil: no GPU agents
-	Workers        Workers        // nil: no GPU instances
-	Files          *store.Files
-	Seats          *seats.Service
-	DB             *store.DB
-	PublicURL      string // how participants reach the server, for join links
-	Mount          []func(*fiber.App)
+	Queue     *sched.Queue
+	Tunnel    *tunnel.Server // nil: no GPU agents
+	Workers   Workers        // nil: no GPU instances
+	Files     *store.Files
+	Seats     *seats.Service
+	DB        *store.DB
+	PublicURL string // how participants reach the server, for join links
+	Mount     []func(*fiber.App)
+	// TLS reports the certificate in use (mode, expiry) for /health; nil
+	// without TLS.
+	TLS            func() (mode string, expires time.Time)
 	AdminTokenHash string
 	Log            *slog.Logger
 	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
@@ -128,7 +131,13 @@ func (s *Server) health(c *fiber.Ctx) error {
 	if s.draining.Load() {
 		status = "shutting_down"
 	}
+	var tls any
+	if s.cfg.TLS != nil {
+		mode, exp := s.cfg.TLS()
+		tls = fiber.Map{"mode": mode, "expires": exp}
+	}
 	return c.JSON(fiber.Map{
+		"tls":      tls,
 		"status":   status,
 		"version":  Version,
 		"uptime_s": int(time.Since(s.started).Seconds()),

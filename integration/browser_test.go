@@ -14,7 +14,7 @@ const chromium = "/usr/bin/chromium"
 
 // browser starts headless Chromium (Debian's), or skips where it is not
 // installed (never in CI, which installs it).
-func browser(t *testing.T) context.Context {
+func browser(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromium); err != nil {
 		if os.Getenv("CI") == "true" {

@@ -20,7 +20,7 @@ type server struct {
 	base string
 }
 
-func startServer(t *testing.T, data string, extra ...string) *server {
+func startServer(t testing.TB, data string, extra ...string) *server {
 	t.Helper()
 	args := append([]string{"serve", "--tls", "off", "--listen", "127.0.0.1:0", "--data", data,
 		"--admin-token", adminToken}, extra...)

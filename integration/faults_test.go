@@ -52,7 +52,7 @@ func (a admin) workerState(id string) string {
 // slowGraph takes steps*step-ms on the simulator.
 func slowGraph(name string, seed int) map[string]any { return samplerGraph(name, seed) }
 
-func runs(t *testing.T, id string, sims ...*sim) int {
+func runs(t testing.TB, id string, sims ...*sim) int {
 	n := 0
 	for _, s := range sims {
 		n += s.stats(t).Executions[id]
@@ -94,7 +94,7 @@ type relay struct {
 	conns  []net.Conn
 }
 
-func newRelay(t *testing.T, target string) *relay {
+func newRelay(t testing.TB, target string) *relay {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +409,7 @@ func TestWrongAgentToken(t *testing.T) {
 	}
 }
 
-func setFault(t *testing.T, s *sim, fault string) {
+func setFault(t testing.TB, s *sim, fault string) {
 	t.Helper()
 	resp, err := http.Post(s.base+"/sim/fault", "application/json", strings.NewReader(fault))
 	if err != nil {

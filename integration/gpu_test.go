@@ -28,7 +28,7 @@ type sim struct {
 	outDir string
 }
 
-func startSim(t *testing.T, extra ...string) *sim {
+func startSim(t testing.TB, extra ...string) *sim {
 	t.Helper()
 	out := t.TempDir()
 	args := append([]string{"--listen", "127.0.0.1:0", "--output-dir", out, "--step-ms", "5", "--steps", "4"}, extra...)
@@ -38,7 +38,7 @@ func startSim(t *testing.T, extra ...string) *sim {
 }
 
 // restartSim starts a new simulator process on the same address and folders.
-func restartSim(t *testing.T, old *sim, extra ...string) *sim {
+func restartSim(t testing.TB, old *sim, extra ...string) *sim {
 	t.Helper()
 	addr := strings.TrimPrefix(old.base, "http://")
 	args := append([]string{"--listen", addr, "--output-dir", old.outDir, "--step-ms", "5", "--steps", "4"}, extra...)
@@ -47,7 +47,7 @@ func restartSim(t *testing.T, old *sim, extra ...string) *sim {
 	return &sim{proc: p, base: m[1], outDir: old.outDir}
 }
 
-func (s *sim) stats(t *testing.T) (st struct {
+func (s *sim) stats(t testing.TB) (st struct {
 	Executions       map[string]int `json:"executions"`
 	PromptsSucceeded int            `json:"prompts_succeeded"`
 }) {
@@ -61,7 +61,7 @@ func (s *sim) stats(t *testing.T) (st struct {
 	return st
 }
 
-func startAgent(t *testing.T, server, name string, sims ...*sim) *proc {
+func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 	t.Helper()
 	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
 	for _, s := range sims {
@@ -70,14 +70,14 @@ func startAgent(t *testing.T, server, name string, sims ...*sim) *proc {
 	return startProc(t, "gpu-agent", args...)
 }
 
-func startGPUServer(t *testing.T, data string, extra ...string) *server {
+func startGPUServer(t testing.TB, data string, extra ...string) *server {
 	t.Helper()
 	return startServer(t, data, append([]string{"--agent-token", agentToken, "--max-pending", "0"}, extra...)...)
 }
 
 // admin is a REST client of the server with the admin token.
 type admin struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 }
 
@@ -169,7 +169,7 @@ func (a admin) job(id string) job {
 
 // events follows the admin socket.
 type events struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 	mu   sync.Mutex
 	done map[string]string // job id -> terminal status
@@ -177,7 +177,7 @@ type events struct {
 	all  []map[string]any
 }
 
-func watch(t *testing.T, base string) *events {
+func watch(t testing.TB, base string) *events {
 	t.Helper()
 	url := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + adminToken
 	// Test servers with self-signed certificates are trusted as they are.
@@ -285,7 +285,7 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	}
 }
 
-func sha(t *testing.T, path string) string {
+func sha(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -32,7 +32,7 @@ type stack struct {
 	data string
 }
 
-func startStack(t *testing.T, extra ...string) *stack {
+func startStack(t testing.TB, extra ...string) *stack {
 	t.Helper()
 	data := t.TempDir()
 	srv := startGPUServer(t, data, append([]string{"--seats", "3"}, extra...)...)
@@ -44,7 +44,7 @@ func startStack(t *testing.T, extra ...string) *stack {
 
 // participant is a browser-like client signed in to one seat.
 type participant struct {
-	t      *testing.T
+	t      testing.TB
 	base   string // the server
 	seat   int
 	client *http.Client
@@ -83,7 +83,7 @@ func (s *stack) join(n int) *participant {
 	return &participant{t: t, base: s.base, seat: n, client: c}
 }
 
-func anonymous(t *testing.T, base string) *participant {
+func anonymous(t testing.TB, base string) *participant {
 	return &participant{t: t, base: base, client: &http.Client{}}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -19,11 +20,16 @@ import (
 // change (a real one is megabytes).
 type infoCache struct {
 	mu      sync.Mutex
+	fetched time.Time // when raw was last confirmed with the GPU hosts
 	raw     []byte
 	nodes   map[string]json.RawMessage
 	info    comfy.ObjectInfo
 	loaders map[string][]string // class -> inputs that take an uploaded file
 }
+
+// infoFreshness is how long an object_info is used before it is checked
+// with the GPU hosts again.
+const infoFreshness = 2 * time.Second
 
 // uploadKeys mark the combo inputs that list files of the input folder.
 var uploadKeys = []string{"image_upload", "video_upload", "audio_upload", "upload", "mask_upload"}
@@ -32,6 +38,7 @@ func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	if bytes.Equal(raw, ic.raw) {
+		ic.fetched = time.Now()
 		return nil
 	}
 	var nodes map[string]json.RawMessage
@@ -62,7 +69,7 @@ func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
 			}
 		}
 	}
-	ic.raw, ic.nodes, ic.info, ic.loaders = raw, nodes, info, loaders
+	ic.raw, ic.nodes, ic.info, ic.loaders, ic.fetched = raw, nodes, info, loaders, time.Now()
 	return nil
 }
 
@@ -88,9 +95,16 @@ func (p *Proxy) viewFor(ctx context.Context, user string) (*userView, bool) {
 	if p.cfg.Mirror == nil {
 		return nil, false
 	}
-	raw, err := p.cfg.Mirror.Get(ctx, "/api/object_info")
-	if err != nil || p.info.load(raw, p.allowed) != nil {
-		return nil, false
+	// Confirmed with the GPU hosts at most every few seconds: a real
+	// object_info is megabytes and changes only when nodes are installed.
+	p.info.mu.Lock()
+	fresh := p.info.raw != nil && time.Since(p.info.fetched) < infoFreshness
+	p.info.mu.Unlock()
+	if !fresh {
+		raw, err := p.cfg.Mirror.Get(ctx, "/api/object_info")
+		if err != nil || p.info.load(raw, p.allowed) != nil {
+			return nil, false
+		}
 	}
 	uploads, _ := p.cfg.Files.List(store.Inputs, user)
 	p.info.mu.Lock()

@@ -352,6 +352,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
 		Mount: []func(*fiber.App){participants.Register},
+		TLS:   tlsInfo(tlsm, c.TLS),
 	})
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -447,4 +448,11 @@ func testPage(c serveConfig) fiber.Handler {
 		return nil
 	}
 	return adaptor.HTTPHandler(extension.TestPage())
+}
+
+func tlsInfo(m *certs.Manager, mode string) func() (string, time.Time) {
+	if m == nil {
+		return nil
+	}
+	return func() (string, time.Time) { return mode, m.Expiry() }
 }
