@@ -61,7 +61,10 @@ type Job struct {
 	UserID   string          `json:"user_id"`
 	Workflow json.RawMessage `json:"workflow,omitempty"`
 	Priority int             `json:"priority"`
-	Status   JobStatus       `json:"status"`
+	// Top is set when the instructor moved the job to the top of the queue:
+	// the n-th such move (later moves go first).
+	Top    int64     `json:"top,omitempty"`
+	Status JobStatus `json:"status"`
 
 	CreatedAt   time.Time  `json:"created_at"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`

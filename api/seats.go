@@ -20,6 +20,11 @@ type seatView struct {
 	*workshop.Seat
 	UserID  string `json:"user_id"`
 	JoinURL string `json:"join_url"`
+	// Live state, in the list only.
+	Online  *bool `json:"online,omitempty"`
+	Pending *int  `json:"pending,omitempty"`
+	Running *int  `json:"running,omitempty"`
+	Done    *int  `json:"done,omitempty"`
 }
 
 func (s *Server) seatView(c *fiber.Ctx, seat *workshop.Seat) seatView {
@@ -39,9 +44,21 @@ func (s *Server) listSeats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	done := map[string]int{}
+	s.eachJob(func(j *workshop.Job) bool {
+		if j.Status == workshop.StatusCompleted {
+			done[j.UserID]++
+		}
+		return true
+	})
 	out := make([]seatView, 0, len(all))
 	for _, seat := range all {
-		out = append(out, s.seatView(c, seat))
+		v := s.seatView(c, seat)
+		pending, running := s.cfg.Queue.Counts(v.UserID)
+		d := done[v.UserID]
+		online := s.cfg.Online != nil && s.cfg.Online(v.UserID) > 0
+		v.Online, v.Pending, v.Running, v.Done = &online, &pending, &running, &d
+		out = append(out, v)
 	}
 	return c.JSON(fiber.Map{"seats": out})
 }

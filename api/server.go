@@ -34,7 +34,14 @@ type Config struct {
 	Mount     []func(*fiber.App)
 	// TLS reports the certificate in use (mode, expiry) for /health; nil
 	// without TLS.
-	TLS            func() (mode string, expires time.Time)
+	TLS func() (mode string, expires time.Time)
+	// Activity records an entry in the activity log (actor, kind, action,
+	// detail); nil: none is kept.
+	Activity     func(actor, kind, action, detail string)
+	ActivityList func(kind, text string, limit int) (any, error)
+	WorkflowsDir string // the workshop workflows every participant sees
+	// Online counts a participant's open ComfyUI sockets.
+	Online         func(user string) int
 	AdminTokenHash string
 	Log            *slog.Logger
 	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
@@ -49,6 +56,8 @@ type Server struct {
 	log      *slog.Logger
 	started  time.Time
 	draining atomic.Bool
+
+	loginLimit *auth.Limiter
 }
 
 // New builds the Fiber app with every route.
@@ -59,7 +68,7 @@ func New(cfg Config) *Server {
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = workshop.MaxWorkflowSize + 64<<10
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now(), loginLimit: auth.NewLimiter(10, time.Minute)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "comfyui-workshop",
 		DisableStartupMessage: true,
@@ -97,6 +106,9 @@ func (s *Server) routes() {
 	s.app.Get("/health", s.health)
 	s.app.Get("/api/health", s.health)
 	s.app.Get("/ws", s.requireAdmin, s.eventsSocket)
+	s.app.Post("/admin/login", s.login)
+	s.app.Post("/admin/logout", s.logout)
+	s.app.Get("/admin/session", s.session)
 	s.app.Get("/tunnel", s.agentTunnel)
 
 	a := s.app.Group("/api", s.requireAdmin)
@@ -118,6 +130,21 @@ func (s *Server) routes() {
 	a.Get("/announcements", s.listAnnouncements)
 	a.Post("/announcements", s.announce)
 	a.Delete("/announcements/:id", s.withdraw)
+	a.Put("/admin/password", s.setPassword)
+	a.Post("/jobs/:id/move", s.moveJob)
+	a.Post("/jobs/:id/retry", s.retryJob)
+	a.Get("/seats/:n/qr.png", s.seatQR)
+	a.Get("/outputs", s.listOutputs)
+	a.Get("/spotlight", s.getSpotlight)
+	a.Post("/spotlight", s.setSpotlight)
+	a.Delete("/spotlight", s.clearSpotlight)
+	a.Get("/workflows", s.listWorkflows)
+	a.Put("/workflows/:name", s.putWorkflow)
+	a.Delete("/workflows/:name", s.deleteWorkflow)
+	a.Get("/activity", s.listActivity)
+	a.Get("/metrics", s.metrics)
+	a.Get("/export/jobs.csv", s.exportCSV)
+	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
 	a.Use(func(c *fiber.Ctx) error {
@@ -146,19 +173,46 @@ func (s *Server) health(c *fiber.Ctx) error {
 }
 
 // requireAdmin admits requests with the admin bearer token (header, or
-// ?token= for WebSockets, which browsers cannot give headers).
+// ?token= for WebSockets, which browsers cannot give headers), or with an
+// admin browser session, whose state changes must carry its CSRF token.
 func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	token := auth.BearerToken(c.Get(fiber.HeaderAuthorization))
 	if token == "" && strings.HasSuffix(c.Path(), "/ws") {
 		token = c.Query("token")
 	}
-	if token == "" {
-		return workshop.Errorf(workshop.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>)")
+	if token != "" {
+		if !auth.TokenMatches(s.cfg.AdminTokenHash, token) {
+			return workshop.Errorf(workshop.EUNAUTHORIZED, "the admin token is not valid")
+		}
+		return s.nextRecorded(c)
 	}
-	if !auth.TokenMatches(s.cfg.AdminTokenHash, token) {
-		return workshop.Errorf(workshop.EUNAUTHORIZED, "the admin token is not valid")
+	if _, ok := s.adminSession(c); ok {
+		if changes(c) {
+			if err := s.checkCSRF(c); err != nil {
+				return err
+			}
+		}
+		return s.nextRecorded(c)
 	}
-	return c.Next()
+	return workshop.Errorf(workshop.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>), or sign in at /admin")
+}
+
+func changes(c *fiber.Ctx) bool {
+	switch c.Method() {
+	case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions:
+		return false
+	}
+	return true
+}
+
+// nextRecorded runs the handler and notes a successful admin change in the
+// activity log. Job submissions are logged by the queue's own events.
+func (s *Server) nextRecorded(c *fiber.Ctx) error {
+	err := c.Next()
+	if err == nil && changes(c) && c.Response().StatusCode() < 400 && !(c.Method() == fiber.MethodPost && c.Path() == "/api/jobs") {
+		s.record(c, "admin", c.Method()+" "+strings.TrimPrefix(c.Path(), "/api"), "")
+	}
+	return err
 }
 
 // errorStatus maps error codes to HTTP statuses.

@@ -8,6 +8,7 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"sort"
@@ -153,6 +154,14 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 	}
 	d.updateSlots()
 	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
+	if ev.Type != tunnel.AgentReported {
+		action, detail := "connected", fmt.Sprintf("%d instance(s) from %s", len(a.Report.Instances), a.RemoteAddr)
+		if ev.Type == tunnel.AgentDisconnected {
+			action, detail = "disconnected", fmt.Sprint(ev.Err)
+		}
+		data, _ := json.Marshal(map[string]string{"agent": a.Name, "action": action, "detail": detail})
+		d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventAgent, Data: data})
+	}
 }
 
 func (d *Dispatcher) startWorker(ctx context.Context, a tunnel.AgentInfo, in tunnel.InstanceStatus) {

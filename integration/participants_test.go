@@ -454,3 +454,67 @@ func TestParticipantInputsShipped(t *testing.T) {
 		t.Errorf("missing input: %d %s", st, body)
 	}
 }
+
+// --nodes-deny hides a node type and refuses graphs that use it, in
+// ComfyUI's error shape; a participant who reconnects mid-job gets the
+// job's state at once.
+func TestParticipantNodeDenyAndReconnect(t *testing.T) {
+	s := startStack(t, "--nodes-deny", "ImageScale")
+	p := s.join(1)
+	if _, b := p.do("GET", "/user/1/api/object_info", nil, ""); bytes.Contains(b, []byte(`"ImageScale"`)) || !bytes.Contains(b, []byte(`"SaveImage"`)) {
+		t.Errorf("object_info with ImageScale denied: %.200s", b)
+	}
+	graph, _ := json.Marshal(map[string]any{"prompt": map[string]any{
+		"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+		"2": map[string]any{"class_type": "ImageScale", "inputs": map[string]any{"image": []any{"1", 0}, "upscale_method": "nearest-exact", "width": 32, "height": 32, "crop": "disabled"}},
+		"3": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "x"}},
+	}})
+	st, body := p.do("POST", "/user/1/api/prompt", bytes.NewReader(graph), "")
+	var perr struct {
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	json.Unmarshal(body, &perr)
+	if st != 400 || perr.Error.Type == "" {
+		t.Errorf("denied node: %d %s", st, body)
+	}
+
+	// Reconnect mid-job.
+	slow := startSim(t, "--step-ms", "100", "--steps", "40")
+	startAgent(t, s.base, "gpu-b", slow)
+	s.ev.waitWorkers(s.a, 2, 30*time.Second)
+	s.a.do("POST", "/api/workers/gpu-a/0/drain", nil, nil)
+	job := p.prompt(samplerGraph("long", 9))
+	s.ev.waitStage(job, "executing", 30*time.Second)
+	s.ev.waitFor("a progress step", 30*time.Second, func(_ map[string]string, all []map[string]any) bool {
+		for _, m := range all {
+			if pr, ok := m["progress"].(map[string]any); ok && pr["job_id"] == job && pr["value"].(float64) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	u := "ws" + strings.TrimPrefix(s.base, "http") + "/user/1/ws?clientId=again"
+	c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Cookie": {p.cookie()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for len(got) < 4 {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var m struct {
+			Type string         `json:"type"`
+			Data map[string]any `json:"data"`
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		got = append(got, m.Type)
+	}
+	// status, then the running job's state, before any new event.
+	if got[0] != "status" || got[1] != "execution_start" || got[2] != "executing" || got[3] != "progress" {
+		t.Errorf("on reconnect: %v", got)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -63,7 +64,8 @@ type Proxy struct {
 	cfg Config
 	log *slog.Logger
 
-	joinLimit *limiter
+	joinLimit *auth.Limiter
+	online    sync.Map // user -> *atomic.Int32: open ComfyUI sockets
 	info      infoCache
 	live      *liveState
 }
@@ -76,7 +78,7 @@ func New(cfg Config) *Proxy {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = 100 << 20
 	}
-	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: newLimiter(10, time.Minute), live: newLiveState()}
+	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: auth.NewLimiter(10, time.Minute), live: newLiveState()}
 }
 
 // Run follows the queue's events (live job state for reconnecting sockets)
@@ -222,14 +224,14 @@ func (p *Proxy) setCookie(c *fiber.Ctx, token string) {
 // join signs a participant in with their seat's code.
 func (p *Proxy) join(c *fiber.Ctx) error {
 	ip := c.IP()
-	if !p.joinLimit.allow(ip) {
+	if !p.joinLimit.Allow(ip) {
 		c.Set(fiber.HeaderRetryAfter, "60")
 		return c.Status(fiber.StatusTooManyRequests).Type("html").SendString(page("Too many tries",
 			"Too many wrong join codes from this address. Wait a minute, then scan your code again."))
 	}
 	seat, token, err := p.cfg.Seats.Join(c.UserContext(), c.Params("code"))
 	if err != nil {
-		p.joinLimit.fail(ip)
+		p.joinLimit.Fail(ip)
 		status := fiber.StatusNotFound
 		msg := "This join link is not valid. Check the code on your card, or ask the instructor."
 		if workshop.ErrorCode(err) == workshop.EFORBIDDEN {
@@ -242,41 +244,16 @@ func (p *Proxy) join(c *fiber.Ctx) error {
 	return c.Redirect("/user/"+strconv.Itoa(seat.Number)+"/", fiber.StatusSeeOther)
 }
 
-// limiter counts failures per key in a sliding window.
-type limiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	fails  map[string][]time.Time
-}
-
-func newLimiter(max int, window time.Duration) *limiter {
-	return &limiter{max: max, window: window, fails: map[string][]time.Time{}}
-}
-
-func (l *limiter) recent(key string, now time.Time) []time.Time {
-	kept := l.fails[key][:0]
-	for _, t := range l.fails[key] {
-		if now.Sub(t) < l.window {
-			kept = append(kept, t)
-		}
+// Online counts a participant's open ComfyUI sockets.
+func (p *Proxy) Online(user string) int {
+	if n, ok := p.online.Load(user); ok {
+		return int(n.(*atomic.Int32).Load())
 	}
-	if len(kept) == 0 {
-		delete(l.fails, key)
-		return nil
-	}
-	l.fails[key] = kept
-	return kept
+	return 0
 }
 
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recent(key, time.Now())) < l.max
-}
-
-func (l *limiter) fail(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fails[key] = append(l.recent(key, time.Now()), time.Now())
+func (p *Proxy) socketOpened(user string) func() {
+	n, _ := p.online.LoadOrStore(user, new(atomic.Int32))
+	n.(*atomic.Int32).Add(1)
+	return func() { n.(*atomic.Int32).Add(-1) }
 }

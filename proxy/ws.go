@@ -99,6 +99,7 @@ type wsMsg struct {
 }
 
 func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
+	defer p.socketOpened(user)()
 	sub := p.cfg.Queue.Events().Subscribe(1024, func(e sched.Event) bool {
 		switch e.Type {
 		case sched.EventEngine:

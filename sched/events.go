@@ -16,6 +16,8 @@ const (
 	EventJobProgress  = "job_progress"    // a running job moved: node, step, preview
 	EventWorkers      = "workers_changed" // a GPU instance came, went or changed state
 	EventAnnouncement = "announcement"    // Data: the instructor's message
+	EventAgent        = "agent"           // Data: {agent, action, detail}: a GPU agent came or went
+	EventSpotlight    = "spotlight"       // Data: the output on the projector, or null
 	// EventEngine carries one raw ComfyUI socket frame of a job, for relaying
 	// to its owner's ComfyUI UI; it is not for the admin socket.
 	EventEngine = "engine_event"

@@ -13,8 +13,9 @@ import (
 type entry struct {
 	id       string
 	user     string
-	priority int
+	priority int // index in Queue.classes
 	seq      uint64
+	order    int64 // place within its class: seq, or minus the move for jobs moved to the top
 	status   workshop.JobStatus
 	created  time.Time
 	started  time.Time
@@ -33,28 +34,28 @@ type class struct {
 
 func newClass() *class { return &class{users: map[string][]*entry{}} }
 
-func bySeq(a *entry, seq uint64) int {
+func byOrder(a *entry, order int64) int {
 	switch {
-	case a.seq < seq:
+	case a.order < order:
 		return -1
-	case a.seq > seq:
+	case a.order > order:
 		return 1
 	}
 	return 0
 }
 
-// insertSorted keeps s sorted by seq. Submissions commit in seq order, so
+// insertSorted keeps s sorted by order. Submissions commit in order, so
 // this is nearly always an append.
 func insertSorted(s []*entry, e *entry) []*entry {
-	if n := len(s); n == 0 || s[n-1].seq < e.seq {
+	if n := len(s); n == 0 || s[n-1].order < e.order {
 		return append(s, e)
 	}
-	i, _ := slices.BinarySearchFunc(s, e.seq, bySeq)
+	i, _ := slices.BinarySearchFunc(s, e.order, byOrder)
 	return slices.Insert(s, i, e)
 }
 
 func removeSorted(s []*entry, e *entry) []*entry {
-	i, ok := slices.BinarySearchFunc(s, e.seq, bySeq)
+	i, ok := slices.BinarySearchFunc(s, e.order, byOrder)
 	if !ok {
 		return s
 	}
@@ -81,16 +82,16 @@ func rrLess(servedA uint64, headA *entry, servedB uint64, headB *entry) bool {
 	if servedA != servedB {
 		return servedA < servedB
 	}
-	return headA.seq < headB.seq
+	return headA.order < headB.order
 }
 
 // next returns the job to dispatch now, or nil.
 func (q *Queue) next() *entry {
-	for _, c := range q.classes {
+	for i, c := range q.classes {
 		if len(c.fifo) == 0 {
 			continue
 		}
-		if q.mode == workshop.ModeFIFO {
+		if q.mode == workshop.ModeFIFO || i == 0 {
 			return c.fifo[0]
 		}
 		var best *entry
@@ -123,11 +124,11 @@ func (q *Queue) order() []*entry {
 		}
 		return q.served[u]
 	}
-	for _, c := range q.classes {
+	for i, c := range q.classes {
 		if len(c.fifo) == 0 {
 			continue
 		}
-		if q.mode == workshop.ModeFIFO {
+		if q.mode == workshop.ModeFIFO || i == 0 {
 			for _, e := range c.fifo {
 				out = append(out, e)
 				clock++
@@ -179,8 +180,8 @@ func (q *Queue) position(e *entry) int {
 		before += len(q.classes[p].fifo)
 	}
 	c := q.classes[e.priority]
-	if q.mode == workshop.ModeFIFO {
-		i, _ := slices.BinarySearchFunc(c.fifo, e.seq, bySeq)
+	if q.mode == workshop.ModeFIFO || e.priority == 0 {
+		i, _ := slices.BinarySearchFunc(c.fifo, e.order, byOrder)
 		return before + i + 1
 	}
 	if before > 0 {
@@ -189,7 +190,7 @@ func (q *Queue) position(e *entry) int {
 		return q.positions[e]
 	}
 	mine := c.users[e.user]
-	k, _ := slices.BinarySearchFunc(mine, e.seq, bySeq)
+	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
 	pos := 0
 	for u, s := range c.users {
 		pos += min(len(s), k) // everyone's jobs from the rounds before e's

@@ -45,14 +45,17 @@ type Queue struct {
 	now func() time.Time
 	bus *Bus
 
-	mu      sync.Mutex
-	mode    workshop.QueueMode
-	paused  bool
-	seq     uint64
-	clock   uint64            // round-robin clock: one tick per dispatch
-	served  map[string]uint64 // participant -> clock at their last dispatch
-	active  map[string]*entry
-	classes [workshop.PriorityLowest + 1]*class
+	mu     sync.Mutex
+	mode   workshop.QueueMode
+	paused bool
+	seq    uint64
+	top    int64             // moves to the top so far: the latest goes first
+	clock  uint64            // round-robin clock: one tick per dispatch
+	served map[string]uint64 // participant -> clock at their last dispatch
+	active map[string]*entry
+	// classes[0] holds jobs the instructor moved to the top; classes[p+1]
+	// holds priority p.
+	classes [workshop.PriorityLowest + 2]*class
 	// pendingBy counts each participant's pending jobs, including those
 	// whose submission is still committing, for the per-participant cap.
 	pendingBy map[string]int
@@ -161,7 +164,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 
 func (q *Queue) entryOf(j *workshop.Job) *entry {
 	e := &entry{
-		id: j.ID, user: j.UserID, priority: q.class(j.Priority), seq: j.Seq,
+		id: j.ID, user: j.UserID, priority: q.class(j.Priority, j.Top > 0), seq: j.Seq, order: int64(j.Seq),
 		status: j.Status, created: j.CreatedAt, attempts: j.Attempts, worker: j.Worker,
 	}
 	if j.StartedAt != nil {
@@ -170,14 +173,22 @@ func (q *Queue) entryOf(j *workshop.Job) *entry {
 	if j.LeaseExpires != nil {
 		e.leaseExp = *j.LeaseExpires
 	}
+	if j.Top > 0 {
+		e.order = -j.Top
+		q.top = max(q.top, j.Top)
+	}
 	return e
 }
 
-func (q *Queue) class(priority int) int {
-	if q.cfg.IgnorePriority {
-		return workshop.PriorityDefault
+// class is the index in classes of a job's priority.
+func (q *Queue) class(priority int, front bool) int {
+	switch {
+	case front:
+		return 0
+	case q.cfg.IgnorePriority:
+		return workshop.PriorityDefault + 1
 	}
-	return priority
+	return priority + 1
 }
 
 // Events returns the queue's event bus.
@@ -518,11 +529,44 @@ func (q *Queue) SetPriority(ctx context.Context, id string, prio int) (*workshop
 			return nil, workshop.Errorf(workshop.ECONFLICT, "job %s is %s: only pending jobs change priority", id, e.status)
 		}
 		q.classes[e.priority].remove(e)
-		e.priority = q.class(prio)
+		e.priority, e.order = q.class(prio, false), int64(e.seq)
 		q.classes[e.priority].add(e)
 		q.dirty()
-		return func(j *workshop.Job) { j.Priority = prio }, nil
+		return func(j *workshop.Job) { j.Priority, j.Top = prio, 0 }, nil
 	})
+}
+
+// MoveToTop puts a pending job at the front of the queue, ahead of every
+// priority; jobs moved later go ahead of it.
+func (q *Queue) MoveToTop(ctx context.Context, id string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if e.status != workshop.StatusPending {
+			return nil, workshop.Errorf(workshop.ECONFLICT, "job %s is %s: only pending jobs move", id, e.status)
+		}
+		// Moved jobs are ordered by their move, the latest first.
+		q.classes[e.priority].remove(e)
+		q.top++
+		top := q.top
+		e.priority, e.order = 0, -top
+		q.classes[0].add(e)
+		q.dirty()
+		return func(j *workshop.Job) { j.Top = top }, nil
+	})
+}
+
+// Retry queues a failed or cancelled job again, as a new job of the same
+// participant.
+func (q *Queue) Retry(ctx context.Context, id string) (*workshop.Job, error) {
+	old, err := q.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if old.Status != workshop.StatusFailed && old.Status != workshop.StatusCancelled {
+		return nil, workshop.Errorf(workshop.ECONFLICT, "job %s is %s: only failed or cancelled jobs are retried", id, old.Status)
+	}
+	prio := old.Priority
+	return q.Submit(ctx, Submission{UserID: old.UserID, Workflow: old.Workflow, Priority: &prio,
+		Metadata: old.Metadata, ExtraData: old.ExtraData, Inputs: old.Inputs})
 }
 
 // Pause stops dispatching; pending jobs stay.

@@ -610,3 +610,48 @@ func TestRestartGraceKeepsLeases(t *testing.T) {
 		t.Fatalf("after the grace: %v", got)
 	}
 }
+
+func TestMoveToTopAndRetry(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []workshop.QueueMode{workshop.ModeRoundRobin, workshop.ModeFIFO} {
+		dir := t.TempDir()
+		q, db := openQueue(t, dir, sched.Config{Mode: mode})
+		submit(t, q, "A", "a")
+		submit(t, q, "I", "i", 0)
+		b := submit(t, q, "B", "b")
+		c := submit(t, q, "C", "c")
+		if _, err := q.MoveToTop(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.MoveToTop(ctx, c.ID)
+		if err != nil || m.Position != 1 || m.Top != 2 {
+			t.Fatalf("move c: %+v %v", m, err)
+		}
+		// The latest move goes first, then the earlier one, then priorities.
+		if got := strings.Join(pendingOrder(t, q), " "); got != "c b i a" {
+			t.Errorf("%s: order %s", mode, got)
+		}
+		// A priority change takes a job out of the moved ones.
+		q.SetPriority(ctx, b.ID, 3)
+		if got := strings.Join(pendingOrder(t, q), " "); got != "c i a b" {
+			t.Errorf("%s: after priority %s", mode, got)
+		}
+		db.Close()
+		q2, _ := openQueue(t, dir, sched.Config{Mode: mode})
+		if got := strings.Join(pendingOrder(t, q2), " "); got != "c i a b" {
+			t.Errorf("%s: after restart %s", mode, got)
+		}
+		j, _ := q2.Lease(ctx, "w", time.Minute)
+		if _, err := q2.MoveToTop(ctx, j.ID); code(err) != workshop.ECONFLICT {
+			t.Errorf("move of a running job: %v", err)
+		}
+		if _, err := q2.Retry(ctx, j.ID); code(err) != workshop.ECONFLICT {
+			t.Errorf("retry of a running job: %v", err)
+		}
+		q2.Fail(ctx, j.ID, "w", &workshop.JobError{Type: "x", Message: "boom"})
+		r, err := q2.Retry(ctx, j.ID)
+		if err != nil || r.ID == j.ID || r.UserID != j.UserID || r.Status != workshop.StatusPending {
+			t.Errorf("retry: %+v %v", r, err)
+		}
+	}
+}

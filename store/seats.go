@@ -156,3 +156,34 @@ func (tx *Tx) Announcements() ([]workshop.Announcement, error) {
 	}
 	return out, nil
 }
+
+var bucketActivity = []byte("activity")
+
+// PutActivity appends one activity entry (key: a time-ordered id), and
+// drops the oldest beyond keep.
+func (tx *Tx) PutActivity(id string, entry []byte, keep int) error {
+	b := tx.tx.Bucket(bucketActivity)
+	if err := b.Put([]byte(id), entry); err != nil {
+		return err
+	}
+	if n := b.Stats().KeyN; n > keep {
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && n > keep; k, _ = c.Next() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n--
+		}
+	}
+	return nil
+}
+
+// Activity walks entries newest first until fn returns false.
+func (tx *Tx) Activity(fn func(entry []byte) bool) {
+	c := tx.tx.Bucket(bucketActivity).Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		if !fn(v) {
+			return
+		}
+	}
+}

@@ -101,7 +101,7 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed, bucketSeats, bucketCodes, bucketSessions, bucketNotes} {
+		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed, bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

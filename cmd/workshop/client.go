@@ -242,3 +242,33 @@ func statusCommand() *ffcli.Command {
 		},
 	}
 }
+
+func adminCommand() *ffcli.Command {
+	fs := flag.NewFlagSet("set-password", flag.ContinueOnError)
+	r := remoteFlags(fs)
+	setPassword := &ffcli.Command{
+		Name: "set-password", ShortUsage: "workshop admin set-password [flags] < password-file",
+		ShortHelp: "set the /admin login password (read from standard input) on a running server",
+		FlagSet:   fs, Options: remoteOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			raw, err := io.ReadAll(io.LimitReader(os.Stdin, 4096))
+			if err != nil {
+				return err
+			}
+			pw := strings.TrimRight(string(raw), "\r\n")
+			if len(pw) < 8 {
+				return usagef("give a password of at least 8 characters on standard input")
+			}
+			if err := r.do(ctx, "PUT", "/api/admin/password", map[string]string{"password": pw}, nil); err != nil {
+				return err
+			}
+			fmt.Println("admin password set")
+			return nil
+		},
+	}
+	return &ffcli.Command{
+		Name: "admin", ShortUsage: "workshop admin <set-password> [flags]", ShortHelp: "instructor account commands",
+		FlagSet: flag.NewFlagSet("admin", flag.ContinueOnError), Subcommands: []*ffcli.Command{setPassword},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+}

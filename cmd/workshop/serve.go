@@ -23,6 +23,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/certs"
@@ -63,6 +64,7 @@ type serveConfig struct {
 	Hosts          string
 	HTTPListen     string
 	TestPages      bool
+	AdminPassword  string
 	LogLevel       string
 	LogFormat      string
 
@@ -102,6 +104,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.CertFile, "cert", "", "files: certificate chain PEM file (SSL_CERT_PATH); reloaded on SIGHUP")
 	fs.StringVar(&c.KeyFile, "key", "", "files: private key PEM file (SSL_KEY_PATH)")
 	fs.StringVar(&c.Hosts, "hosts", "", "self-signed: comma-separated names and IPs the certificate covers (default: localhost and this host)")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "set the password for the /admin login (stored as an argon2id hash); the admin token works there too")
 	fs.BoolVar(&c.TestPages, "extension-test-page", false, "serve the workshop extension's test page at /user/{n}/workshop-test/ (for browser checks)")
 	fs.StringVar(&c.HTTPListen, "http-listen", "", "plain HTTP address for ACME HTTP-01 challenges and redirects to HTTPS (default :80 with --tls acme; off otherwise)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin API (default: generated on first start, printed once, stored hashed)")
@@ -279,6 +282,12 @@ func serve(ctx context.Context, c serveConfig) error {
 		return err
 	}
 
+	if c.AdminPassword != "" {
+		if err := api.SetAdminPassword(ctx, db, c.AdminPassword); err != nil {
+			return usagef("--admin-password: %v", err)
+		}
+	}
+	actLog := activity.New(db, q.Events(), log.With("part", "activity"))
 	seatSvc := seats.New(db)
 	if err := seatSvc.Ensure(ctx, c.Seats); err != nil {
 		return err
@@ -351,14 +360,17 @@ func serve(ctx context.Context, c serveConfig) error {
 		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
 		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
-		Mount: []func(*fiber.App){participants.Register},
-		TLS:   tlsInfo(tlsm, c.TLS),
+		Mount:    []func(*fiber.App){participants.Register},
+		Activity: actLog.Admin, ActivityList: func(kind, text string, limit int) (any, error) { return actLog.List(kind, text, limit) },
+		WorkflowsDir: filepath.Join(c.Data, "workflows"), Online: participants.Online,
+		TLS: tlsInfo(tlsm, c.TLS),
 	})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go q.Run(runCtx, time.Second)
 	go participants.Run(runCtx)
+	go actLog.Run(runCtx)
 	dispDone := make(chan struct{})
 	go func() { defer close(dispDone); disp.Run(runCtx) }()
 

@@ -1,0 +1,153 @@
+// Package activity is the workshop's activity log: who did what, when —
+// submissions, cancels, completions, admin actions, GPU agents coming and
+// going — kept in the store and streamed to the admin page.
+package activity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// Keep bounds the log: the oldest entries go first.
+const Keep = 50000
+
+// Entry is one line of the log.
+type Entry struct {
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"` // "admin", "user007", "agent gpu-1", "system"
+	Kind   string    `json:"kind"`  // job, admin, agent, seat
+	Action string    `json:"action"`
+	Detail string    `json:"detail,omitempty"`
+	JobID  string    `json:"job_id,omitempty"`
+	UserID string    `json:"user_id,omitempty"`
+}
+
+// Log records entries and follows the queue's events.
+type Log struct {
+	db  *store.DB
+	bus *sched.Bus
+	log *slog.Logger
+}
+
+// New returns the log.
+func New(db *store.DB, bus *sched.Bus, log *slog.Logger) *Log {
+	return &Log{db: db, bus: bus, log: log}
+}
+
+// Record appends an entry. It waits for the commit only briefly: the log
+// is a record, not a gate.
+func (l *Log) Record(e Entry) {
+	if e.ID == "" {
+		e.ID = uuid.Must(uuid.NewV7()).String()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	l.db.Enqueue(func(tx *store.Tx) error { return tx.PutActivity(e.ID, b, Keep) })
+	l.bus.Publish(sched.Event{Type: EventActivity, Data: b})
+}
+
+// Admin records an admin action.
+func (l *Log) Admin(actor, kind, action, detail string) {
+	l.Record(Entry{Actor: actor, Kind: kind, Action: action, Detail: detail})
+}
+
+// EventActivity carries a new entry on the bus (Data: the entry).
+const EventActivity = "activity"
+
+// List returns entries newest first, of one kind (or any) and containing
+// text (or any), at most limit.
+func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 200
+	}
+	text = strings.ToLower(text)
+	out := []Entry{}
+	err := l.db.View(func(tx *store.Tx) error {
+		tx.Activity(func(raw []byte) bool {
+			var e Entry
+			if json.Unmarshal(raw, &e) != nil {
+				return true
+			}
+			if (kind == "" || e.Kind == kind) && (text == "" || strings.Contains(strings.ToLower(e.Actor+" "+e.Action+" "+e.Detail+" "+e.JobID+" "+e.UserID), text)) {
+				out = append(out, e)
+			}
+			return len(out) < limit
+		})
+		return nil
+	})
+	return out, err
+}
+
+// Run records job and GPU events until ctx ends.
+func (l *Log) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		sub := l.bus.Subscribe(8192, func(e sched.Event) bool {
+			return e.Type == sched.EventJobCreated || e.Type == sched.EventJobUpdated || e.Type == sched.EventAgent
+		})
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				sub.Close()
+				return
+			case e, ok := <-sub.C:
+				if !ok {
+					open = false
+					break
+				}
+				l.fromEvent(e)
+			}
+		}
+	}
+}
+
+func (l *Log) fromEvent(e sched.Event) {
+	switch e.Type {
+	case sched.EventJobCreated:
+		l.Record(Entry{Actor: e.Job.UserID, Kind: "job", Action: "submitted", Detail: fmt.Sprintf("priority %d", e.Job.Priority), JobID: e.Job.ID, UserID: e.Job.UserID})
+	case sched.EventJobUpdated:
+		j := e.Job
+		var action, detail string
+		switch j.Status {
+		case workshop.StatusCompleted:
+			action = "completed"
+			if j.Result != nil {
+				detail = fmt.Sprintf("%d output(s) on %s", len(j.Result.Outputs), j.Worker)
+			}
+		case workshop.StatusFailed:
+			action = "failed"
+		case workshop.StatusCancelled:
+			action = "cancelled"
+		case workshop.StatusPending:
+			if j.Error != nil && j.Error.Type == "requeued" {
+				action = "requeued"
+			}
+		}
+		if action == "" {
+			return
+		}
+		if j.Error != nil && detail == "" {
+			detail = j.Error.Message
+		}
+		l.Record(Entry{Actor: "system", Kind: "job", Action: action, Detail: detail, JobID: j.ID, UserID: j.UserID})
+	case sched.EventAgent:
+		var d struct{ Agent, Action, Detail string }
+		json.Unmarshal(e.Data, &d)
+		l.Record(Entry{Actor: "agent " + d.Agent, Kind: "agent", Action: d.Action, Detail: d.Detail})
+	}
+}

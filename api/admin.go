@@ -1,0 +1,136 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"net/url"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/auth"
+	"github.com/comfy-workshop/workshop/seats"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// SessionCookie is the cookie of browser sessions (participants and admin).
+const SessionCookie = "workshop_session"
+
+// settingPassword holds the argon2id hash of the admin password.
+const settingPassword = "admin_password_argon2id"
+
+// SetAdminPassword stores the admin password's hash.
+func SetAdminPassword(ctx context.Context, db *store.DB, password string) error {
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return workshop.Errorf(workshop.EINVALID, "%v", err)
+	}
+	return db.Write(ctx, func(tx *store.Tx) error { return tx.PutSetting(settingPassword, hash) })
+}
+
+func (s *Server) passwordMatches(secret string) bool {
+	var hash string
+	s.cfg.DB.View(func(tx *store.Tx) error {
+		_, err := tx.Setting(settingPassword, &hash)
+		return err
+	})
+	return hash != "" && auth.PasswordMatches(hash, secret)
+}
+
+// adminSession returns the admin browser session of the request, if any.
+func (s *Server) adminSession(c *fiber.Ctx) (store.Session, bool) {
+	if s.cfg.Seats == nil {
+		return store.Session{}, false
+	}
+	ses, ok := s.cfg.Seats.Session(c.Cookies(SessionCookie))
+	return ses, ok && ses.Admin
+}
+
+// login signs the instructor in with the admin token or password.
+func (s *Server) login(c *fiber.Ctx) error {
+	ip := c.IP()
+	if !s.loginLimit.Allow(ip) {
+		c.Set(fiber.HeaderRetryAfter, "60")
+		return workshop.Errorf(workshop.ETOOMANY, "too many failed logins from this address: wait a minute")
+	}
+	var req struct {
+		Secret string `json:"secret"`
+	}
+	json.Unmarshal(c.Body(), &req)
+	if req.Secret == "" {
+		req.Secret = c.FormValue("secret")
+	}
+	if !auth.TokenMatches(s.cfg.AdminTokenHash, req.Secret) && !s.passwordMatches(req.Secret) {
+		s.loginLimit.Fail(ip)
+		s.log.Warn("failed admin login", "ip", ip)
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "wrong admin token or password")
+	}
+	token, csrf, err := s.cfg.Seats.OpenAdmin(c.UserContext())
+	if err != nil {
+		return err
+	}
+	c.Cookie(&fiber.Cookie{
+		Name: SessionCookie, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
+		Secure: s.cfg.TLS != nil, MaxAge: int(seats.SessionTTL / time.Second),
+	})
+	s.record(c, "admin", "login", "")
+	return c.JSON(fiber.Map{"csrf": csrf})
+}
+
+func (s *Server) logout(c *fiber.Ctx) error {
+	if _, ok := s.adminSession(c); ok {
+		if err := s.checkCSRF(c); err != nil {
+			return err
+		}
+		s.cfg.Seats.Close(c.UserContext(), c.Cookies(SessionCookie))
+	}
+	c.ClearCookie(SessionCookie)
+	return c.JSON(fiber.Map{"signed_out": true})
+}
+
+func (s *Server) session(c *fiber.Ctx) error {
+	ses, ok := s.adminSession(c)
+	if !ok {
+		return workshop.Errorf(workshop.EUNAUTHORIZED, "not signed in")
+	}
+	return c.JSON(fiber.Map{"csrf": ses.CSRF})
+}
+
+// checkCSRF protects state changes made with the session cookie: the page
+// must echo its CSRF token, and a browser's Origin must be this server.
+func (s *Server) checkCSRF(c *fiber.Ctx) error {
+	ses, _ := s.adminSession(c)
+	got := c.Get("X-CSRF-Token")
+	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(ses.CSRF)) != 1 {
+		return workshop.Errorf(workshop.EFORBIDDEN, "missing or wrong CSRF token")
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host != string(c.Request().Host()) {
+			return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
+		}
+	}
+	return nil
+}
+
+func (s *Server) setPassword(c *fiber.Ctx) error {
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"password\": \"...\"}")
+	}
+	if err := SetAdminPassword(c.UserContext(), s.cfg.DB, req.Password); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"password_set": true})
+}
+
+// record notes an admin action in the activity log.
+func (s *Server) record(c *fiber.Ctx, actor, action, detail string) {
+	if s.cfg.Activity != nil {
+		s.cfg.Activity(actor, "admin", action, detail)
+	}
+}

@@ -1,0 +1,445 @@
+package api
+
+import (
+	"archive/zip"
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	qrcode "github.com/skip2/go-qrcode"
+
+	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
+)
+
+// The instructor's room: the admin routes beyond the queue's own.
+
+func (s *Server) moveJob(c *fiber.Ctx) error {
+	var req struct {
+		To string `json:"to"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil || req.To != "top" {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"to\": \"top\"}")
+	}
+	job, err := s.cfg.Queue.MoveToTop(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(job)
+}
+
+func (s *Server) retryJob(c *fiber.Ctx) error {
+	job, err := s.cfg.Queue.Retry(c.UserContext(), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	job.Workflow = nil
+	return c.Status(fiber.StatusCreated).JSON(job)
+}
+
+// eachJob walks every stored job (oldest first).
+func (s *Server) eachJob(fn func(*workshop.Job) bool) error {
+	return s.cfg.DB.View(func(tx *store.Tx) error { return tx.EachJob(fn) })
+}
+
+func (s *Server) seatQR(c *fiber.Ctx) error {
+	n, err := seatParam(c)
+	if err != nil {
+		return err
+	}
+	seat, err := s.cfg.Seats.Get(n)
+	if err != nil {
+		return err
+	}
+	png, err := qrcode.Encode(s.seatView(c, seat).JoinURL, qrcode.Medium, 320)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Type("png").Send(png)
+}
+
+// outputView is one output in the gallery.
+type outputView struct {
+	JobID     string    `json:"job_id"`
+	UserID    string    `json:"user_id"`
+	Name      string    `json:"name"`
+	URL       string    `json:"url"`
+	MIME      string    `json:"mime"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func outputsOfJob(j *workshop.Job) []outputView {
+	var out []outputView
+	if j.Result == nil {
+		return out
+	}
+	at := j.CreatedAt
+	if j.CompletedAt != nil {
+		at = *j.CompletedAt
+	}
+	for _, o := range j.Result.Outputs {
+		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
+			MIME: contentType(o.Name), Size: o.Size, CreatedAt: at})
+	}
+	return out
+}
+
+// listOutputs is the gallery: every participant's outputs, newest first;
+// the cursor is the id of the last job of the page.
+func (s *Server) listOutputs(c *fiber.Ctx) error {
+	limit := min(max(c.QueryInt("limit", 60), 1), 500)
+	out := []outputView{}
+	cursor, next := c.Query("before"), ""
+	for len(out) < limit {
+		jobs, nx, err := s.cfg.Queue.List(sched.ListFilter{Status: workshop.StatusCompleted, Cursor: cursor, Limit: 100})
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			out = append(out, outputsOfJob(j)...)
+			next = j.ID
+			if len(out) >= limit {
+				break
+			}
+		}
+		if nx == "" {
+			if len(out) < limit {
+				next = ""
+			}
+			break
+		}
+		cursor = nx
+	}
+	return c.JSON(fiber.Map{"outputs": out, "next": next})
+}
+
+const settingSpotlight = "spotlight"
+
+func (s *Server) getSpotlight(c *fiber.Ctx) error {
+	var cur json.RawMessage
+	s.cfg.DB.View(func(tx *store.Tx) error {
+		_, err := tx.Setting(settingSpotlight, &cur)
+		return err
+	})
+	if len(cur) == 0 {
+		cur = json.RawMessage("{}")
+	}
+	return c.Type("json").Send(cur)
+}
+
+func (s *Server) setSpotlight(c *fiber.Ctx) error {
+	var req struct {
+		JobID string `json:"job_id"`
+		Name  string `json:"name"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil || req.JobID == "" || req.Name == "" {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"job_id\", \"name\"} of an output")
+	}
+	job, err := s.cfg.Queue.Get(req.JobID)
+	if err != nil {
+		return err
+	}
+	var pick *outputView
+	for _, o := range outputsOfJob(job) {
+		if o.Name == req.Name {
+			pick = &o
+		}
+	}
+	if pick == nil {
+		return workshop.Errorf(workshop.ENOTFOUND, "job %s has no output %q", req.JobID, req.Name)
+	}
+	return s.putSpotlight(c, pick)
+}
+
+func (s *Server) clearSpotlight(c *fiber.Ctx) error { return s.putSpotlight(c, nil) }
+
+func (s *Server) putSpotlight(c *fiber.Ctx, o *outputView) error {
+	var v any = map[string]any{}
+	if o != nil {
+		v = o
+	}
+	if err := s.cfg.DB.Write(c.UserContext(), func(tx *store.Tx) error { return tx.PutSetting(settingSpotlight, v) }); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(v)
+	s.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventSpotlight, Data: data})
+	return c.Type("json").Send(data)
+}
+
+// Workshop workflows: the JSON files every participant sees.
+
+func (s *Server) workflowPath(name string) (string, error) {
+	if s.cfg.WorkflowsDir == "" {
+		return "", workshop.Errorf(workshop.ENOTFOUND, "no workflows folder")
+	}
+	if !strings.HasSuffix(name, ".json") || !store.SafeName(name) {
+		return "", workshop.Errorf(workshop.EINVALID, "a workflow name is one file name ending in .json")
+	}
+	return filepath.Join(s.cfg.WorkflowsDir, name), nil
+}
+
+func (s *Server) listWorkflows(c *fiber.Ctx) error {
+	out := []fiber.Map{}
+	entries, _ := os.ReadDir(s.cfg.WorkflowsDir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
+			out = append(out, fiber.Map{"name": e.Name(), "size": fi.Size(), "modified": fi.ModTime().UTC()})
+		}
+	}
+	return c.JSON(fiber.Map{"workflows": out})
+}
+
+func (s *Server) putWorkflow(c *fiber.Ctx) error {
+	p, err := s.workflowPath(c.Params("name"))
+	if err != nil {
+		return err
+	}
+	body := c.Body()
+	var probe map[string]any
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return workshop.Errorf(workshop.EINVALID, "a workflow must be a JSON object: %v", err)
+	}
+	if len(body) > workshop.MaxWorkflowSize {
+		return workshop.Errorf(workshop.ETOOLARGE, "a workflow is at most %d bytes", workshop.MaxWorkflowSize)
+	}
+	tmp := p + ".part"
+	if err := os.WriteFile(tmp, body, 0o640); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"name": c.Params("name"), "size": len(body)})
+}
+
+func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
+	p, err := s.workflowPath(c.Params("name"))
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		if os.IsNotExist(err) {
+			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", c.Params("name"))
+		}
+		return err
+	}
+	return c.JSON(fiber.Map{"removed": c.Params("name")})
+}
+
+func (s *Server) listActivity(c *fiber.Ctx) error {
+	if s.cfg.ActivityList == nil {
+		return c.JSON(fiber.Map{"entries": []any{}})
+	}
+	entries, err := s.cfg.ActivityList(c.Query("kind"), c.Query("q"), c.QueryInt("limit", 200))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"entries": entries})
+}
+
+// metrics summarises the workshop from every stored job.
+func (s *Server) metrics(c *fiber.Ctx) error {
+	var waits, runs []float64
+	done, failed := 0, 0
+	type inst struct {
+		busy float64
+		jobs int
+	}
+	instances := map[string]*inst{}
+	type part struct {
+		jobs int
+		gpu  float64
+	}
+	parts := map[string]*part{}
+	var first time.Time
+	var all []*workshop.Job
+	err := s.eachJob(func(j *workshop.Job) bool {
+		all = append(all, j)
+		if first.IsZero() || j.CreatedAt.Before(first) {
+			first = j.CreatedAt
+		}
+		p := parts[j.UserID]
+		if p == nil {
+			p = &part{}
+			parts[j.UserID] = p
+		}
+		p.jobs++
+		if j.StartedAt != nil {
+			waits = append(waits, j.StartedAt.Sub(j.CreatedAt).Seconds())
+		}
+		switch j.Status {
+		case workshop.StatusCompleted:
+			done++
+			if j.StartedAt != nil && j.CompletedAt != nil {
+				d := j.CompletedAt.Sub(*j.StartedAt).Seconds()
+				runs = append(runs, d)
+				p.gpu += d
+				in := instances[j.Worker]
+				if in == nil {
+					in = &inst{}
+					instances[j.Worker] = in
+				}
+				in.busy += d
+				in.jobs++
+			}
+		case workshop.StatusFailed:
+			failed++
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	span := time.Since(first).Seconds()
+	instOut := []fiber.Map{}
+	for id, in := range instances {
+		frac := 0.0
+		if span > 0 {
+			frac = min(in.busy/span, 1)
+		}
+		instOut = append(instOut, fiber.Map{"id": id, "busy_fraction": frac, "jobs_done": in.jobs})
+	}
+	slices.SortFunc(instOut, func(a, b fiber.Map) int { return strings.Compare(a["id"].(string), b["id"].(string)) })
+	partOut := []fiber.Map{}
+	for u, p := range parts {
+		partOut = append(partOut, fiber.Map{"user_id": u, "jobs": p.jobs, "gpu_seconds": p.gpu})
+	}
+	slices.SortFunc(partOut, func(a, b fiber.Map) int { return strings.Compare(a["user_id"].(string), b["user_id"].(string)) })
+	return c.JSON(fiber.Map{
+		"jobs_done": done, "jobs_failed": failed,
+		"wait_seconds": percentiles(waits), "run_seconds": percentiles(runs),
+		"instances": instOut, "participants": partOut, "timeline": timeline(all, first),
+	})
+}
+
+func percentiles(v []float64) fiber.Map {
+	if len(v) == 0 {
+		return fiber.Map{"p50": nil, "p90": nil}
+	}
+	slices.Sort(v)
+	at := func(p float64) float64 { return v[int(p*float64(len(v)-1))] }
+	return fiber.Map{"p50": at(0.5), "p90": at(0.9)}
+}
+
+// timeline counts, per minute of the workshop, jobs completed in it and
+// pending and running at its end.
+func timeline(jobs []*workshop.Job, first time.Time) []fiber.Map {
+	out := []fiber.Map{}
+	if len(jobs) == 0 {
+		return out
+	}
+	start := first.Truncate(time.Minute)
+	end := time.Now()
+	step := time.Minute
+	for end.Sub(start)/step > 720 {
+		step *= 2 // at most 720 points
+	}
+	for t := start; !t.After(end); t = t.Add(step) {
+		edge := t.Add(step)
+		completed, pending, running := 0, 0, 0
+		for _, j := range jobs {
+			if j.CreatedAt.After(edge) {
+				continue
+			}
+			switch {
+			case j.CompletedAt != nil && !j.CompletedAt.After(edge):
+				if j.Status == workshop.StatusCompleted && j.CompletedAt.After(t) {
+					completed++
+				}
+			case j.StartedAt != nil && !j.StartedAt.After(edge):
+				running++
+			default:
+				pending++
+			}
+		}
+		out = append(out, fiber.Map{"t": t.UTC(), "completed": completed, "pending": pending, "running": running})
+	}
+	return out
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// exportCSV streams one line per job.
+func (s *Server) exportCSV(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="workshop-jobs.csv"`)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"id", "number", "user_id", "status", "priority", "created_at", "started_at", "completed_at", "wait_seconds", "run_seconds", "attempts", "worker", "outputs", "error"})
+		s.eachJob(func(j *workshop.Job) bool {
+			wait, run := "", ""
+			if j.StartedAt != nil {
+				wait = strconv.FormatFloat(j.StartedAt.Sub(j.CreatedAt).Seconds(), 'f', 1, 64)
+				if j.CompletedAt != nil {
+					run = strconv.FormatFloat(j.CompletedAt.Sub(*j.StartedAt).Seconds(), 'f', 1, 64)
+				}
+			}
+			var names []string
+			if j.Result != nil {
+				for _, o := range j.Result.Outputs {
+					names = append(names, o.Name)
+				}
+			}
+			errMsg := ""
+			if j.Error != nil && j.Status != workshop.StatusCompleted {
+				errMsg = j.Error.Message
+			}
+			cw.Write([]string{j.ID, strconv.FormatUint(j.Seq, 10), j.UserID, string(j.Status), strconv.Itoa(j.Priority),
+				j.CreatedAt.UTC().Format(time.RFC3339), fmtTime(j.StartedAt), fmtTime(j.CompletedAt), wait, run,
+				strconv.Itoa(j.Attempts), j.Worker, strings.Join(names, " "), errMsg})
+			return true
+		})
+		cw.Flush()
+	})
+	return nil
+}
+
+// exportZip streams every output, one folder per participant.
+func (s *Server) exportZip(c *fiber.Ctx) error {
+	var jobs []*workshop.Job
+	s.eachJob(func(j *workshop.Job) bool {
+		if j.Result != nil && len(j.Result.Outputs) > 0 {
+			jobs = append(jobs, j)
+		}
+		return true
+	})
+	c.Set(fiber.HeaderContentType, "application/zip")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="workshop-outputs.zip"`)
+	files := s.cfg.Files
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		zw := zip.NewWriter(w)
+		for _, j := range jobs {
+			for _, o := range j.Result.Outputs {
+				f, _, err := files.Open(store.Outputs, j.UserID, j.ID, o.Name)
+				if err != nil {
+					continue
+				}
+				// Images are compressed already: store, don't deflate.
+				hw, err := zw.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("%s/%s_%s", j.UserID, j.ID[:8], o.Name), Method: zip.Store, Modified: j.CreatedAt})
+				if err == nil {
+					io.Copy(hw, f)
+				}
+				f.Close()
+			}
+		}
+		zw.Close()
+	})
+	return nil
+}
