@@ -443,3 +443,42 @@ func (s *Server) exportZip(c *fiber.Ctx) error {
 	})
 	return nil
 }
+
+// backup streams a consistent copy of the store.
+func (s *Server) backup(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "application/octet-stream")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="workshop.db"`)
+	db, log := s.cfg.DB, s.log
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if _, err := db.Backup(w); err != nil {
+			log.Error("backup failed", "err", err)
+		}
+	})
+	return nil
+}
+
+// prune deletes finished jobs older than a duration, with their outputs.
+func (s *Server) prune(c *fiber.Ctx) error {
+	var req struct {
+		OlderThan string `json:"older_than"`
+	}
+	if err := json.Unmarshal(c.Body(), &req); err != nil {
+		return workshop.Errorf(workshop.EINVALID, "the body must be {\"older_than\": \"72h\"}")
+	}
+	d, err := time.ParseDuration(req.OlderThan)
+	if err != nil || d < 0 {
+		return workshop.Errorf(workshop.EINVALID, "older_than %q: want a duration like 72h", req.OlderThan)
+	}
+	pruned, err := s.cfg.Queue.Prune(c.UserContext(), time.Now().Add(-d))
+	for _, p := range pruned {
+		s.cfg.Files.RemoveGroup(store.Outputs, p.UserID, p.ID)
+	}
+	if err != nil {
+		return err
+	}
+	inputs, ierr := s.cfg.Files.PruneKind(store.Inputs, time.Now().Add(-d))
+	if ierr != nil {
+		return ierr
+	}
+	return c.JSON(fiber.Map{"jobs_deleted": len(pruned), "inputs_deleted": inputs})
+}

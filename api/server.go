@@ -5,11 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/auth"
@@ -40,6 +42,8 @@ type Config struct {
 	Activity     func(actor, kind, action, detail string)
 	ActivityList func(kind, text string, limit int) (any, error)
 	WorkflowsDir string // the workshop workflows every participant sees
+	// Metrics serves Prometheus metrics at /metrics, to the admin.
+	Metrics http.Handler
 	// Online counts a participant's open ComfyUI sockets.
 	Online         func(user string) int
 	AdminTokenHash string
@@ -110,6 +114,9 @@ func (s *Server) routes() {
 	s.app.Post("/admin/logout", s.logout)
 	s.app.Get("/admin/session", s.session)
 	s.app.Get("/tunnel", s.agentTunnel)
+	if s.cfg.Metrics != nil {
+		s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.cfg.Metrics))
+	}
 
 	a := s.app.Group("/api", s.requireAdmin)
 	a.Post("/jobs", s.submitJob)
@@ -143,6 +150,8 @@ func (s *Server) routes() {
 	a.Delete("/workflows/:name", s.deleteWorkflow)
 	a.Get("/activity", s.listActivity)
 	a.Get("/metrics", s.metrics)
+	a.Get("/backup", s.backup)
+	a.Post("/prune", s.prune)
 	a.Get("/export/jobs.csv", s.exportCSV)
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))

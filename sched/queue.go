@@ -693,3 +693,48 @@ func (q *Queue) publish(typ string, j *workshop.Job) {
 	c.Workflow = nil // events go to many sockets; the graph is fetched on demand
 	q.bus.Publish(Event{Type: typ, Job: &c})
 }
+
+// Pruned is a job Prune deleted, for removing its files.
+type Pruned struct{ ID, UserID string }
+
+// Prune deletes finished jobs created before cutoff and returns them.
+func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
+	var victims []*workshop.Job
+	err := q.db.View(func(tx *store.Tx) error {
+		return tx.EachJob(func(j *workshop.Job) bool {
+			if !j.CreatedAt.Before(cutoff) {
+				return false // ids are time-ordered: the rest are newer
+			}
+			if j.Status.Finished() {
+				victims = append(victims, j)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Pruned
+	for len(victims) > 0 {
+		batch := victims[:min(len(victims), 500)]
+		victims = victims[len(batch):]
+		err := q.db.Write(ctx, func(tx *store.Tx) error {
+			for _, j := range batch {
+				if err := tx.DeleteJob(j.ID); err != nil && workshop.ErrorCode(err) != workshop.ENOTFOUND {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return out, err
+		}
+		q.mu.Lock()
+		for _, j := range batch {
+			q.finished[j.Status]--
+			out = append(out, Pruned{ID: j.ID, UserID: j.UserID})
+		}
+		q.mu.Unlock()
+	}
+	return out, nil
+}

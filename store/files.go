@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
 )
@@ -202,4 +203,24 @@ func (f *Files) List(kind, user string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// PruneKind deletes files of a kind last changed before cutoff, and the
+// folders left empty; it returns how many files went.
+func (f *Files) PruneKind(kind string, cutoff time.Time) (int, error) {
+	n := 0
+	root := filepath.Join(f.root, kind)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			if os.Remove(p) == nil {
+				n++
+				os.Remove(filepath.Dir(p)) // fails unless empty
+			}
+		}
+		return nil
+	})
+	return n, err
 }

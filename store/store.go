@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -255,4 +256,40 @@ func (db *DB) View(fn func(*Tx) error) error {
 // Tx is a transaction with the store's typed accessors.
 type Tx struct {
 	tx *bolt.Tx
+}
+
+// Backup writes a consistent copy of the store to w while it serves: one
+// read transaction, so writers are not blocked.
+func (db *DB) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Check opens a store file read-only and reports its schema version, so a
+// backup can be verified before it replaces a live store.
+func Check(path string) (int, error) {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a workshop store: %w", path, err)
+	}
+	defer bdb.Close()
+	var version int
+	err = bdb.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%s is not a workshop store (no %s bucket)", path, b)
+			}
+		}
+		_, err := fmt.Sscan(string(tx.Bucket(bucketMeta).Get(keySchema)), &version)
+		return err
+	})
+	if err == nil && version > SchemaVersion {
+		err = fmt.Errorf("%s has schema version %d, newer than this build's %d", path, version, SchemaVersion)
+	}
+	return version, err
 }

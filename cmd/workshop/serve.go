@@ -33,6 +33,7 @@ import (
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
+	"github.com/comfy-workshop/workshop/telemetry"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
@@ -65,6 +66,7 @@ type serveConfig struct {
 	HTTPListen     string
 	TestPages      bool
 	AdminPassword  string
+	MetricsListen  string
 	LogLevel       string
 	LogFormat      string
 
@@ -105,6 +107,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.KeyFile, "key", "", "files: private key PEM file (SSL_KEY_PATH)")
 	fs.StringVar(&c.Hosts, "hosts", "", "self-signed: comma-separated names and IPs the certificate covers (default: localhost and this host)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "set the password for the /admin login (stored as an argon2id hash); the admin token works there too")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "also serve Prometheus /metrics without auth on this address (e.g. 127.0.0.1:9100); on the main address it needs the admin token")
 	fs.BoolVar(&c.TestPages, "extension-test-page", false, "serve the workshop extension's test page at /user/{n}/workshop-test/ (for browser checks)")
 	fs.StringVar(&c.HTTPListen, "http-listen", "", "plain HTTP address for ACME HTTP-01 challenges and redirects to HTTPS (default :80 with --tls acme; off otherwise)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for the admin API (default: generated on first start, printed once, stored hashed)")
@@ -329,8 +332,8 @@ func serve(ctx context.Context, c serveConfig) error {
 			go hs.Serve(hln)
 			defer hs.Close()
 		}
-		go reloadOnHangup(ctx, tlsm, log)
 	}
+	go reloadOnHangup(ctx, tlsm, log)
 	tunnels := tunnel.NewServer(tunnel.ServerConfig{
 		CheckToken: func(token string) bool { return auth.TokenMatches(agentHash, token) },
 		Logger:     log.With("part", "tunnel"),
@@ -356,11 +359,24 @@ func serve(ctx context.Context, c serveConfig) error {
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
 	})
+	prom := telemetry.New(q, disp.Workers)
+	if c.MetricsListen != "" {
+		mln, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (--metrics-listen): %w", c.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", prom.Handler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+	}
 	srv := api.New(api.Config{
 		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
 		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
-		Mount:    []func(*fiber.App){participants.Register},
+		Mount:    []func(*fiber.App){func(app *fiber.App) { app.Use(prom.Middleware) }, participants.Register},
+		Metrics:  prom.Handler(),
 		Activity: actLog.Admin, ActivityList: func(kind, text string, limit int) (any, error) { return actLog.List(kind, text, limit) },
 		WorkflowsDir: filepath.Join(c.Data, "workflows"), Online: participants.Online,
 		TLS: tlsInfo(tlsm, c.TLS),
@@ -371,6 +387,8 @@ func serve(ctx context.Context, c serveConfig) error {
 	go q.Run(runCtx, time.Second)
 	go participants.Run(runCtx)
 	go actLog.Run(runCtx)
+	go prom.Run(runCtx, q.Events())
+	go store.WatchDisk(runCtx, c.Data, log)
 	dispDone := make(chan struct{})
 	go func() { defer close(dispDone); disp.Run(runCtx) }()
 
@@ -436,7 +454,8 @@ func splitList(s string) []string {
 }
 
 // reloadOnHangup re-reads certificate files on SIGHUP (for --tls files, when
-// the operator has renewed them).
+// the operator has renewed them). It also keeps SIGHUP from stopping the
+// server in the other modes.
 func reloadOnHangup(ctx context.Context, m *certs.Manager, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -446,6 +465,10 @@ func reloadOnHangup(ctx context.Context, m *certs.Manager, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			if m == nil {
+				log.Info("SIGHUP: nothing to reload without TLS")
+				continue
+			}
 			if err := m.Reload(); err != nil {
 				log.Error("certificate reload failed; the old certificate stays in use", "err", err)
 			} else {

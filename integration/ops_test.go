@@ -1,0 +1,89 @@
+package integration
+
+import (
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Backup while serving, restore into a stopped server, prune, metrics, and
+// SIGHUP without TLS.
+func TestOperations(t *testing.T) {
+	s := startStack(t)
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, s.a.submit("user001", imageGraph("ops", i)).ID)
+	}
+	s.ev.waitDone(30*time.Second, ids...)
+
+	// SIGHUP does not stop a server without TLS.
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.waitLine(`nothing to reload`, 10*time.Second)
+	if j := s.a.job(ids[0]); j.Status != "completed" {
+		t.Fatalf("after SIGHUP: %+v", j)
+	}
+
+	// Prometheus metrics: admin only.
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil || resp.StatusCode != 401 {
+		t.Errorf("metrics without a token: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("GET", s.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`workshop_jobs{status="completed"} 3`, "workshop_job_run_seconds_count 3", `workshop_instance_connected{instance="gpu-a/0"} 1`,
+		"workshop_http_request_duration_seconds_bucket", `workshop_agent_connects_total{agent="gpu-a"} 1`, "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// Backup while serving; restore into a new data dir and serve it.
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if out, err := runCLI(t, s.server, "backup", backup); err != nil || !strings.Contains(out, "backup written") {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	data2 := t.TempDir()
+	cmd := exec.Command(binary(t, "workshop"), "restore", "--data", data2, backup)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	// Restoring over a running server's store is refused.
+	cmd = exec.Command(binary(t, "workshop"), "restore", "--data", s.data, backup)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "stop the server") {
+		t.Errorf("restore over a live store: %v\n%s", err, out)
+	}
+	srv2 := startServer(t, data2)
+	a2 := admin{t, srv2.base}
+	for _, id := range ids {
+		if j := a2.job(id); j.Status != "completed" {
+			t.Errorf("restored job %s: %+v", id, j)
+		}
+	}
+
+	// Prune clears finished jobs and their outputs.
+	if out, err := runCLI(t, s.server, "prune", "--older-than", "0s"); err != nil || !strings.Contains(out, "deleted 3 finished jobs") {
+		t.Fatalf("prune: %v\n%s", err, out)
+	}
+	var j job
+	if st := s.a.do("GET", "/api/jobs/"+ids[0], nil, &j); st != 404 {
+		t.Errorf("pruned job: %d", st)
+	}
+	if out, err := runCLI(t, s.server, "prune"); err == nil || !strings.Contains(out, "--older-than") {
+		t.Errorf("prune without --older-than: %v %s", err, out)
+	}
+	if out, err := runCLI(t, s.server, "status"); err != nil || !strings.Contains(out, "gpu-a/0") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+}
