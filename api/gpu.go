@@ -3,11 +3,15 @@ package api
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/dispatch"
 	"github.com/comfy-workshop/workshop/store"
 	"github.com/comfy-workshop/workshop/tunnel"
@@ -17,6 +21,37 @@ import (
 type Workers interface {
 	Workers() []dispatch.WorkerStatus
 	Drain(id string, on bool) (dispatch.WorkerStatus, error)
+	Preflight(ctx context.Context, workflows map[string]comfy.Needs) []dispatch.PreflightReport
+}
+
+// preflight checks every connected instance against the workshop
+// workflows; ok is false when anything is missing anywhere, or no GPU
+// instance is connected.
+func (s *Server) preflight(c *fiber.Ctx) error {
+	if s.cfg.Workers == nil {
+		return workshop.Errorf(workshop.ENOTFOUND, "no GPU instances")
+	}
+	needs := map[string]comfy.Needs{}
+	unreadable := map[string]string{}
+	entries, _ := os.ReadDir(s.cfg.WorkflowsDir)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(s.cfg.WorkflowsDir, e.Name()))
+		if err == nil {
+			needs[e.Name()], err = comfy.WorkflowNeeds(raw)
+		}
+		if err != nil {
+			unreadable[e.Name()] = err.Error()
+		}
+	}
+	reports := s.cfg.Workers.Preflight(c.UserContext(), needs)
+	ok := len(reports) > 0 && len(unreadable) == 0
+	for _, r := range reports {
+		ok = ok && r.OK
+	}
+	return c.JSON(fiber.Map{"ok": ok, "instances": reports, "unreadable_workflows": unreadable})
 }
 
 // agentTunnel upgrades GET /tunnel to a GPU agent's yamux session. The

@@ -152,6 +152,7 @@ func (s *Server) routes() {
 	a.Get("/metrics", s.metrics)
 	a.Get("/backup", s.backup)
 	a.Post("/prune", s.prune)
+	a.Post("/preflight", s.preflight)
 	a.Get("/export/jobs.csv", s.exportCSV)
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"io"
+	"os"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -85,5 +87,33 @@ func TestOperations(t *testing.T) {
 	}
 	if out, err := runCLI(t, s.server, "status"); err != nil || !strings.Contains(out, "gpu-a/0") {
 		t.Errorf("status: %v\n%s", err, out)
+	}
+}
+
+// Preflight: a test graph on every instance, and every workshop workflow's
+// nodes and models checked; missing things are named and the exit is
+// non-zero.
+func TestPreflight(t *testing.T) {
+	s := startStack(t)
+	fixture := filepath.Join("..", "..", "shared", "fixtures", "workflows", "flux2_klein_4b_text_to_image.json")
+	raw, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Skip("fixtures not present at ../shared/fixtures")
+	}
+	req, _ := http.NewRequest("PUT", s.base+"/api/workflows/flux2.json", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("publish: %v %v", resp.StatusCode, err)
+	}
+	if out, err := runCLI(t, s.server, "preflight"); err != nil || !strings.Contains(out, "all instances are ready") {
+		t.Fatalf("preflight with everything present: %v\n%s", err, out)
+	}
+	s.a.do("PUT", "/api/workflows/broken.json", map[string]any{
+		"1": map[string]any{"class_type": "NoSuchNode", "inputs": map[string]any{}},
+		"2": map[string]any{"class_type": "CheckpointLoaderSimple", "inputs": map[string]any{"ckpt_name": "missing-model.safetensors"}},
+	}, nil)
+	out, err := runCLI(t, s.server, "preflight")
+	if err == nil || !strings.Contains(out, "NoSuchNode") || !strings.Contains(out, "missing-model.safetensors") || !strings.Contains(out, "gpu-a/0") {
+		t.Errorf("preflight with missing things: %v\n%s", err, out)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -134,4 +136,61 @@ func pruneCommand() *ffcli.Command {
 			return nil
 		},
 	}
+}
+
+func preflightCommand() *ffcli.Command {
+	fs := flag.NewFlagSet("preflight", flag.ContinueOnError)
+	r := remoteFlags(fs)
+	return &ffcli.Command{
+		Name: "preflight", ShortUsage: "workshop preflight [flags]",
+		ShortHelp: "before the room fills: run a test graph on every GPU instance and check every workshop workflow's nodes and models",
+		FlagSet:   fs, Options: remoteOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			var res struct {
+				OK        bool `json:"ok"`
+				Instances []struct {
+					Worker    string `json:"worker"`
+					TestGraph string `json:"test_graph"`
+					Workflows []struct {
+						Name          string   `json:"name"`
+						MissingNodes  []string `json:"missing_nodes"`
+						MissingModels []string `json:"missing_models"`
+					} `json:"workflows"`
+				} `json:"instances"`
+				Unreadable map[string]string `json:"unreadable_workflows"`
+			}
+			if err := r.do(ctx, "POST", "/api/preflight", nil, &res); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "INSTANCE\tTEST GRAPH\tWORKFLOW\tMISSING NODES\tMISSING MODELS")
+			for _, in := range res.Instances {
+				if len(in.Workflows) == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\n", in.Worker, in.TestGraph)
+				}
+				for _, w := range in.Workflows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Worker, in.TestGraph, w.Name, orDash(w.MissingNodes), orDash(w.MissingModels))
+				}
+			}
+			tw.Flush()
+			for name, why := range res.Unreadable {
+				fmt.Printf("workflow %s is unreadable: %s\n", name, why)
+			}
+			if len(res.Instances) == 0 {
+				return fmt.Errorf("no GPU instance is connected")
+			}
+			if !res.OK {
+				return fmt.Errorf("something is missing: see the table")
+			}
+			fmt.Println("all instances are ready")
+			return nil
+		},
+	}
+}
+
+func orDash(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ", ")
 }
