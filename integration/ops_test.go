@@ -3,8 +3,8 @@ package integration
 import (
 	"bytes"
 	"io"
-	"os"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
