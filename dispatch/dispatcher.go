@@ -152,8 +152,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 			w.stop()
 		}
 	}
-	d.updateSlots()
-	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
+	d.changed()
 	if ev.Type != tunnel.AgentReported {
 		action, detail := "connected", fmt.Sprintf("%d instance(s) from %s", len(a.Report.Instances), a.RemoteAddr)
 		if ev.Type == tunnel.AgentDisconnected {
@@ -194,6 +193,13 @@ func (d *Dispatcher) stopAll() {
 	}
 }
 
+// changed tells the queue how many jobs can run at once (for estimates)
+// and everyone watching that the instances changed.
+func (d *Dispatcher) changed() {
+	d.updateSlots()
+	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
+}
+
 // updateSlots tells the queue how many jobs can run at once, for estimates.
 func (d *Dispatcher) updateSlots() {
 	d.mu.Lock()
@@ -229,8 +235,7 @@ func (d *Dispatcher) Drain(id string, on bool) (WorkerStatus, error) {
 	}
 	d.mu.Unlock()
 	w.setDraining(on)
-	d.updateSlots()
-	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
+	d.changed()
 	return w.status(d.doneCount(id)), nil
 }
 

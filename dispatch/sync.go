@@ -31,7 +31,7 @@ func (w *worker) syncLoop() {
 				w.reconciled, w.synced = true, true
 				w.mu.Unlock()
 				w.kick(w.wake)
-				w.d.updateSlots()
+				w.d.changed()
 				break
 			}
 			if w.ctx.Err() != nil {

@@ -357,7 +357,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 		if !was || ev.Type == comfy.EventReconnected {
 			// Events sent while we were away are lost: ask the instance.
 			w.kick(w.sync)
-			w.d.updateSlots()
+			w.d.changed()
 		}
 		return
 	case comfy.EventDisconnected:
@@ -366,7 +366,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 		w.interruptLease()
 		w.mu.Unlock()
 		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
-		w.d.updateSlots()
+		w.d.changed()
 		return
 	}
 

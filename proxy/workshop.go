@@ -40,15 +40,7 @@ func (p *Proxy) meFor(user string) (map[string]any, error) {
 		}
 	}
 	q["pending"], q["running"] = pending, running
-	connected, total := 0, 0
-	if p.cfg.Workers != nil {
-		for _, w := range p.cfg.Workers() {
-			total++
-			if w.Connected && !w.Draining {
-				connected++
-			}
-		}
-	}
+	g := p.gpuCount()
 	var notes []workshop.Announcement
 	p.cfg.DB.View(func(tx *store.Tx) (err error) {
 		notes, err = tx.Announcements()
@@ -59,7 +51,7 @@ func (p *Proxy) meFor(user string) (map[string]any, error) {
 	}
 	return map[string]any{
 		"seat": n, "user_id": user, "name": seat.Name,
-		"gpus":          map[string]int{"connected": connected, "total": total},
+		"gpus":          map[string]int{"connected": g.connected, "total": g.total},
 		"queue":         q,
 		"announcements": notes,
 	}, nil
@@ -144,3 +136,20 @@ func page(title, msg string) string {
 }
 
 var joinPage = page("Use your join link", "This is a participant's workspace. Open the join link or scan the QR code on your card to sign in.")
+
+type gpus struct{ connected, total int }
+
+// gpuCount counts the GPU instances participants' jobs can use now.
+func (p *Proxy) gpuCount() gpus {
+	var g gpus
+	if p.cfg.Workers == nil {
+		return g
+	}
+	for _, w := range p.cfg.Workers() {
+		g.total++
+		if w.Connected && !w.Draining {
+			g.connected++
+		}
+	}
+	return g
+}

@@ -171,6 +171,7 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			}
 		}
 	}()
+	lastGPUs := p.gpuCount()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -202,7 +203,14 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 				if err == nil && e.Job.Status == workshop.StatusCompleted {
 					err = p.sendOutputs(writeJSON, user, e.Job.ID)
 				}
-			case sched.EventWorkers, sched.EventQueueChanged:
+			case sched.EventWorkers:
+				// Agents report every few seconds; tell the participant only
+				// when the GPUs they can use changed.
+				if g := p.gpuCount(); g != lastGPUs {
+					lastGPUs = g
+					err = p.sendMe(writeJSON, user)
+				}
+			case sched.EventQueueChanged:
 				err = p.sendMe(writeJSON, user)
 			case sched.EventAnnouncement:
 				err = writeJSON(wsMsg{"workshop_announcement", json.RawMessage(e.Data)})
