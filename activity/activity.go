@@ -96,24 +96,9 @@ func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
 
 // Run records job and GPU events until ctx ends.
 func (l *Log) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		sub := l.bus.Subscribe(8192, func(e sched.Event) bool {
-			return e.Type == sched.EventJobCreated || e.Type == sched.EventJobUpdated || e.Type == sched.EventAgent
-		})
-		for open := true; open; {
-			select {
-			case <-ctx.Done():
-				sub.Close()
-				return
-			case e, ok := <-sub.C:
-				if !ok {
-					open = false
-					break
-				}
-				l.fromEvent(e)
-			}
-		}
-	}
+	l.bus.Follow(ctx, 8192, func(e sched.Event) bool {
+		return e.Type == sched.EventJobCreated || e.Type == sched.EventJobUpdated || e.Type == sched.EventAgent
+	}, l.fromEvent)
 }
 
 func (l *Log) fromEvent(e sched.Event) {

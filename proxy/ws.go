@@ -25,32 +25,19 @@ type liveState struct {
 func newLiveState() *liveState { return &liveState{jobs: map[string]*sched.Progress{}} }
 
 func (l *liveState) run(ctx context.Context, q *sched.Queue) {
-	for ctx.Err() == nil {
-		sub := q.Events().Subscribe(4096, func(e sched.Event) bool {
-			return e.Type == sched.EventJobProgress || (e.Type == sched.EventJobUpdated && e.Job != nil && e.Job.Status.Finished())
-		})
-		for open := true; open; {
-			select {
-			case <-ctx.Done():
-				sub.Close()
-				return
-			case e, ok := <-sub.C:
-				if !ok {
-					open = false // fell behind: subscribe again
-					break
-				}
-				l.mu.Lock()
-				if e.Progress != nil {
-					p := *e.Progress
-					p.Preview = ""
-					l.jobs[p.JobID] = &p
-				} else {
-					delete(l.jobs, e.Job.ID)
-				}
-				l.mu.Unlock()
-			}
+	q.Events().Follow(ctx, 4096, func(e sched.Event) bool {
+		return e.Type == sched.EventJobProgress || (e.Type == sched.EventJobUpdated && e.Job != nil && e.Job.Status.Finished())
+	}, func(e sched.Event) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if e.Progress != nil {
+			p := *e.Progress
+			p.Preview = ""
+			l.jobs[p.JobID] = &p
+		} else {
+			delete(l.jobs, e.Job.ID)
 		}
-	}
+	})
 }
 
 func (l *liveState) of(user string) []sched.Progress {

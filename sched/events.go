@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -127,5 +128,27 @@ func (b *Bus) Publish(e Event) {
 			b.drop(s)
 		}
 		b.mu.Unlock()
+	}
+}
+
+// Follow calls fn with every event that passes filter until ctx ends. If it
+// falls behind it subscribes again (the events in between are lost), so it
+// suits followers that keep summaries: logs, metrics, live state.
+func (b *Bus) Follow(ctx context.Context, buf int, filter func(Event) bool, fn func(Event)) {
+	for ctx.Err() == nil {
+		sub := b.Subscribe(buf, filter)
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				sub.Close()
+				return
+			case e, ok := <-sub.C:
+				if !ok {
+					open = false
+					break
+				}
+				fn(e)
+			}
+		}
 	}
 }

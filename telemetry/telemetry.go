@@ -106,24 +106,9 @@ func b2f(b bool) float64 {
 // Run feeds the event-driven metrics until ctx ends.
 func (m *Metrics) Run(ctx context.Context, bus *sched.Bus) {
 	ended := map[string]time.Time{} // instance -> its last job's end
-	for ctx.Err() == nil {
-		sub := bus.Subscribe(8192, func(e sched.Event) bool {
-			return e.Type == sched.EventJobProgress || e.Type == sched.EventJobUpdated || e.Type == sched.EventAgent
-		})
-		for open := true; open; {
-			select {
-			case <-ctx.Done():
-				sub.Close()
-				return
-			case e, ok := <-sub.C:
-				if !ok {
-					open = false
-					break
-				}
-				m.observe(e, ended)
-			}
-		}
-	}
+	bus.Follow(ctx, 8192, func(e sched.Event) bool {
+		return e.Type == sched.EventJobProgress || e.Type == sched.EventJobUpdated || e.Type == sched.EventAgent
+	}, func(e sched.Event) { m.observe(e, ended) })
 }
 
 func (m *Metrics) observe(e sched.Event, ended map[string]time.Time) {
