@@ -31,7 +31,10 @@ func run(args []string) int {
 			"Run 'workshop <command> --help' for a command's flags.",
 		FlagSet:     flag.NewFlagSet("workshop", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{serveCommand(), demoCommand(), seatsCommand(), statusCommand(), backupCommand(), restoreCommand(), pruneCommand(), preflightCommand(), adminCommand(), versionCommand()},
-		Exec: func(context.Context, []string) error {
+		Exec: func(_ context.Context, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q: run 'workshop --help'", args[0])
+			}
 			return flag.ErrHelp
 		},
 	}

@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Bad flags, bad values and an unwritable data directory fail at start with
+// a clear message and a non-zero exit; every binary has --help.
+func TestServeRefusesBadStart(t *testing.T) {
+	ro := filepath.Join(t.TempDir(), "ro")
+	os.MkdirAll(ro, 0o500)
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"serve", "--bogus"}, nil, "flag provided but not defined"},
+		{[]string{"serve", "--tls", "off", "--queue-mode", "lottery"}, nil, "--queue-mode"},
+		{[]string{"serve", "--tls", "off", "--seats", "0"}, nil, "--seats"},
+		{[]string{"serve", "--tls", "off", "--max-pending", "-1"}, nil, "--max-pending"},
+		{[]string{"serve", "--tls", "off", "--listen", "nowhere"}, nil, "--listen"},
+		{[]string{"serve", "--tls", "maybe"}, nil, "--tls"},
+		{[]string{"serve", "--tls", "acme"}, nil, "--domain"},
+		{[]string{"serve", "--tls", "off", "--admin-token", "short"}, nil, "16 characters"},
+		{[]string{"serve", "--tls", "off", "--data", file}, nil, "data dir"},
+		{[]string{"serve", "--tls", "off"}, []string{"QUEUE_MODE=lottery"}, "--queue-mode"},
+		{[]string{"serve", "--tls", "off"}, []string{"WORKSHOP_SEATS=many"}, "seats"},
+		{[]string{"nonsense"}, nil, ""},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		cases = append(cases, struct {
+			args []string
+			env  []string
+			want string
+		}{[]string{"serve", "--tls", "off", "--data", ro}, nil, "not writable"})
+	}
+	for _, c := range cases {
+		cmd := exec.Command(binary(t, "workshop"), c.args...)
+		cmd.Env = append(os.Environ(), c.env...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%v %v: exit 0\n%s", c.args, c.env, out)
+			continue
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%v %v: %q lacks %q", c.args, c.env, out, c.want)
+		}
+	}
+	for _, bin := range []string{"workshop", "gpu-agent", "comfysim"} {
+		out, err := exec.Command(binary(t, bin), "--help").CombinedOutput()
+		if len(out) == 0 || (err != nil && !strings.Contains(strings.ToLower(string(out)), "usage")) {
+			t.Errorf("%s --help: %v %s", bin, err, out)
+		}
+	}
+}
+
+// SIGTERM stops the server cleanly: requests in flight finish, the store
+// closes, exit status 0.
+func TestServeStopsCleanly(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "--config", writeConfig(t, "queue-mode: fifo\nseats: 4\n"))
+	a := admin{t, srv.base}
+	var st struct {
+		Mode string `json:"mode"`
+	}
+	a.do("GET", "/api/queue/status", nil, &st)
+	if st.Mode != "fifo" {
+		t.Errorf("mode from the config file: %q", st.Mode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.stop(ctx); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	srv.waitLine(`msg=stopped`, time.Second)
+}
+
+func writeConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "workshop.yaml")
+	os.WriteFile(p, []byte(body), 0o600)
+	return p
+}
