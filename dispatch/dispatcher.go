@@ -120,7 +120,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 		for _, w := range d.workers {
 			if w.agent == a.Name && w.session == a.SessionID {
 				if st, ok := a.Report.Instance(w.instance); ok {
-					w.setReport(st, a.Report.GPUs)
+					w.setReport(st, a.Report)
 				}
 			}
 		}
@@ -261,6 +261,7 @@ type WorkerStatus struct {
 	GPU       *GPU            `json:"gpu,omitempty"`
 	Error     string          `json:"error,omitempty"`
 	Stats     json.RawMessage `json:"system_stats,omitempty"`
+	Models    json.RawMessage `json:"models,omitempty"` // the agent's model check
 }
 
 // GPU is what is known of an instance's GPU.

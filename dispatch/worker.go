@@ -55,6 +55,7 @@ type worker struct {
 	draining   bool
 	report     tunnel.InstanceStatus
 	gpus       []tunnel.GPUStats
+	models     json.RawMessage
 }
 
 // track is a leased job on this worker.
@@ -89,7 +90,7 @@ func newWorker(d *Dispatcher, a tunnel.AgentInfo, in tunnel.InstanceStatus) *wor
 		client: client, clientID: "workshop-" + strings.NewReplacer("/", "-", " ", "-").Replace(id),
 		wake: make(chan struct{}, 1), sync: make(chan struct{}, 1),
 		jobs: map[string]*track{}, byEngine: map[string]string{},
-		report: in, gpus: a.Report.GPUs,
+		report: in, gpus: a.Report.GPUs, models: a.Report.Models,
 	}
 }
 
@@ -137,9 +138,9 @@ func (w *worker) interruptLease() {
 	}
 }
 
-func (w *worker) setReport(st tunnel.InstanceStatus, gpus []tunnel.GPUStats) {
+func (w *worker) setReport(st tunnel.InstanceStatus, r tunnel.Report) {
 	w.mu.Lock()
-	w.report, w.gpus = st, gpus
+	w.report, w.gpus, w.models = st, r.GPUs, r.Models
 	w.mu.Unlock()
 }
 
@@ -568,7 +569,7 @@ func (w *worker) status(done int) WorkerStatus {
 		ID: w.id, Agent: w.agent, Instance: w.instance, URL: w.report.URL,
 		Connected: w.connected, Healthy: w.report.Healthy, Draining: w.draining,
 		Current: w.executing, Queued: []string{}, JobsDone: done, Error: w.report.Error,
-		Stats: w.report.SystemStats,
+		Stats: w.report.SystemStats, Models: w.models,
 	}
 	for id, t := range w.jobs {
 		if t.stage == stageQueued || t.stage == stageSubmitting {

@@ -109,6 +109,8 @@ type Report struct {
 	Time      time.Time        `json:"time"`
 	Instances []InstanceStatus `json:"instances"`
 	GPUs      []GPUStats       `json:"gpus,omitempty"`
+	// Models is the agent's model check (gpu-agent --models), as it reports it.
+	Models json.RawMessage `json:"models,omitempty"`
 }
 
 // Instance returns the status of the named instance.

@@ -3,6 +3,11 @@
 // carries a yamux tunnel through which the server reaches the host's local
 // ComfyUI instances. It reports their health and the GPUs' load every few
 // seconds and reconnects by itself after any network loss.
+//
+// With --models it first makes sure the model files of a manifest are in
+// ComfyUI's models folder (downloading, resuming and verifying them; see
+// package models), and only then connects: a host without its models must
+// not take jobs.
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/comfy-workshop/workshop/models"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
@@ -46,6 +52,7 @@ const (
 	exitOK       = 0
 	exitFailure  = 1
 	exitBadUsage = 2
+	exitModels   = 3 // a model cannot be had without a fix (404, wrong hash, full disk)
 )
 
 // run is main, testable: it returns the exit code.
@@ -98,6 +105,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	log.Info("gpu-agent starting", "version", agentVersion(), "server", redact(opts.server), "name", opts.name,
 		"instances", strings.Join(names, " "), "report_interval", opts.reportInterval, "nvidia_smi", probe.smi != "")
+	// Models first: the agent connects only once the host can run the jobs.
+	if code, ok := syncModels(ctx, opts, getenv, log, stderr, probe); !ok {
+		return code
+	}
 	err = agent.Run(ctx)
 	switch {
 	case errors.Is(err, tunnel.ErrUnauthorized):
@@ -124,6 +135,11 @@ const (
 	envCAFile      = "GPU_AGENT_CA_FILE"
 	envLogFormat   = "GPU_AGENT_LOG_FORMAT"
 	envLogLevel    = "GPU_AGENT_LOG_LEVEL"
+
+	envModels            = "GPU_AGENT_MODELS"
+	envModelsDir         = "GPU_AGENT_MODELS_DIR"
+	envModelsOptional    = "GPU_AGENT_MODELS_OPTIONAL"
+	envModelsConcurrency = "GPU_AGENT_MODELS_CONCURRENCY"
 )
 
 type options struct {
@@ -140,7 +156,13 @@ type options struct {
 	logLevel       string
 	showVersion    bool
 
-	instances []tunnel.Instance
+	modelsFile        string
+	modelsDir         string
+	modelsOptional    bool
+	modelsConcurrency int
+
+	instances    []tunnel.Instance
+	modelEntries []models.Entry
 }
 
 // stringList is a repeatable flag.
@@ -182,11 +204,31 @@ Flags:
   --ca-file FILE           also trust the CA certificates in this PEM file ($GPU_AGENT_CA_FILE)
   --log-format text|json   log format on stderr, default text ($GPU_AGENT_LOG_FORMAT)
   --log-level LEVEL        debug, info, warn or error, default info ($GPU_AGENT_LOG_LEVEL)
+
+Models (optional): before connecting, make sure every model of a manifest is in
+ComfyUI's models folder with the right sha256; download what is missing or wrong
+(resuming partial downloads, verified hashes, progress in the log). The agent
+connects only when all are in place. Verified hashes are cached in
+DIR/.workshop-models.json so a restart does not hash the files again.
+  --models FILE            the manifest, YAML ($GPU_AGENT_MODELS):
+                             - folder: checkpoints
+                               file: sd_xl_base_1.0.safetensors
+                               url: https://huggingface.co/.../sd_xl_base_1.0.safetensors
+                               sha256: 31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b
+                               size: 6938078334        # optional, bytes
+  --models-dir DIR         ComfyUI's models folder, e.g. /opt/ComfyUI/models ($GPU_AGENT_MODELS_DIR)
+  --models-optional        connect even if some models could not be had; they are
+                           logged as missing ($GPU_AGENT_MODELS_OPTIONAL)
+  --models-concurrency N   files downloaded at once, default 2 ($GPU_AGENT_MODELS_CONCURRENCY)
+  Gated models: HF_TOKEN is sent to huggingface.co, CIVITAI_TOKEN to civitai.com.
+
   --version                print the version and exit
   --help                   show this help
 
-Exit status: 0 after SIGINT/SIGTERM, 1 when the server rejects the token,
-2 on invalid flags.
+Exit status: 0 after SIGINT/SIGTERM, 1 when the server rejects the token or
+model downloads failed on network errors (start again to resume), 2 on invalid
+flags or manifest, 3 when a model cannot be had without a fix (404, access
+denied, wrong sha256 or size, full disk).
 
 Example:
   GPU_AGENT_TOKEN=... gpu-agent --server https://workshop.example.org \
@@ -212,6 +254,10 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (*op
 	fs.StringVar(&o.logFormat, "log-format", or(getenv(envLogFormat), "text"), "")
 	fs.StringVar(&o.logLevel, "log-level", or(getenv(envLogLevel), "info"), "")
 	fs.BoolVar(&o.showVersion, "version", false, "")
+	fs.StringVar(&o.modelsFile, "models", getenv(envModels), "")
+	fs.StringVar(&o.modelsDir, "models-dir", getenv(envModelsDir), "")
+	fs.BoolVar(&o.modelsOptional, "models-optional", false, "")
+	fs.IntVar(&o.modelsConcurrency, "models-concurrency", 2, "")
 
 	// Environment defaults that need parsing.
 	if v := getenv(envInterval); v != "" {
@@ -227,6 +273,20 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (*op
 			return nil, fmt.Errorf("%s=%q: want true or false", envInsecure, v)
 		}
 		o.insecure = b
+	}
+	if v := getenv(envModelsOptional); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: want true or false", envModelsOptional, v)
+		}
+		o.modelsOptional = b
+	}
+	if v := getenv(envModelsConcurrency); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: want a number", envModelsConcurrency, v)
+		}
+		o.modelsConcurrency = n
 	}
 
 	if err := fs.Parse(args); err != nil {
@@ -294,6 +354,9 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (*op
 	if _, err := parseLevel(o.logLevel); err != nil {
 		return nil, err
 	}
+	if err := o.parseModels(); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -357,4 +420,29 @@ func redact(raw string) string {
 		return u.Redacted()
 	}
 	return raw
+}
+
+// parseModels loads and checks the models manifest and folder.
+func (o *options) parseModels() error {
+	if o.modelsFile == "" {
+		return nil
+	}
+	if o.modelsDir == "" {
+		return errNoModelsDir
+	}
+	fi, err := os.Stat(o.modelsDir)
+	if err != nil {
+		return fmt.Errorf("--models-dir: %v (it should be ComfyUI's models folder)", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--models-dir %s: not a directory", o.modelsDir)
+	}
+	if o.modelsConcurrency < 1 || o.modelsConcurrency > 16 {
+		return fmt.Errorf("--models-concurrency %d: want 1 to 16", o.modelsConcurrency)
+	}
+	o.modelEntries, err = models.LoadManifest(o.modelsFile)
+	if err != nil {
+		return fmt.Errorf("--models: %v", err)
+	}
+	return nil
 }

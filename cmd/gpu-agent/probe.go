@@ -33,6 +33,7 @@ type prober struct {
 	client    *http.Client
 	smi       string // path of nvidia-smi, "" when absent
 	log       *slog.Logger
+	models    json.RawMessage // the model check, set once before the agent connects
 
 	mu      sync.Mutex
 	healthy map[string]bool // last state, to log changes only
@@ -69,6 +70,7 @@ func (p *prober) Report(ctx context.Context) tunnel.Report {
 	}
 	wg.Wait()
 	r.Time = time.Now()
+	r.Models = p.models
 	for _, st := range r.Instances {
 		p.noteHealth(st)
 	}
