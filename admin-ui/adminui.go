@@ -261,10 +261,30 @@ func newFile(name string, data []byte) *file {
 }
 
 // csp keeps the pages to their own origin. img-src allows data: for the live
-// previews the socket carries; media-src for spotlighted videos.
-const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
-	"media-src 'self' blob:; connect-src 'self'; font-src 'self'; manifest-src 'self'; " +
-	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// previews the socket carries; media-src for spotlighted videos. connect-src
+// names the socket's origin too, for browsers whose 'self' does not cover
+// ws: and wss: (Safari before 15.4).
+func csp(host string) string {
+	connect := "'self'"
+	if validHost(host) {
+		connect += " ws://" + host + " wss://" + host
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
+		"media-src 'self' blob:; connect-src " + connect + "; font-src 'self'; manifest-src 'self'; " +
+		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-:[]", r)) {
+			return false
+		}
+	}
+	return true
+}
 
 func (b *bundle) serve(c *fiber.Ctx, f *file, immutable bool) error {
 	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead {
@@ -281,7 +301,7 @@ func (b *bundle) serve(c *fiber.Ctx, f *file, immutable bool) error {
 		c.Set(fiber.HeaderCacheControl, "no-cache")
 	}
 	if f.html {
-		c.Set(fiber.HeaderContentSecurityPolicy, csp)
+		c.Set(fiber.HeaderContentSecurityPolicy, csp(string(c.Request().Host())))
 		c.Set(fiber.HeaderXFrameOptions, "DENY")
 		c.Set(fiber.HeaderReferrerPolicy, "same-origin")
 	}

@@ -99,7 +99,8 @@ func (w *wsConn) close() { w.once.Do(func() { close(w.kill) }) }
 
 const fakeSecret = "let-me-in"
 
-var t0 = time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+// t0 is when the fake's workshop began: an hour and a half ago.
+var t0 = time.Now().UTC().Add(-95 * time.Minute).Truncate(time.Minute)
 
 // newFake starts the fake with the admin UI registered on the same app.
 func newFake(t testing.TB, pendingJobs int) *fake {
@@ -173,10 +174,10 @@ func (f *fake) populate(pendingJobs int) {
 	failed.CompletedAt = &done
 	// Two running jobs, one prefetched.
 	for i, w := range []string{"gpu-1/0", "gpu-1/1", "gpu-1/0"} {
-		j := f.addJob(userID(i+6), 2, "running", t0.Add(time.Duration(55+i)*time.Minute))
+		j := f.addJob(userID(i+6), 2, "running", time.Now().Add(-time.Duration(3-i)*time.Minute))
 		j.Worker, j.Attempts = w, 1
 		if i < 2 {
-			st := t0.Add(time.Duration(56+i) * time.Minute)
+			st := time.Now().Add(-time.Duration(40+i*25) * time.Second)
 			j.StartedAt = &st
 			f.workers[i]["current_job"] = j.ID
 		} else {
@@ -277,7 +278,9 @@ func (f *fake) statusLocked() map[string]any {
 // ---- recording ----
 
 func (f *fake) record(c *fiber.Ctx) {
-	cl := call{Method: c.Method(), Path: c.Path(), CSRF: c.Get("X-CSRF-Token"), Body: string(c.Body())}
+	// Fiber's strings point into buffers it reuses: copy them.
+	cl := call{Method: strings.Clone(c.Method()), Path: strings.Clone(c.Path()),
+		CSRF: strings.Clone(c.Get("X-CSRF-Token")), Body: string(c.Body())}
 	cl.CSRFOK = cl.CSRF == f.csrf
 	f.mu.Lock()
 	f.calls = append(f.calls, cl)
@@ -906,20 +909,25 @@ func fakeQR(seat int) []byte {
 			}
 		}
 	}
-	finder := func(ox, oy int) bool {
-		return false || (ox >= 0 && ox < 7 && oy >= 0 && oy < 7)
+	// inFinder reports whether x, y is in one of the three corner squares,
+	// and whether that module is dark.
+	inFinder := func(x, y int) (in, dark bool) {
+		for _, o := range [][2]int{{0, 0}, {n - 7, 0}, {0, n - 7}} {
+			dx, dy := x-o[0], y-o[1]
+			if dx >= 0 && dx < 7 && dy >= 0 && dy < 7 {
+				return true, dx == 0 || dx == 6 || dy == 0 || dy == 6 || (dx >= 2 && dx <= 4 && dy >= 2 && dy <= 4)
+			}
+		}
+		return false, false
 	}
 	r := uint32(seat*2654435761 + 1)
 	for y := range n {
 		for x := range n {
-			for _, o := range [][2]int{{0, 0}, {n - 7, 0}, {0, n - 7}} {
-				if finder(x-o[0], y-o[1]) {
-					dx, dy := x-o[0], y-o[1]
-					if dx == 0 || dx == 6 || dy == 0 || dy == 6 || (dx >= 2 && dx <= 4 && dy >= 2 && dy <= 4) {
-						set(x, y)
-					}
-					goto next
+			if in, dark := inFinder(x, y); in {
+				if dark {
+					set(x, y)
 				}
+				continue
 			}
 			r ^= r << 13
 			r ^= r >> 17
@@ -927,7 +935,6 @@ func fakeQR(seat int) []byte {
 			if r&1 == 1 {
 				set(x, y)
 			}
-		next:
 		}
 	}
 	var buf bytes.Buffer

@@ -24,6 +24,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
+	adminui "github.com/comfy-workshop/workshop/admin-ui"
 	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/certs"
@@ -375,7 +376,11 @@ func serve(ctx context.Context, c serveConfig) error {
 		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
 		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: c.PublicURL, AdminTokenHash: adminHash, Log: log,
-		Mount:    []func(*fiber.App){func(app *fiber.App) { app.Use(prom.Middleware) }, participants.Register},
+		Mount: []func(*fiber.App){
+			func(app *fiber.App) { app.Use(prom.Middleware) },
+			participants.Register,
+			func(app *fiber.App) { adminui.Register(app, adminui.Config{}) },
+		},
 		Metrics:  prom.Handler(),
 		Activity: actLog.Admin, ActivityList: func(kind, text string, limit int) (any, error) { return actLog.List(kind, text, limit) },
 		WorkflowsDir: filepath.Join(c.Data, "workflows"), Online: participants.Online,

@@ -145,6 +145,14 @@ const views = [queueView, gpusView, participantsView, outputsView, announcements
 const byId = new Map(views.map((v) => [v.id, v]));
 let current = '';
 
+// Sticky parts of a view (the drop targets) sit below the sticky header.
+function trackHeader() {
+  const header = $('.top');
+  const set = () => document.documentElement.style.setProperty('--header-h', `${header.offsetHeight}px`);
+  new ResizeObserver(set).observe(header);
+  set();
+}
+
 function buildShell() {
   const nav = $('#tabs');
   replace(nav, views.map((v) => h('a', {href: `#${v.id}`, id: `tab-${v.id}`, class: 'tab'}, v.title)));
@@ -215,11 +223,12 @@ let hadOutage = false;
 function handle(msg) {
   const now = performance.now();
   if (!stats.firstMessageAt) stats.firstMessageAt = now;
-  stats.lastMessageAt = now;
   stats.messages++;
   stats.byType[msg.type] = (stats.byType[msg.type] || 0) + 1;
-  if (buffering) { buffering.push(msg); return; }
-  dispatch(msg);
+  if (buffering) buffering.push(msg);
+  else dispatch(msg);
+  stats.lastMessageAt = performance.now();
+  stats.handleMs = (stats.handleMs || 0) + (stats.lastMessageAt - now);
 }
 
 function dispatch(msg) {
@@ -356,6 +365,7 @@ async function startApp() {
 async function boot() {
   document.body.dataset.title = document.title;
   buildShell();
+  trackHeader();
   api.onUnauthorized(() => { if (signedIn) showLogin('Your session ended. Sign in again.'); });
   $('#login-form').addEventListener('submit', async (e) => {
     e.preventDefault();

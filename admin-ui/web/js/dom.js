@@ -70,6 +70,22 @@ export function setAttr(el, name, value) {
  * of place.
  */
 export function reconcile(container, items, key, create, update) {
+  if (!container.firstChild) {
+    // A first render builds off the document and inserts once.
+    const frag = document.createDocumentFragment();
+    const next = new Map();
+    for (const item of items) {
+      const k = key(item);
+      const el = create(item);
+      el.__key = k;
+      update(el, item);
+      next.set(k, el);
+      frag.append(el);
+    }
+    container.append(frag);
+    container.__keyed = next;
+    return;
+  }
   const old = container.__keyed || new Map();
   const next = new Map();
   let ref = container.firstChild;

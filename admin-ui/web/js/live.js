@@ -17,6 +17,7 @@ export class Live {
     this.timer = 0;
     this.stopped = true;
     this.everOpened = false;
+    this.parseMs = 0; // time spent decoding messages, for the benchmark
     this.onOnline = () => { if (!this.ws) this.connectNow(); };
   }
 
@@ -64,8 +65,10 @@ export class Live {
     };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
+      const t0 = performance.now();
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
+      this.parseMs += performance.now() - t0;
       if (msg && typeof msg.type === 'string') this.onMessage(msg);
     };
     ws.onclose = () => {

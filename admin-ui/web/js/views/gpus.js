@@ -29,16 +29,16 @@ export default function gpusView(ctx) {
 
   function createAgent() {
     const a = h('section', {class: 'agent'});
-    a.title = h('h3', null);
+    a.heading = h('h3', null);
     a.cards = h('div', {class: 'cards'});
-    a.append(a.title, a.cards);
+    a.append(a.heading, a.cards);
     return a;
   }
 
   function updateAgent(a, group) {
     setAttr(a, 'data-agent', group.agent);
     const connected = group.workers.filter((w) => w.connected).length;
-    setText(a.title, `${group.agent} · ${connected}/${group.workers.length} instance${group.workers.length === 1 ? '' : 's'} connected`);
+    setText(a.heading, `${group.agent} · ${connected}/${group.workers.length} instance${group.workers.length === 1 ? '' : 's'} connected`);
     reconcile(a.cards, group.workers, (w) => w.id, createWorker, updateWorker);
   }
 

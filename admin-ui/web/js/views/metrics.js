@@ -16,8 +16,8 @@ export default function metricsView(ctx) {
   const tiles = {
     done: tile('m-done', 'jobs done'),
     failed: tile('m-failed', 'failed'),
-    wait: tile('m-wait', 'wait, median · p90'),
-    run: tile('m-run', 'run time, median · p90'),
+    wait: tile('m-wait', 'median wait'),
+    run: tile('m-run', 'median run time'),
     busy: tile('m-busy', 'GPU busy, average'),
   };
   const timelineBox = h('div', {class: 'chart-box', id: 'chart-timeline'});
@@ -34,15 +34,17 @@ export default function metricsView(ctx) {
       h('section', {class: 'block'}, h('h3', null, 'GPU busy fraction per instance'), busyBox),
       h('section', {class: 'block'}, h('h3', null, 'GPU time per participant'), usersBox)));
 
-  const pair = (m) => (m ? `${fmtDuration(m.p50)} · ${fmtDuration(m.p90)}` : '—');
+  const p90 = (t, label, m) => setText(t.el.querySelector('.label'), m && m.p90 != null ? `${label} · p90 ${fmtDuration(m.p90)}` : label);
 
   function render() {
     if (!data) return;
     const d = data;
     setText(tiles.done.v, d.jobs_done ?? 0);
     setText(tiles.failed.v, d.jobs_failed ?? 0);
-    setText(tiles.wait.v, pair(d.wait_seconds));
-    setText(tiles.run.v, pair(d.run_seconds));
+    setText(tiles.wait.v, d.wait_seconds ? fmtDuration(d.wait_seconds.p50) : '—');
+    setText(tiles.run.v, d.run_seconds ? fmtDuration(d.run_seconds.p50) : '—');
+    p90(tiles.wait, 'median wait', d.wait_seconds);
+    p90(tiles.run, 'median run time', d.run_seconds);
     const inst = d.instances || [];
     const avg = inst.length ? inst.reduce((a, i) => a + (i.busy_fraction || 0), 0) / inst.length : null;
     setText(tiles.busy.v, avg == null ? '—' : `${Math.round(avg * 100)}%`);

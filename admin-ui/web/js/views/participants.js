@@ -39,7 +39,7 @@ export default function participantsView(ctx) {
     h('div', {class: 'table-wrap'},
       h('table', {class: 'seats'},
         h('thead', null, h('tr', null,
-          ['Seat', 'Name', 'Status', 'Pending', 'Running', 'Done', 'Max pending', 'Join', ''].map((t) => h('th', {scope: 'col'}, t)))),
+          ['Seat', 'Name', 'Status', 'Pending', 'Running', 'Done', 'Max pending', 'Join code', ''].map((t) => h('th', {scope: 'col'}, t)))),
         tbody)),
     empty,
     h('h3', null, 'Add a seat'), addForm);
@@ -66,8 +66,8 @@ export default function participantsView(ctx) {
       const v = tr.quota.value.trim();
       patchSeat(tr.seat, {max_pending: v === '' ? -1 : Math.max(0, Math.floor(Number(v)))}, 'Set the quota');
     });
-    tr.link = h('a', {class: 'join', target: '_blank', rel: 'noopener'});
     tr.code = h('code', {class: 'code'});
+    tr.link = h('a', {class: 'join', target: '_blank', rel: 'noopener'}, tr.code);
     tr.copy = h('button', {type: 'button', class: 'small'}, 'Copy link');
     tr.copy.addEventListener('click', async () => {
       try {
@@ -82,15 +82,15 @@ export default function participantsView(ctx) {
       patchSeat(tr.seat, {disabled: !tr.seat.disabled}, tr.seat.disabled ? 'Enable' : 'Disable', tr.toggle));
     tr.rotate = confirmButton('New code', 'Sure? Old link stops', () =>
       patchSeat(tr.seat, {rotate_code: true}, 'Rotate the code'), {class: 'small'});
-    tr.remove = confirmButton('Remove', 'Sure? Remove', () =>
+    tr.removeBtn = confirmButton('Remove', 'Sure? Remove', () =>
       ctx.act(`Remove seat ${tr.seat.seat}`, async () => {
         await api.del(`/api/seats/${seg(tr.seat.seat)}`);
         await ctx.reloadSeats();
       }), {class: 'small danger'});
     tr.append(tr.seatNo, h('td', null, tr.name), h('td', null, tr.status), tr.pending, tr.running, tr.done,
       h('td', null, tr.quota),
-      h('td', {class: 'join-cell'}, tr.link, ' ', tr.code, ' ', tr.copy),
-      h('td', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.remove));
+      h('td', {class: 'join-cell'}, tr.link, ' ', tr.copy),
+      h('td', null, h('div', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.removeBtn)));
     return tr;
   }
 
@@ -111,21 +111,14 @@ export default function participantsView(ctx) {
     setAttr(tr.quota, 'aria-label', `Max pending jobs of seat ${s.seat} (empty: the default)`);
     const href = safeUrl(s.join_url, {external: true});
     setAttr(tr.link, 'href', href || null);
-    setText(tr.link, href ? shortUrl(href) : '—');
-    setText(tr.code, s.code || '');
-    setAttr(tr.code, 'aria-label', `Join code ${s.code || ''}`);
+    setAttr(tr.link, 'title', href || '');
+    setAttr(tr.link, 'aria-label', `Join link of seat ${s.seat}, code ${s.code || ''}`);
+    setText(tr.code, s.code || '—');
     setAttr(tr.copy, 'aria-label', `Copy the join link of seat ${s.seat}`);
     setText(tr.toggle, s.disabled ? 'Enable' : 'Disable');
     setAttr(tr.toggle, 'aria-label', `${s.disabled ? 'Enable' : 'Disable'} seat ${s.seat}`);
     setAttr(tr.rotate, 'aria-label', `New join code for seat ${s.seat}`);
-    setAttr(tr.remove, 'aria-label', `Remove seat ${s.seat}`);
-  }
-
-  function shortUrl(u) {
-    try {
-      const x = new URL(u);
-      return x.host + x.pathname;
-    } catch { return u; }
+    setAttr(tr.removeBtn, 'aria-label', `Remove seat ${s.seat}`);
   }
 
   function render() {

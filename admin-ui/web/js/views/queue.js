@@ -160,48 +160,69 @@ export default function queueView(ctx) {
       li.append(li.label);
       return li;
     }
-    const li = h('li', {class: 'job-row', draggable: 'true'});
-    li.grip = h('span', {class: 'grip', 'aria-hidden': 'true', title: 'Drag to another priority or to the top'}, '⠿');
-    li.pos = h('span', {class: 'pos'});
-    li.num = h('span', {class: 'num'});
-    li.who = h('span', {class: 'who'});
-    li.prio = h('select', {class: 'prio'},
-      PRIORITIES.map((p) => h('option', {value: String(p.value)}, `${p.value} · ${p.name}`)));
-    li.age = h('span', {class: 'age'});
-    li.eta = h('span', {class: 'eta'});
-    li.top = h('button', {type: 'button', class: 'top'}, 'Top');
-    li.cancel = h('button', {type: 'button', class: 'cancel danger'}, 'Cancel');
-    li.append(li.grip, li.pos, li.num, li.who, li.prio, li.age, li.eta,
-      h('span', {class: 'actions'}, li.top, li.cancel));
-    li.prio.addEventListener('change', () => setPriority(li.job, Number(li.prio.value)));
-    li.top.addEventListener('click', () => moveTop(li.job, li.top));
-    li.cancel.addEventListener('click', () => cancel(li.job, li.cancel));
-    li.addEventListener('dragstart', (e) => {
-      dragId = li.job.id;
-      e.dataTransfer.setData('text/plain', li.job.id);
-      e.dataTransfer.effectAllowed = 'move';
-      li.classList.add('drag-src');
-      el.classList.add('dragging');
-    });
-    li.addEventListener('dragend', endDrag);
-    // Dropping onto a row of another priority takes that priority.
-    li.addEventListener('dragover', (e) => {
-      if (dragId && dragId !== li.job.id && li.job.priority !== (pending.find((j) => j.id === dragId) || {}).priority) {
-        e.preventDefault();
-        li.classList.add('over');
-      }
-    });
-    li.addEventListener('dragleave', () => li.classList.remove('over'));
-    li.addEventListener('drop', (e) => {
-      e.preventDefault();
-      const id = dragId || e.dataTransfer.getData('text/plain');
-      const target = li.job.priority;
-      endDrag();
-      const job = pending.find((j) => j.id === id);
-      if (job) setPriority(job, target);
-    });
+    // Rows are clones of one template (cheap for 500); their events are
+    // handled once on the list (below).
+    const li = rowTemplate.cloneNode(true);
+    [li.grip, li.pos, li.num, li.who, li.prio, li.age, li.eta] = li.children;
+    [li.top, li.cancel] = li.children[7].children;
     return li;
   }
+
+  const rowTemplate = h('li', {class: 'job-row', draggable: 'true'},
+    h('span', {class: 'grip', 'aria-hidden': 'true', title: 'Drag to another priority or to the top'}, '⠿'),
+    h('span', {class: 'pos'}),
+    h('span', {class: 'num'}),
+    h('span', {class: 'who'}),
+    h('select', {class: 'prio'}, PRIORITIES.map((p) => h('option', {value: String(p.value)}, `${p.value} · ${p.name}`))),
+    h('span', {class: 'age'}),
+    h('span', {class: 'eta'}),
+    h('span', {class: 'actions'},
+      h('button', {type: 'button', class: 'top'}, 'Top'),
+      h('button', {type: 'button', class: 'cancel danger'}, 'Cancel')));
+
+  const rowOf = (e) => {
+    const li = e.target.closest && e.target.closest('li.job-row');
+    return li && li.job ? li : null;
+  };
+  pendingList.addEventListener('click', (e) => {
+    const li = rowOf(e);
+    if (!li) return;
+    if (e.target === li.top) moveTop(li.job, li.top);
+    else if (e.target === li.cancel) cancel(li.job, li.cancel);
+  });
+  pendingList.addEventListener('change', (e) => {
+    const li = rowOf(e);
+    if (li && e.target === li.prio) setPriority(li.job, Number(li.prio.value));
+  });
+  pendingList.addEventListener('dragstart', (e) => {
+    const li = rowOf(e);
+    if (!li) return;
+    dragId = li.job.id;
+    e.dataTransfer.setData('text/plain', li.job.id);
+    e.dataTransfer.effectAllowed = 'move';
+    li.classList.add('drag-src');
+    el.classList.add('dragging');
+  });
+  pendingList.addEventListener('dragend', endDrag);
+  // Dropping onto a row of another priority takes that priority.
+  pendingList.addEventListener('dragover', (e) => {
+    const li = rowOf(e);
+    if (li && dragId && dragId !== li.job.id && li.job.priority !== (pending.find((j) => j.id === dragId) || {}).priority) {
+      e.preventDefault();
+      li.classList.add('over');
+    }
+  });
+  pendingList.addEventListener('dragleave', (e) => { const li = rowOf(e); if (li) li.classList.remove('over'); });
+  pendingList.addEventListener('drop', (e) => {
+    const li = rowOf(e);
+    if (!li) return;
+    e.preventDefault();
+    const id = dragId || e.dataTransfer.getData('text/plain');
+    const target = li.job.priority;
+    endDrag();
+    const job = pending.find((j) => j.id === id);
+    if (job) setPriority(job, target);
+  });
 
   function updateRow(li, item) {
     if (item.head) {
@@ -266,15 +287,14 @@ export default function queueView(ctx) {
     c.bar = h('div', {class: 'bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100'}, c.fill);
     c.node = h('span', {class: 'node'});
     c.elapsed = h('span', {class: 'elapsed'});
-    c.cancel = h('button', {type: 'button', class: 'cancel danger'}, 'Cancel');
+    c.cancel = h('button', {type: 'button', class: 'cancel danger small'}, 'Cancel');
     c.cancel.addEventListener('click', () => cancel(c.job, c.cancel));
     c.append(c.preview, c.ph,
       h('div', {class: 'meta'},
-        h('div', {class: 'line1'}, c.who, c.num),
-        h('div', {class: 'line2'}, c.stage, c.worker),
+        h('div', {class: 'line1'}, c.who, c.num, c.cancel),
+        h('div', {class: 'line2'}, c.stage, ' ', c.worker),
         c.bar,
-        h('div', {class: 'line3'}, c.node, c.elapsed)),
-      c.cancel);
+        h('div', {class: 'line3'}, c.node, c.elapsed)));
     return c;
   }
 
@@ -387,7 +407,7 @@ export default function queueView(ctx) {
 
   function renderControls() {
     const st = ctx.state.status;
-    setText(pauseBtn, st.paused ? '▶ Resume queue' : '⏸ Pause queue');
+    setText(pauseBtn, st.paused ? 'Resume queue' : 'Pause queue');
     setAttr(pauseBtn, 'aria-pressed', st.paused ? 'true' : 'false');
     pauseBtn.classList.toggle('paused', st.paused);
     for (const [mode, input] of Object.entries(modeInputs)) input.checked = st.mode === mode;
