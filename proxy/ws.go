@@ -87,7 +87,10 @@ type wsMsg struct {
 
 func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 	defer p.socketOpened(user)()
-	sub := p.cfg.Queue.Events().Subscribe(1024, func(e sched.Event) bool {
+	// 64 events of room: enough for a job's burst of frames, and small, as
+	// a workshop holds thousands of these sockets. One that falls behind is
+	// closed and the frontend reconnects.
+	sub := p.cfg.Queue.Events().Subscribe(64, func(e sched.Event) bool {
 		switch e.Type {
 		case sched.EventEngine:
 			return e.UserID == user

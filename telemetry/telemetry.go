@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -156,7 +157,8 @@ func (m *Metrics) Middleware(c *fiber.Ctx) error {
 	if r := c.Route(); r != nil {
 		route = r.Path
 	}
-	m.http.WithLabelValues(c.Method(), route, strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+	// Fiber's strings point into buffers it reuses: copy what the registry keeps.
+	m.http.WithLabelValues(strings.Clone(c.Method()), strings.Clone(route), strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
 	return err
 }
 
