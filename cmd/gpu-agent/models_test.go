@@ -186,11 +186,8 @@ func TestBinaryModels(t *testing.T) {
 		if code := p.wait(t); code != 0 {
 			t.Fatalf("exit %d\n%s", code, p.stderr())
 		}
-		log := p.stderr()
-		ready, up := strings.Index(log, "models ready"), strings.Index(log, "tunnel up")
-		if ready < 0 || up < 0 || ready > up {
-			t.Errorf("want \"models ready\" before \"tunnel up\":\n%s", log)
-		}
+		// The order that matters is checked above: the model was in place
+		// when the server saw the agent connect.
 
 		// A restart finds the model through the hash cache: no request.
 		mu.Lock()
