@@ -15,9 +15,6 @@ import (
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// SessionCookie is the cookie of browser sessions (participants and admin).
-const SessionCookie = "workshop_session"
-
 // settingPassword holds the argon2id hash of the admin password.
 const settingPassword = "admin_password_argon2id"
 
@@ -44,7 +41,7 @@ func (s *Server) adminSession(c *fiber.Ctx) (store.Session, bool) {
 	if s.cfg.Seats == nil {
 		return store.Session{}, false
 	}
-	ses, ok := s.cfg.Seats.Session(c.Cookies(SessionCookie))
+	ses, ok := s.cfg.Seats.Session(c.Cookies(seats.CookieName))
 	return ses, ok && ses.Admin
 }
 
@@ -72,7 +69,7 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return err
 	}
 	c.Cookie(&fiber.Cookie{
-		Name: SessionCookie, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
+		Name: seats.CookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
 		Secure: s.cfg.TLS != nil, MaxAge: int(seats.SessionTTL / time.Second),
 	})
 	s.record(c, "admin", "login", "")
@@ -84,9 +81,9 @@ func (s *Server) logout(c *fiber.Ctx) error {
 		if err := s.checkCSRF(c); err != nil {
 			return err
 		}
-		s.cfg.Seats.Close(c.UserContext(), c.Cookies(SessionCookie))
+		s.cfg.Seats.Close(c.UserContext(), c.Cookies(seats.CookieName))
 	}
-	c.ClearCookie(SessionCookie)
+	c.ClearCookie(seats.CookieName)
 	return c.JSON(fiber.Map{"signed_out": true})
 }
 

@@ -129,7 +129,7 @@ func (s *Server) sendOutput(c *fiber.Ctx, job *workshop.Job, name string) error 
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderContentType, contentType(name))
+		c.Set(fiber.HeaderContentType, store.ContentType(name))
 		c.Set(fiber.HeaderContentDisposition, `inline; filename="`+name+`"`)
 		c.Set("X-Content-Type-Options", "nosniff")
 		c.Set(fiber.HeaderETag, strconv.Quote(o.SHA256))

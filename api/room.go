@@ -91,7 +91,7 @@ func outputsOfJob(j *workshop.Job) []outputView {
 	}
 	for _, o := range j.Result.Outputs {
 		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
-			MIME: contentType(o.Name), Size: o.Size, CreatedAt: at})
+			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out
 }

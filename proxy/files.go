@@ -93,10 +93,10 @@ func (p *Proxy) sendFile(c *fiber.Ctx, kind, user, group, name string) error {
 		}
 		return c.Status(404).SendString("not found")
 	}
-	c.Set(fiber.HeaderContentType, contentType(name))
+	c.Set(fiber.HeaderContentType, store.ContentType(name))
 	c.Set("X-Content-Type-Options", "nosniff")
 	c.Set(fiber.HeaderCacheControl, "private, max-age=3600")
-	if contentType(name) == "application/octet-stream" {
+	if store.ContentType(name) == "application/octet-stream" {
 		c.Set(fiber.HeaderContentDisposition, fmt.Sprintf("attachment; filename=%q", name))
 	} else {
 		c.Set(fiber.HeaderContentDisposition, fmt.Sprintf("filename=%q", name))
@@ -191,34 +191,4 @@ func (p *Proxy) freeName(user, group, name string, sum [32]byte) string {
 		}
 	}
 	return fmt.Sprintf("%s (%d)%s", base, time.Now().UnixNano(), ext)
-}
-
-// contentType is the type to serve a stored file as. Anything a browser
-// would run (HTML, scripts, SVG) goes out as bytes, as ComfyUI does.
-func contentType(name string) string {
-	switch strings.ToLower(path.Ext(name)) {
-	case ".png":
-		return "image/png"
-	case ".jpg", ".jpeg":
-		return "image/jpeg"
-	case ".webp":
-		return "image/webp"
-	case ".gif":
-		return "image/gif"
-	case ".mp4":
-		return "video/mp4"
-	case ".webm":
-		return "video/webm"
-	case ".mov":
-		return "video/quicktime"
-	case ".wav":
-		return "audio/wav"
-	case ".mp3":
-		return "audio/mpeg"
-	case ".flac":
-		return "audio/flac"
-	case ".json":
-		return "application/json"
-	}
-	return "application/octet-stream"
 }

@@ -25,9 +25,6 @@ import (
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// CookieName is the session cookie of participants and the admin.
-const CookieName = "workshop_session"
-
 // Mirror is the cached view of a GPU host's ComfyUI (package mirror).
 type Mirror interface {
 	Serve(c *fiber.Ctx, path string) error
@@ -175,7 +172,7 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no seat %q", c.Params("seat"))
 	}
 	ok := false
-	if ses, found := p.cfg.Seats.Session(c.Cookies(CookieName)); found && (ses.Admin || ses.Seat == n) {
+	if ses, found := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); found && (ses.Admin || ses.Seat == n) {
 		ok = true
 	} else if tok := auth.BearerToken(c.Get(fiber.HeaderAuthorization)); tok != "" && auth.TokenMatches(p.cfg.AdminTokenHash, tok) {
 		ok = true
@@ -216,7 +213,7 @@ func websocketUpgrade(c *fiber.Ctx) bool {
 
 func (p *Proxy) setCookie(c *fiber.Ctx, token string) {
 	c.Cookie(&fiber.Cookie{
-		Name: CookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Lax",
+		Name: seats.CookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Lax",
 		Secure: p.cfg.Secure, MaxAge: int(seats.SessionTTL.Seconds()),
 	})
 }

@@ -80,7 +80,7 @@ func outputsOf(user string, j *workshop.Job) []map[string]any {
 		}
 		out = append(out, map[string]any{
 			"job_id": j.ID, "filename": o.Name, "type": "output", "size": o.Size,
-			"mime": contentType(o.Name), "created_at": created,
+			"mime": store.ContentType(o.Name), "created_at": created,
 			"url": "/user/" + strconv.Itoa(n) + "/api/view?" + q.Encode(),
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/seats"
 )
 
 // liveState remembers the latest progress of every running job, so a
@@ -72,7 +73,7 @@ func (p *Proxy) socket(c *fiber.Ctx) error {
 // rootSocket serves /ws at the site root for a signed-in participant, for
 // clients that ignore the sub-path.
 func (p *Proxy) rootSocket(c *fiber.Ctx) error {
-	ses, ok := p.cfg.Seats.Session(c.Cookies(CookieName))
+	ses, ok := p.cfg.Seats.Session(c.Cookies(seats.CookieName))
 	if !ok || ses.Seat == 0 {
 		return c.Next() // the admin event socket answers
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/comfy-workshop/workshop/store"
 )
 
+// CookieName is the session cookie of participants and the admin.
+const CookieName = "workshop_session"
+
 // SessionTTL is how long a join or login lasts: a long workshop day.
 const SessionTTL = 24 * time.Hour
 
