@@ -17,11 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-)
 
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/comfy-workshop/workshop/internal/browsertest"
+)
 
 // fakeSeat is one participant's state as the fake workshop API answers it.
 type fakeSeat struct {
@@ -125,75 +124,7 @@ func queue(position, eta any) map[string]any {
 // browser starts headless Chromium for the test, or skips (fails under CI).
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is required in CI: %v (apt-get install -y chromium)", err)
-		}
-		t.Skipf("chromium not installed at %s (apt-get install -y chromium); skipping the browser test", chromiumPath)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.UserDataDir(t.TempDir()),
-		// Chromium's shared-memory files (disable-dev-shm-usage) go to TMPDIR;
-		// keep them in the test's own folder, which the test removes.
-		chromedp.Env("TMPDIR="+t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	t.Cleanup(cancelAlloc) // kills Chromium and waits for it
-	var mu sync.Mutex
-	var logs []string
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(func(ev any) {
-		var line string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				if a.Value != nil {
-					args = append(args, string(a.Value))
-				} else {
-					args = append(args, a.Description)
-				}
-			}
-			line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			line = fmt.Sprintf("exception: %s %s (%s:%d)", d.Text, describe(d.Exception), d.URL, d.LineNumber)
-		default:
-			return
-		}
-		mu.Lock()
-		logs = append(logs, line)
-		mu.Unlock()
-	}))
-	t.Cleanup(cancel)
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			defer mu.Unlock()
-			t.Logf("browser console:\n%s", strings.Join(logs, "\n"))
-		}
-	})
-	ctx, cancelTimeout := context.WithTimeout(ctx, 50*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-func describe(o *runtime.RemoteObject) string {
-	if o == nil {
-		return ""
-	}
-	return o.Description
+	return browsertest.Start(t, 1280, 800, 50*time.Second)
 }
 
 // pollOpts: poll every 25 ms (not on animation frames, which a background

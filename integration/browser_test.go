@@ -8,35 +8,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/comfy-workshop/workshop/internal/browsertest"
 )
 
-const chromium = "/usr/bin/chromium"
-
-// browser starts headless Chromium (Debian's), or skips where it is not
-// installed (never in CI, which installs it).
+// browser starts headless Chromium, or skips where it is not installed
+// (never in CI, which installs it).
 func browser(t testing.TB) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is required in CI: %v", err)
-		}
-		t.Skipf("chromium not installed at %s", chromium)
-	}
-	tmp := t.TempDir()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Env("TMPDIR="+tmp), chromedp.WindowSize(1280, 800),
-	)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelT)
-	return ctx
+	return browsertest.Start(t, 1280, 800, 90*time.Second)
 }
 
 // A participant joins by link in a real browser, lands in their ComfyUI

@@ -266,11 +266,7 @@ func TestSimulatorCrash(t *testing.T) {
 	s := startSim(t, "--step-ms", "20", "--steps", "10")
 	startAgent(t, srv.base, "gpu-a", s)
 	ev.waitWorkers(a, 1, 30*time.Second)
-	resp, err := http.Post(s.base+"/sim/fault", "application/json", strings.NewReader(`{"crash_node":"KSampler"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	setFault(t, s, `{"crash_node":"KSampler"}`)
 
 	j := a.submit("user001", slowGraph("crash", 5))
 	<-s.done // it crashed
@@ -296,11 +292,7 @@ func TestSimulatorCrashOutOfAttempts(t *testing.T) {
 	s := startSim(t, "--step-ms", "20", "--steps", "10")
 	startAgent(t, srv.base, "gpu-a", s)
 	ev.waitWorkers(a, 1, 30*time.Second)
-	resp, err := http.Post(s.base+"/sim/fault", "application/json", strings.NewReader(`{"crash_node":"KSampler"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	setFault(t, s, `{"crash_node":"KSampler"}`)
 	j := a.submit("user001", slowGraph("crash", 5))
 	<-s.done
 	restartSim(t, s)
