@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -37,7 +38,7 @@ func DecodeSubmission(body []byte) (sched.Submission, error) {
 // jsonProblem turns encoding/json's errors into something a caller can act on.
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
-	if ok := asType(err, &te); ok && te.Field != "" {
+	if errors.As(err, &te) && te.Field != "" {
 		return te.Field + " must be " + jsonKind(te.Type.Kind().String())
 	}
 	return err.Error()

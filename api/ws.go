@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -11,8 +10,6 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/sched"
 )
-
-func asType[T any](err error, target *T) bool { return errors.As(err, target) }
 
 // eventsSocket streams queue events to an admin client: first the queue's
 // status, then every change as it happens.
