@@ -64,7 +64,7 @@ func demoCommand() *ffcli.Command {
 						return err
 					}
 					go func() { agentDone <- agent.Run(ctx) }()
-					printDemo(base, adminToken, instances)
+					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
 					return nil
 				},
 			})
@@ -121,7 +121,17 @@ type quietLines struct{}
 
 func (quietLines) Write(p []byte) (int, error) { return len(p), nil }
 
-func printDemo(base, token string, instances []tunnel.Instance) {
+// firstJoinLink asks the server for seat 1's join link, to print it.
+func firstJoinLink(ctx context.Context, base, token string) string {
+	r := &remote{server: base, token: token}
+	var out struct{ Seats []seatRow }
+	if err := r.do(ctx, "GET", "/api/seats", nil, &out); err != nil || len(out.Seats) == 0 {
+		return base + "/join/<code> (see workshop seats list)"
+	}
+	return out.Seats[0].JoinURL
+}
+
+func printDemo(base, token, join string, instances []tunnel.Instance) {
 	var comfy []string
 	for _, in := range instances {
 		comfy = append(comfy, in.URL)
@@ -129,8 +139,10 @@ func printDemo(base, token string, instances []tunnel.Instance) {
 	fmt.Printf(`
 ComfyUI Workshop demo is running.
 
-  Admin API:    %[1]s/api          (token below)
+  Admin page:   %[1]s/admin        (sign in with the token below)
+  Admin API:    %[1]s/api
   Admin token:  %[2]s
+  Participant:  %[4]s   (seat 1's join link: a ComfyUI page at /user/1/)
   GPU agent:    demo-gpu, ComfyUI at %[3]s
   Health:       %[1]s/health
 
@@ -145,5 +157,5 @@ See the GPUs and the queue:
   curl -s %[1]s/api/workers -H 'Authorization: Bearer %[2]s'
 
 Press Ctrl-C to stop.
-`, base, token, strings.Join(comfy, ", "))
+`, base, token, strings.Join(comfy, ", "), join)
 }
