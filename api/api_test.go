@@ -222,6 +222,26 @@ func TestAuth(t *testing.T) {
 	e.expectError("GET", "/api/nope", "", 404)
 }
 
+// The profiler answers the admin only.
+func TestProfilerAdminOnly(t *testing.T) {
+	e := start(t, sched.Config{})
+	for p, want := range map[string]string{"/debug/pprof/": "goroutine", "/debug/pprof/heap?debug=1": "HeapAlloc", "/debug/pprof/goroutine?debug=1": "goroutine profile"} {
+		e.expectError("GET", p, "", 401, "-")
+		e.expectError("GET", p, "", 401, "wrong-token-wrong-token")
+		req, _ := http.NewRequest("GET", e.base+p, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s as admin: %d %.200s", p, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestJobActions(t *testing.T) {
 	e := start(t, sched.Config{Mode: workshop.ModeFIFO})
 	var a, b workshop.Job

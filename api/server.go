@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,9 @@ func (s *Server) routes() {
 	if s.cfg.Metrics != nil {
 		s.app.Get("/metrics", s.requireAdmin, adaptor.HTTPHandler(s.cfg.Metrics))
 	}
+	// Go's profiler, for the operator chasing a slow or growing server;
+	// admin-only, as profiles show code paths and memory.
+	s.app.Get("/debug/pprof/*", s.requireAdmin, adaptor.HTTPHandler(profiler()))
 
 	a := s.app.Group("/api", s.requireAdmin)
 	a.Post("/jobs", s.submitJob)
@@ -263,4 +267,17 @@ func codeForStatus(status int) string {
 		return workshop.EINVALID
 	}
 	return workshop.EINTERNAL
+}
+
+// profiler serves net/http/pprof's handlers under /debug/pprof/ on the
+// admin routes. (Importing it also registers them on http.DefaultServeMux,
+// which nothing here serves.)
+func profiler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, allocs...
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/comfy/sim"
 	"github.com/comfy-workshop/workshop/dispatch"
 	"github.com/comfy-workshop/workshop/sched"
@@ -174,4 +179,112 @@ func BenchmarkJobsThroughput(b *testing.B) {
 		done++
 	}
 	b.ReportMetric(float64(b.N)/time.Since(begin).Seconds(), "jobs/s")
+}
+
+// BenchmarkOutputTransfer is the output collection path itself (GET /view
+// with the ComfyUI client, then store.Files.Save: temp file, sha256, fsync,
+// rename) for one large file (1 GiB by default, OUTPUT_BENCH_BYTES for
+// another size), in the same run over plain loopback TCP and through the
+// tunnel. The raw socket comparison, without HTTP or the store, is
+// tunnel.BenchmarkTransfer.
+//
+//	go test -run '^$' -bench OutputTransfer -benchtime 1x ./dispatch/
+func BenchmarkOutputTransfer(b *testing.B) {
+	size := int64(1 << 30)
+	if s := os.Getenv("OUTPUT_BENCH_BYTES"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			b.Fatalf("OUTPUT_BENCH_BYTES: %v", err)
+		}
+		size = n
+	}
+	dir := b.TempDir()
+	s, err := sim.New(sim.Config{OutputDir: filepath.Join(dir, "comfy-output"), Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	writeFile(b, filepath.Join(dir, "comfy-output", "big.bin"), size)
+	srv := httptest.NewServer(s)
+	b.Cleanup(func() { srv.Close(); s.Close() })
+
+	ts := tunnel.NewServer(tunnel.ServerConfig{Token: token, Logger: quiet})
+	hs := httptest.NewServer(ts)
+	b.Cleanup(func() { ts.Close(); hs.Close() })
+	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: hs.URL, Token: token, Name: "bench",
+		Instances: []tunnel.Instance{{Name: "0", URL: srv.URL}}, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() { defer close(adone); agent.Run(actx) }()
+	b.Cleanup(func() { acancel(); <-adone })
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := ts.WaitAgent(wctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+
+	direct, err := comfy.New(srv.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tunnelled, err := comfy.New(srv.URL, comfy.WithDialer(ts.Dialer("bench", "0")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	files, err := store.NewFiles(filepath.Join(dir, "server"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	collect := func(c *comfy.Client, group string) float64 {
+		start := time.Now()
+		dl, err := c.View(context.Background(), comfy.FileRef{Filename: "big.bin", Type: "output"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		saved, err := files.Save(store.Outputs, "user001", group, "big.bin", dl, 0)
+		dl.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		if saved.Size != size {
+			b.Fatalf("saved %d bytes, want %d", saved.Size, size)
+		}
+		if err := files.RemoveGroup(store.Outputs, "user001", group); err != nil {
+			b.Fatal(err)
+		}
+		return float64(size) / 1e6 / el.Seconds()
+	}
+	var tcp, tun float64
+	b.ResetTimer()
+	for i := range b.N {
+		tcp += collect(direct, fmt.Sprintf("tcp-%d", i))
+		tun += collect(tunnelled, fmt.Sprintf("tunnel-%d", i))
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(tcp/n, "tcp_MB/s")
+	b.ReportMetric(tun/n, "tunnel_MB/s")
+	b.ReportMetric(100*tun/tcp, "tunnel_%_of_tcp")
+	b.ReportMetric(0, "ns/op")
+	fmt.Fprintf(os.Stderr, "output collection of %d MiB: plain loopback TCP %.0f MB/s, tunnel %.0f MB/s (%.0f%%)\n",
+		size>>20, tcp/n, tun/n, 100*tun/tcp)
+}
+
+// writeFile writes size pseudo-random bytes (incompressible, like an encoded
+// video) to name.
+func writeFile(b *testing.B, name string, size int64) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.CopyN(f, rand.NewChaCha8([32]byte{1}), size); err != nil {
+		b.Fatal(err)
+	}
 }

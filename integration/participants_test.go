@@ -419,6 +419,64 @@ func TestParticipantSockets(t *testing.T) {
 	}
 }
 
+// A participant's extension learns that their place in the queue moved
+// when someone else's job leaves it, and that the queue was paused or
+// resumed, with no event of their own.
+func TestParticipantPlaceFollowsRoom(t *testing.T) {
+	s := startStack(t)
+	p1, p2 := s.join(1), s.join(2)
+	if st := s.a.do("POST", "/api/queue/pause", nil, nil); st != 200 {
+		t.Fatalf("pause: %d", st)
+	}
+	other := p2.prompt(samplerGraph("ahead", 1))
+	p1.prompt(samplerGraph("mine", 2))
+
+	u := "ws" + strings.TrimPrefix(s.base, "http") + "/user/1/ws?clientId=c1"
+	ws, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Cookie": {p1.cookie()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	type queue struct {
+		Paused   bool `json:"paused"`
+		Pending  int  `json:"pending"`
+		Position *int `json:"position"`
+	}
+	// next returns the queue part of the next workshop_status.
+	next := func() queue {
+		t.Helper()
+		for {
+			ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+			var m struct {
+				Type string `json:"type"`
+				Data struct {
+					Queue *queue `json:"queue"`
+				} `json:"data"`
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				t.Fatalf("socket: %v", err)
+			}
+			if m.Type == "workshop_status" && m.Data.Queue != nil {
+				return *m.Data.Queue
+			}
+		}
+	}
+	if q := next(); !q.Paused || q.Pending != 1 || q.Position == nil || *q.Position != 2 {
+		t.Fatalf("on connect: %+v", q)
+	}
+	if st := s.a.do("DELETE", "/api/jobs/"+other, nil, nil); st != 200 {
+		t.Fatalf("cancel: %d", st)
+	}
+	if q := next(); !q.Paused || q.Position == nil || *q.Position != 1 {
+		t.Fatalf("after the job ahead left: %+v", q)
+	}
+	if st := s.a.do("POST", "/api/queue/resume", nil, nil); st != 200 {
+		t.Fatalf("resume: %d", st)
+	}
+	for q := next(); q.Paused; q = next() {
+	}
+}
+
 // Two participants' "cat.png" are two files on the GPU host: each job ships
 // its owner's upload under the owner's own folder.
 func TestParticipantInputsShipped(t *testing.T) {

@@ -65,6 +65,7 @@ type Proxy struct {
 	online    sync.Map // user -> *atomic.Int32: open ComfyUI sockets
 	info      infoCache
 	live      *liveState
+	room      *room
 }
 
 // New returns the surface; call Register and Run.
@@ -75,12 +76,15 @@ func New(cfg Config) *Proxy {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = 100 << 20
 	}
-	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: auth.NewLimiter(10, time.Minute), live: newLiveState()}
+	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: auth.NewLimiter(10, time.Minute), live: newLiveState(), room: newRoom()}
 }
 
-// Run follows the queue's events (live job state for reconnecting sockets)
-// until ctx ends.
-func (p *Proxy) Run(ctx context.Context) { p.live.run(ctx, p.cfg.Queue) }
+// Run follows the queue's events (live job state for reconnecting sockets,
+// everyone's place in the queue) until ctx ends.
+func (p *Proxy) Run(ctx context.Context) {
+	go p.room.run(ctx, p.cfg.Queue, p.gpuCount)
+	p.live.run(ctx, p.cfg.Queue)
+}
 
 // Register adds the routes.
 func (p *Proxy) Register(app *fiber.App) {

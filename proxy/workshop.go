@@ -15,6 +15,11 @@ import (
 // meFor is what the workshop extension shows: seat, queue place, GPUs,
 // announcements.
 func (p *Proxy) meFor(user string) (map[string]any, error) {
+	return p.meWith(user, p.standing(user))
+}
+
+// meWith is meFor with the standing already known.
+func (p *Proxy) meWith(user string, st standing) (map[string]any, error) {
 	n, ok := workshop.SeatOf(user)
 	if !ok {
 		return nil, workshop.Errorf(workshop.ENOTFOUND, "no seat for %s", user)
@@ -23,24 +28,6 @@ func (p *Proxy) meFor(user string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	mine := p.cfg.Queue.Mine(user, false)
-	q := map[string]any{"paused": p.cfg.Queue.Status().Paused, "pending": 0, "running": 0, "position": nil, "eta_seconds": nil}
-	pending, running := 0, 0
-	for _, j := range mine {
-		if j.Status == workshop.StatusRunning {
-			running++
-			continue
-		}
-		pending++
-		if q["position"] == nil {
-			q["position"] = j.Position
-			if j.ETASeconds != nil {
-				q["eta_seconds"] = *j.ETASeconds
-			}
-		}
-	}
-	q["pending"], q["running"] = pending, running
-	g := p.gpuCount()
 	var notes []workshop.Announcement
 	p.cfg.DB.View(func(tx *store.Tx) (err error) {
 		notes, err = tx.Announcements()
@@ -49,12 +36,14 @@ func (p *Proxy) meFor(user string) (map[string]any, error) {
 	if notes == nil {
 		notes = []workshop.Announcement{}
 	}
-	return map[string]any{
-		"seat": n, "user_id": user, "name": seat.Name,
-		"gpus":          map[string]int{"connected": g.connected, "total": g.total},
-		"queue":         q,
-		"announcements": notes,
-	}, nil
+	me := st.fields()
+	me["seat"], me["user_id"], me["name"], me["announcements"] = n, user, seat.Name, notes
+	return me, nil
+}
+
+// standing is user's standing now.
+func (p *Proxy) standing(user string) standing {
+	return standingOf(p.cfg.Queue.Place(user), p.cfg.Queue.Paused(), p.gpuCount())
 }
 
 func (p *Proxy) me(c *fiber.Ctx) error {

@@ -91,13 +91,9 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 	// 64 events of room: enough for a job's burst of frames, and small, as
 	// a workshop holds thousands of these sockets. One that falls behind is
 	// closed and the frontend reconnects.
-	sub := p.cfg.Queue.Events().Subscribe(64, func(e sched.Event) bool {
+	sub := p.cfg.Queue.Events().SubscribeUser(user, 64, []string{sched.EventAnnouncement}, func(e sched.Event) bool {
 		switch e.Type {
-		case sched.EventEngine:
-			return e.UserID == user
-		case sched.EventJobCreated, sched.EventJobUpdated:
-			return e.Job != nil && e.Job.UserID == user
-		case sched.EventWorkers, sched.EventQueueChanged, sched.EventAnnouncement:
+		case sched.EventEngine, sched.EventJobCreated, sched.EventJobUpdated:
 			return true
 		}
 		return false
@@ -135,8 +131,21 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			writeJSON(wsMsg{"progress", map[string]any{"value": pr.Value, "max": pr.Max, "prompt_id": pr.JobID, "node": pr.Node}})
 		}
 	}
-	if me, err := p.meFor(user); err == nil {
+	// What the extension shows of the queue: sent now, then whenever it
+	// changes, from the participant's own jobs at once and from everyone
+	// else's at the next room snapshot.
+	roomCh := p.room.wait()
+	lastAt := time.Now()
+	last := p.standing(user)
+	if me, err := p.meWith(user, last); err == nil {
 		writeJSON(wsMsg{"workshop_status", me})
+	}
+	sendStanding := func(st standing, at time.Time) error {
+		if !at.After(lastAt) || st == last {
+			return nil
+		}
+		last, lastAt = st, at
+		return writeJSON(wsMsg{"workshop_status", st.fields()})
 	}
 
 	var metadata sync.Once
@@ -162,7 +171,6 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			}
 		}
 	}()
-	lastGPUs := p.gpuCount()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -174,6 +182,11 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second))
 			wmu.Unlock()
 			if err != nil {
+				return
+			}
+		case <-roomCh:
+			roomCh = p.room.wait()
+			if err := sendStanding(p.room.of(user)); err != nil {
 				return
 			}
 		case e, ok := <-sub.C:
@@ -189,20 +202,12 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 				err = p.relay(write, e, md)
 			case sched.EventJobCreated, sched.EventJobUpdated:
 				if err = status(); err == nil {
-					err = p.sendMe(writeJSON, user)
+					now := time.Now()
+					err = sendStanding(p.standing(user), now)
 				}
 				if err == nil && e.Job.Status == workshop.StatusCompleted {
 					err = p.sendOutputs(writeJSON, user, e.Job.ID)
 				}
-			case sched.EventWorkers:
-				// Agents report every few seconds; tell the participant only
-				// when the GPUs they can use changed.
-				if g := p.gpuCount(); g != lastGPUs {
-					lastGPUs = g
-					err = p.sendMe(writeJSON, user)
-				}
-			case sched.EventQueueChanged:
-				err = p.sendMe(writeJSON, user)
 			case sched.EventAnnouncement:
 				err = writeJSON(wsMsg{"workshop_announcement", json.RawMessage(e.Data)})
 			}
@@ -211,15 +216,6 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			}
 		}
 	}
-}
-
-func (p *Proxy) sendMe(writeJSON func(any) error, user string) error {
-	me, err := p.meFor(user)
-	if err != nil {
-		return nil
-	}
-	delete(me, "announcements")
-	return writeJSON(wsMsg{"workshop_status", me})
 }
 
 func (p *Proxy) sendOutputs(writeJSON func(any) error, user, jobID string) error {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ type Queue struct {
 	clock  uint64            // round-robin clock: one tick per dispatch
 	served map[string]uint64 // participant -> clock at their last dispatch
 	active map[string]*entry
+	byUser map[string][]*entry // each participant's active entries
 	// classes[0] holds jobs the instructor moved to the top; classes[p+1]
 	// holds priority p.
 	classes [workshop.PriorityLowest + 2]*class
@@ -102,6 +104,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		mode:       cfg.Mode,
 		served:     map[string]uint64{},
 		active:     map[string]*entry{},
+		byUser:     map[string][]*entry{},
 		pendingBy:  map[string]int{},
 		quota:      map[string]int{},
 		finished:   map[workshop.JobStatus]int{},
@@ -148,7 +151,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 			if e.status == workshop.StatusRunning && e.leaseExp.Before(graceEnd) {
 				e.leaseExp = graceEnd // in memory only: the worker's next Extend writes it
 			}
-			q.active[e.id] = e
+			q.addActive(e)
 			if e.status == workshop.StatusPending {
 				q.classes[e.priority].add(e)
 				q.pendingBy[e.user]++
@@ -272,7 +275,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 		return nil, err
 	}
 	e := q.entryOf(job)
-	q.active[e.id] = e
+	q.addActive(e)
 	q.classes[e.priority].add(e)
 	q.dirty()
 	q.fill(job, e)
@@ -311,11 +314,18 @@ func (q *Queue) fill(j *workshop.Job, e *entry) {
 		return
 	}
 	j.Position = q.position(e)
-	if q.slots > 0 && q.avgRun > 0 {
-		waves := math.Ceil(float64(j.Position) / float64(q.slots))
-		eta := math.Round(waves*q.avgRun.Seconds()*10) / 10
-		j.ETASeconds = &eta
+	j.ETASeconds = q.eta(j.Position)
+}
+
+// eta estimates the wait, in seconds, of the job at place pos; nil until
+// there are workers and a run time to go by. mu held.
+func (q *Queue) eta(pos int) *float64 {
+	if q.slots <= 0 || q.avgRun <= 0 {
+		return nil
 	}
+	waves := math.Ceil(float64(pos) / float64(q.slots))
+	eta := math.Round(waves*q.avgRun.Seconds()*10) / 10
+	return &eta
 }
 
 // Get returns a job with its workflow and computed fields.
@@ -497,8 +507,24 @@ func (q *Queue) finish(e *entry, st workshop.JobStatus) {
 		q.removePending(e)
 	}
 	e.status = st
-	delete(q.active, e.id)
+	q.dropActive(e)
 	q.finished[st]++
+}
+
+// addActive and dropActive keep active and byUser in step; mu held.
+func (q *Queue) addActive(e *entry) {
+	q.active[e.id] = e
+	q.byUser[e.user] = append(q.byUser[e.user], e)
+}
+
+func (q *Queue) dropActive(e *entry) {
+	delete(q.active, e.id)
+	s := slices.DeleteFunc(q.byUser[e.user], func(x *entry) bool { return x == e })
+	if len(s) == 0 {
+		delete(q.byUser, e.user)
+	} else {
+		q.byUser[e.user] = s
+	}
 }
 
 // Cancel cancels a pending or running job. A running job's worker learns of
@@ -612,22 +638,12 @@ func (q *Queue) setState(ctx context.Context, mode *workshop.QueueMode, paused *
 // dispatch order), with positions, without workflows unless full.
 func (q *Queue) Mine(user string, full bool) []*workshop.Job {
 	q.mu.Lock()
-	var ids []string
-	for id, e := range q.active {
-		if e.user == user && e.status == workshop.StatusRunning {
-			ids = append(ids, id)
-		}
-	}
-	for _, e := range q.order() {
-		if e.user == user {
-			ids = append(ids, e.id)
-		}
-	}
+	es := q.mineLocked(user)
 	q.mu.Unlock()
 	var out []*workshop.Job
 	q.db.View(func(tx *store.Tx) error {
-		for _, id := range ids {
-			if j, err := tx.Job(id); err == nil {
+		for _, e := range es {
+			if j, err := tx.Job(e.id); err == nil {
 				if !full {
 					j.Workflow = nil
 				}
@@ -644,14 +660,95 @@ func (q *Queue) Mine(user string, full bool) []*workshop.Job {
 	return out
 }
 
+// mineLocked is user's active entries, running (oldest first) then pending
+// in dispatch order: a participant's own jobs go in class order and, within
+// a class, in submission order, in either mode. mu held.
+func (q *Queue) mineLocked(user string) []*entry {
+	es := slices.Clone(q.byUser[user])
+	slices.SortFunc(es, func(a, b *entry) int {
+		ar, br := a.status == workshop.StatusRunning, b.status == workshop.StatusRunning
+		switch {
+		case ar && br:
+			return a.started.Compare(b.started)
+		case ar:
+			return -1
+		case br:
+			return 1
+		case a.priority != b.priority:
+			return a.priority - b.priority
+		}
+		return byOrder(a, b.order)
+	})
+	return es
+}
+
+// Place is where a participant stands in the queue.
+type Place struct {
+	Pending int `json:"pending"`
+	Running int `json:"running"`
+	// Position is the 1-based dispatch place of their next pending job (0:
+	// none pending), and ETASeconds its estimated wait.
+	Position   int      `json:"position"`
+	ETASeconds *float64 `json:"eta_seconds"`
+}
+
+// Place returns where user stands, from memory: cheap enough to answer
+// every socket message.
+func (q *Queue) Place(user string) Place {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var p Place
+	var first *entry
+	for _, e := range q.byUser[user] {
+		if e.status != workshop.StatusPending {
+			p.Running++
+			continue
+		}
+		p.Pending++
+		if first == nil || e.priority < first.priority || (e.priority == first.priority && e.order < first.order) {
+			first = e
+		}
+	}
+	if first != nil {
+		p.Position = q.position(first)
+		p.ETASeconds = q.eta(p.Position)
+	}
+	return p
+}
+
+// Places returns every participant's place with one pass over the order,
+// for telling a whole room where they stand; participants without active
+// jobs are absent.
+func (q *Queue) Places() map[string]Place {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make(map[string]Place, len(q.byUser))
+	for i, e := range q.order() {
+		p := out[e.user]
+		if p.Pending == 0 {
+			p.Position = i + 1
+			p.ETASeconds = q.eta(i + 1)
+		}
+		p.Pending++
+		out[e.user] = p
+	}
+	for u, es := range q.byUser {
+		p := out[u]
+		for _, e := range es {
+			if e.status != workshop.StatusPending {
+				p.Running++
+			}
+		}
+		out[u] = p
+	}
+	return out
+}
+
 // Counts returns a participant's pending and running job counts.
 func (q *Queue) Counts(user string) (pending, running int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for _, e := range q.active {
-		if e.user != user {
-			continue
-		}
+	for _, e := range q.byUser[user] {
 		if e.status == workshop.StatusPending {
 			pending++
 		} else {
@@ -659,6 +756,13 @@ func (q *Queue) Counts(user string) (pending, running int) {
 		}
 	}
 	return pending, running
+}
+
+// Paused reports whether dispatch is paused.
+func (q *Queue) Paused() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.paused
 }
 
 // Status is a summary of the queue.

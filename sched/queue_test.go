@@ -655,3 +655,80 @@ func TestMoveToTopAndRetry(t *testing.T) {
 		}
 	}
 }
+
+// Every way of asking where a participant stands agrees with the order the
+// queue actually dispatches in: Mine's positions, Place and Places.
+func TestPlacesAgreeWithDispatch(t *testing.T) {
+	for _, mode := range []workshop.QueueMode{workshop.ModeRoundRobin, workshop.ModeFIFO} {
+		t.Run(string(mode), func(t *testing.T) {
+			q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: mode})
+			ctx := context.Background()
+			users := []string{"ann", "bob", "cat", "dan"}
+			var moved *workshop.Job
+			for i := range 14 {
+				j := submit(t, q, users[i*7%4], fmt.Sprint(i), []int{2, 2, 1, 3}[i%4])
+				if i == 9 {
+					moved = j
+				}
+			}
+			if _, err := q.MoveToTop(ctx, moved.ID); err != nil {
+				t.Fatal(err)
+			}
+			// Two running jobs, one cancelled pending one.
+			for range 2 {
+				if _, err := q.Lease(ctx, "w", time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancelled := q.Mine("cat", false)
+			if _, err := q.Cancel(ctx, cancelled[len(cancelled)-1].ID, ""); err != nil {
+				t.Fatal(err)
+			}
+
+			places := q.Places()
+			byPos := map[int]string{}
+			for _, u := range users {
+				mine := q.Mine(u, false)
+				pending, running := q.Counts(u)
+				want := sched.Place{}
+				lastPos := 0
+				for i, j := range mine {
+					if j.Status == workshop.StatusRunning {
+						want.Running++
+						if i > 0 && mine[i-1].Status != workshop.StatusRunning {
+							t.Errorf("%s: running job after a pending one", u)
+						}
+						continue
+					}
+					want.Pending++
+					if j.Position <= lastPos {
+						t.Errorf("%s: positions not increasing: %d after %d", u, j.Position, lastPos)
+					}
+					lastPos = j.Position
+					if want.Position == 0 {
+						want.Position = j.Position
+					}
+					byPos[j.Position] = j.ID
+				}
+				if got := q.Place(u); got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
+					t.Errorf("Place(%s) = %+v, want %+v", u, got, want)
+				}
+				if got := places[u]; got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
+					t.Errorf("Places()[%s] = %+v, want %+v", u, got, want)
+				}
+				if pending != want.Pending || running != want.Running {
+					t.Errorf("Counts(%s) = %d, %d, want %+v", u, pending, running, want)
+				}
+			}
+			for k := 1; k <= len(byPos); k++ {
+				j, err := q.Lease(ctx, "w", time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j.ID != byPos[k] {
+					t.Fatalf("lease %d got %s (%s), but position %d was %s", k, j.ID, j.UserID, k, byPos[k])
+				}
+			}
+		})
+	}
+}
