@@ -419,6 +419,72 @@ func TestParticipantSockets(t *testing.T) {
 	}
 }
 
+// The mask editor's /upload/mask stores the participant's own original
+// with the painted mask as its alpha, as ComfyUI does; an original that is
+// not theirs, or a mask of another size, is refused and stores nothing.
+func TestParticipantMaskUpload(t *testing.T) {
+	s := startStack(t)
+	p1, p2 := s.join(1), s.join(2)
+	if st, r := p1.upload("photo.png", pngBytes(color.NRGBA{0, 0, 255, 255})); st != 200 || r["name"] != "photo.png" {
+		t.Fatalf("upload: %d %v", st, r)
+	}
+	mask := func(p *participant, name, ref string, data []byte) (int, string) {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		f, _ := w.CreateFormFile("image", name)
+		f.Write(data)
+		w.WriteField("type", "input")
+		w.WriteField("subfolder", "clipspace")
+		w.WriteField("original_ref", ref)
+		w.Close()
+		st, body := p.do("POST", fmt.Sprintf("/user/%d/api/upload/mask", p.seat), &b, w.FormDataContentType())
+		return st, string(body)
+	}
+	painted := pngBytes(color.NRGBA{0, 0, 0, 90})
+	if st, body := mask(p1, "clipspace-mask-1.png", `{"filename":"photo.png","subfolder":"","type":"input"}`, painted); st != 200 || !strings.Contains(body, `"clipspace-mask-1.png"`) {
+		t.Fatalf("mask upload: %d %s", st, body)
+	}
+	st, body := p1.do("GET", "/user/1/api/view?filename=clipspace-mask-1.png&subfolder=clipspace&type=input", nil, "")
+	if st != 200 {
+		t.Fatalf("view the composite: %d", st)
+	}
+	img, err := png.Decode(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := color.NRGBAModel.Convert(img.At(2, 2)).(color.NRGBA); c != (color.NRGBA{0, 0, 255, 90}) {
+		t.Errorf("composite pixel %v, want the original's blue with the mask's alpha 90", c)
+	}
+
+	for name, c := range map[string]struct {
+		p    *participant
+		ref  string
+		data []byte
+		want int
+	}{
+		"someone else's original": {p2, `{"filename":"photo.png","type":"input"}`, painted, 404},
+		"another size":            {p1, `{"filename":"photo.png [input]"}`, pngBytes4(), 400},
+		"no original_ref":         {p1, ``, painted, 400},
+		"a path in the name":      {p1, `{"filename":"../photo.png","type":"input"}`, painted, 403},
+	} {
+		if st, body := mask(c.p, "m-"+strings.ReplaceAll(name, " ", "-")+".png", c.ref, c.data); st != c.want {
+			t.Errorf("%s: %d %s, want %d", name, st, body, c.want)
+		}
+	}
+	// Nothing was stored for the refused ones.
+	entries, _ := os.ReadDir(filepath.Join(s.data, "inputs", "user001", "clipspace"))
+	if len(entries) != 1 {
+		t.Errorf("seat 1's clipspace holds %d files, want 1", len(entries))
+	}
+}
+
+// pngBytes4 is a 4x4 image: not the size of pngBytes's.
+func pngBytes4() []byte {
+	var b bytes.Buffer
+	png.Encode(&b, image.NewNRGBA(image.Rect(0, 0, 4, 4)))
+	return b.Bytes()
+}
+
 // A participant's extension learns that their place in the queue moved
 // when someone else's job leaves it, and that the queue was paused or
 // resumed, with no event of their own.

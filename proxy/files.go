@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path"
@@ -12,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -19,45 +22,58 @@ import (
 // view is GET /view: the participant's outputs (subfolder = job id, as
 // history and the relayed events name them) and their own uploads.
 func (p *Proxy) view(c *fiber.Ctx) error {
-	user := userOf(c)
-	name := c.Query("filename")
-	typ := c.Query("type", "output")
-	sub := c.Query("subfolder")
-	// "name [output]" names its type, as in ComfyUI.
+	r, status, msg := p.resolve(userOf(c), c.Query("filename"), c.Query("subfolder"), c.Query("type", "output"))
+	if status != 0 {
+		return c.Status(status).SendString(msg)
+	}
+	if r.running {
+		// The UI asks for an image as soon as the node reports it, a
+		// moment before the server has brought it home: wait for that.
+		p.waitFinished(c.UserContext(), r.group, 2*time.Minute)
+	}
+	return p.sendFile(c, r.kind, userOf(c), r.group, r.name)
+}
+
+// storedRef is where a file a participant names is in the store.
+type storedRef struct {
+	kind, group, name string
+	running           bool // an output of a job still running
+}
+
+// resolve finds the file a participant names as ComfyUI does (filename,
+// maybe "name [type]", subfolder, type) in their part of the store: their
+// uploads, or their jobs' outputs (subfolder = job id). On failure it
+// returns the HTTP status and message to answer with.
+func (p *Proxy) resolve(user, name, sub, typ string) (storedRef, int, string) {
 	for _, t := range []string{"output", "input", "temp"} {
 		if strings.HasSuffix(name, " ["+t+"]") {
 			name, typ = strings.TrimSuffix(name, " ["+t+"]"), t
 		}
 	}
 	if name == "" {
-		return c.Status(400).SendString("filename is required")
+		return storedRef{}, 400, "filename is required"
 	}
 	if !store.SafeName(name) || strings.Contains(sub, "..") || strings.HasPrefix(sub, "/") || strings.Contains(sub, "\\") {
-		return c.Status(403).SendString("invalid filename")
+		return storedRef{}, 403, "invalid filename"
 	}
 	switch typ {
 	case "input":
 		group := store.InputRoot
 		if sub != "" {
 			if !store.SafeName(sub) {
-				return c.Status(403).SendString("invalid subfolder")
+				return storedRef{}, 403, "invalid subfolder"
 			}
 			group = sub
 		}
-		return p.sendFile(c, store.Inputs, user, group, name)
+		return storedRef{kind: store.Inputs, group: group, name: name}, 0, ""
 	case "output", "temp":
 		job, err := p.cfg.Queue.Get(sub)
 		if err != nil || job.UserID != user {
-			return c.Status(404).SendString("not found")
+			return storedRef{}, 404, "not found"
 		}
-		if job.Status == workshop.StatusRunning {
-			// The UI asks for an image as soon as the node reports it, a
-			// moment before the server has brought it home: wait for that.
-			p.waitFinished(c.UserContext(), job.ID, 2*time.Minute)
-		}
-		return p.sendFile(c, store.Outputs, user, job.ID, name)
+		return storedRef{kind: store.Outputs, group: job.ID, name: name, running: job.Status == workshop.StatusRunning}, 0, ""
 	}
-	return c.Status(400).SendString("invalid type")
+	return storedRef{}, 400, "invalid type"
 }
 
 // waitFinished waits until a job is no longer running, or timeout.
@@ -135,11 +151,20 @@ func (p *Proxy) upload(mask bool) fiber.Handler {
 			return c.Status(400).SendString("invalid filename")
 		}
 		overwrite := c.FormValue("overwrite") == "true" || c.FormValue("overwrite") == "1"
-		src, err := fh.Open()
+		f, err := fh.Open()
 		if err != nil {
 			return err
 		}
-		defer src.Close()
+		defer f.Close()
+		var src io.ReadSeeker = f
+		if mask {
+			// Store what ComfyUI would: the original with the mask's alpha.
+			composite, status, msg := p.compositeMask(user, c.FormValue("original_ref"), f)
+			if status != 0 {
+				return c.Status(status).SendString(msg)
+			}
+			src = bytes.NewReader(composite)
+		}
 		sum, err := hashOf(src)
 		if err != nil {
 			return err
@@ -153,13 +178,50 @@ func (p *Proxy) upload(mask bool) fiber.Handler {
 		if _, err := p.cfg.Files.Save(store.Inputs, user, group, name, src, p.cfg.MaxUpload); err != nil {
 			return err
 		}
-		if mask {
-			// The mask editor sends the painted image with its mask in the
-			// alpha channel already; keep it as uploaded.
-			p.log.Debug("mask upload", "user", user, "name", name)
-		}
 		return c.JSON(fiber.Map{"name": name, "subfolder": sub, "type": "input"})
 	}
+}
+
+// compositeMask is /upload/mask's file: the participant's original_ref
+// image with the uploaded mask's alpha. Unlike ComfyUI, which then stores
+// nothing, a missing original is an error the participant sees.
+func (p *Proxy) compositeMask(user, originalRef string, mask io.Reader) ([]byte, int, string) {
+	var ref struct {
+		Filename  string `json:"filename"`
+		Subfolder string `json:"subfolder"`
+		Type      string `json:"type"`
+	}
+	if err := json.Unmarshal([]byte(originalRef), &ref); err != nil {
+		return nil, 400, "original_ref must be JSON: {filename, subfolder, type}"
+	}
+	if ref.Type == "" {
+		ref.Type = "output"
+	}
+	r, status, msg := p.resolve(user, ref.Filename, ref.Subfolder, ref.Type)
+	if status != 0 {
+		return nil, status, "original_ref: " + msg
+	}
+	f, _, err := p.cfg.Files.Open(r.kind, user, r.group, r.name)
+	if err != nil {
+		return nil, 404, "original_ref: not found"
+	}
+	defer f.Close()
+	orig, err := io.ReadAll(io.LimitReader(f, p.cfg.MaxUpload+1))
+	if err != nil {
+		return nil, 500, "reading the original failed"
+	}
+	m, err := io.ReadAll(mask)
+	if err != nil {
+		return nil, 500, "reading the mask failed"
+	}
+	out, err := comfy.CompositeMask(orig, m)
+	if err != nil {
+		return nil, 400, err.Error()
+	}
+	if int64(len(out)) > p.cfg.MaxUpload {
+		return nil, 413, "the file is too large"
+	}
+	return out, 0, ""
 }
 
 func hashOf(r io.Reader) ([32]byte, error) {

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/comfy-workshop/workshop/comfy"
 )
 
 // within reports whether path is dir or inside it (os.path.commonpath).
@@ -299,28 +301,19 @@ func (s *Server) handleUploadMask(w http.ResponseWriter, r *http.Request) {
 			}
 			dir = full
 		}
-		orig, err := decodeFile(filepath.Join(dir, name))
+		orig, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil // ComfyUI only composites when the original exists
 		}
-		mask, err := decodeFile(tmp)
+		mask, err := os.ReadFile(tmp)
 		if err != nil {
 			return err
 		}
-		out := image.NewNRGBA(orig.Bounds())
-		draw.Draw(out, out.Bounds(), orig, orig.Bounds().Min, draw.Src)
-		mb := mask.Bounds()
-		for y := 0; y < out.Rect.Dy(); y++ {
-			for x := 0; x < out.Rect.Dx(); x++ {
-				_, _, _, a := mask.At(mb.Min.X+x*mb.Dx()/max(out.Rect.Dx(), 1), mb.Min.Y+y*mb.Dy()/max(out.Rect.Dy(), 1)).RGBA()
-				out.Pix[y*out.Stride+x*4+3] = uint8(a >> 8)
-			}
+		out, err := comfy.CompositeMask(orig, mask)
+		if err != nil {
+			return err // PIL's error: a 500, as in ComfyUI
 		}
-		var buf bytes.Buffer
-		if err := png.Encode(&buf, out); err != nil {
-			return err
-		}
-		return os.WriteFile(tmp, buf.Bytes(), 0o644)
+		return os.WriteFile(tmp, out, 0o644)
 	})
 }
 
@@ -328,16 +321,6 @@ var (
 	errBadRequest = errors.New("bad request")
 	errForbidden  = errors.New("forbidden")
 )
-
-func decodeFile(p string) (image.Image, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	return img, err
-}
 
 // upload streams the "image" part to a temporary file in the target folder
 // (hashing it on the way), then applies ComfyUI's naming: same content

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -351,5 +352,53 @@ func TestSimControlRoutes(t *testing.T) {
 	}
 	if _, _, b := get(t, e.hs.URL+"/api/jobs/"+id); !strings.Contains(string(b), `"status":"failed"`) {
 		t.Errorf("job %s", b)
+	}
+}
+
+// maskForm is a /upload/mask body: the mask under name, and original_ref.
+func maskForm(t *testing.T, name, subfolder, originalRef string, mask []byte) (string, *bytes.Buffer) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("image", name)
+	fw.Write(mask)
+	mw.WriteField("type", "input")
+	mw.WriteField("subfolder", subfolder)
+	mw.WriteField("original_ref", originalRef)
+	mw.Close()
+	return mw.FormDataContentType(), &body
+}
+
+// /upload/mask stores the original with the mask's alpha, as ComfyUI does;
+// a mask of another size is PIL's error, a 500.
+func TestUploadMaskComposites(t *testing.T) {
+	e := start(t, sim.Config{})
+	if _, err := e.c.UploadImage(ctx(t), comfy.UploadRequest{Filename: "orig.png", Body: bytes.NewReader(pngOf(color.NRGBA{0, 0, 255, 255}))}); err != nil {
+		t.Fatal(err)
+	}
+	ct, body := maskForm(t, "clipspace-mask-1.png", "clipspace", `{"filename":"orig.png","subfolder":"","type":"input"}`, pngOf(color.NRGBA{0, 0, 0, 77}))
+	resp, err := http.Post(e.hs.URL+"/upload/mask", ct, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("upload/mask: %d", resp.StatusCode)
+	}
+	img := decodePNG(t, e.download(comfy.FileRef{Filename: "clipspace-mask-1.png", Subfolder: "clipspace", Type: "input"}))
+	if c := color.NRGBAModel.Convert(img.At(3, 3)).(color.NRGBA); c != (color.NRGBA{0, 0, 255, 77}) {
+		t.Errorf("composite pixel %v, want the original's blue with the mask's alpha 77", c)
+	}
+
+	small := new(bytes.Buffer)
+	png.Encode(small, image.NewNRGBA(image.Rect(0, 0, 2, 2)))
+	ct, body = maskForm(t, "m2.png", "clipspace", `{"filename":"orig.png [input]"}`, small.Bytes())
+	resp, err = http.Post(e.hs.URL+"/upload/mask", ct, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 {
+		t.Errorf("mask of another size: %d, want 500", resp.StatusCode)
 	}
 }
