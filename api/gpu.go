@@ -20,7 +20,7 @@ import (
 // Workers is what the API needs of the dispatcher.
 type Workers interface {
 	Workers() []dispatch.WorkerStatus
-	Drain(id string, on bool) (dispatch.WorkerStatus, error)
+	Drain(ctx context.Context, id string, on bool) (dispatch.WorkerStatus, error)
 	Preflight(ctx context.Context, workflows map[string]comfy.Needs) []dispatch.PreflightReport
 }
 
@@ -99,7 +99,7 @@ func (s *Server) drainWorker(on bool) fiber.Handler {
 			return workshop.Errorf(workshop.ENOTFOUND, "no GPU instances")
 		}
 		id := dispatch.WorkerID(c.Params("agent"), c.Params("instance"))
-		st, err := s.cfg.Workers.Drain(id, on)
+		st, err := s.cfg.Workers.Drain(c.UserContext(), id, on)
 		if err != nil {
 			return err
 		}

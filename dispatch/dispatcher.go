@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,9 @@ type Config struct {
 	Files   *store.Files
 	Tunnels Tunnels
 	Log     *slog.Logger
+	// DB remembers drained instances across server restarts; nil keeps
+	// them in memory only.
+	DB *store.DB
 
 	// Prefetch is how many jobs wait in an instance's own queue behind the
 	// running one, so the GPU never waits for the next job. 0 turns it off.
@@ -51,9 +56,10 @@ type Dispatcher struct {
 	cfg Config
 	log *slog.Logger
 
+	drainMu  sync.Mutex // one Drain at a time, so stored and live sets agree
 	mu       sync.Mutex
 	workers  map[string]*worker // by worker id: agent/instance
-	drained  map[string]bool    // survives reconnects
+	drained  map[string]bool    // survives reconnects, and restarts with DB
 	sessions map[string]uint64  // agent -> live session id
 	done     map[string]int     // jobs completed per worker id
 }
@@ -75,12 +81,29 @@ func New(cfg Config) *Dispatcher {
 	if cfg.OutputURL == nil {
 		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + name }
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, log: cfg.Log,
 		workers: map[string]*worker{}, drained: map[string]bool{},
 		sessions: map[string]uint64{}, done: map[string]int{},
 	}
+	if cfg.DB != nil {
+		var ids []string
+		err := cfg.DB.View(func(tx *store.Tx) error {
+			_, err := tx.Setting(settingDrained, &ids)
+			return err
+		})
+		if err != nil {
+			d.log.Error("reading the drained instances failed; none are drained", "err", err)
+		}
+		for _, id := range ids {
+			d.drained[id] = true
+		}
+	}
+	return d
 }
+
+// settingDrained is the store setting that lists drained worker ids.
+const settingDrained = "drained"
 
 // WorkerID names an instance of an agent.
 func WorkerID(agent, instance string) string { return agent + "/" + instance }
@@ -220,20 +243,45 @@ func (d *Dispatcher) jobDone(id string) {
 }
 
 // Drain stops (or, with on false, resumes) giving new jobs to a worker; the
-// jobs it holds finish. It is remembered across the agent's reconnects.
-func (d *Dispatcher) Drain(id string, on bool) (WorkerStatus, error) {
+// jobs it holds finish. It is remembered across the agent's reconnects and,
+// with a DB, across server restarts; it returns once stored. An instance
+// that is drained but not connected can be resumed.
+func (d *Dispatcher) Drain(ctx context.Context, id string, on bool) (WorkerStatus, error) {
+	d.drainMu.Lock()
+	defer d.drainMu.Unlock()
 	d.mu.Lock()
 	w := d.workers[id]
-	if w == nil {
-		d.mu.Unlock()
+	known := d.drained[id]
+	ids := make([]string, 0, len(d.drained)+1)
+	for other := range d.drained {
+		if other != id {
+			ids = append(ids, other)
+		}
+	}
+	d.mu.Unlock()
+	if w == nil && (on || !known) {
 		return WorkerStatus{}, workshop.Errorf(workshop.ENOTFOUND, "no connected GPU instance %q", id)
 	}
+	if on {
+		ids = append(ids, id)
+	}
+	if d.cfg.DB != nil {
+		slices.Sort(ids)
+		if err := d.cfg.DB.Write(ctx, func(tx *store.Tx) error { return tx.PutSetting(settingDrained, ids) }); err != nil {
+			return WorkerStatus{}, err
+		}
+	}
+	d.mu.Lock()
 	if on {
 		d.drained[id] = true
 	} else {
 		delete(d.drained, id)
 	}
 	d.mu.Unlock()
+	if w == nil {
+		agent, instance, _ := strings.Cut(id, "/")
+		return WorkerStatus{ID: id, Agent: agent, Instance: instance, State: "disconnected", Queued: []string{}}, nil
+	}
 	w.setDraining(on)
 	d.changed()
 	return w.status(d.doneCount(id)), nil

@@ -257,6 +257,52 @@ func TestServerKilledMidJob(t *testing.T) {
 	}
 }
 
+// A drained instance stays drained when the server restarts (the
+// instructor took it out of service for a reason), and can be resumed
+// while its agent is away.
+func TestDrainSurvivesRestart(t *testing.T) {
+	data := t.TempDir()
+	srv := startGPUServer(t, data)
+	a := admin{t, srv.base}
+	ev := watch(t, srv.base)
+	s := startSim(t)
+	agent := startAgent(t, srv.base, "gpu-a", s)
+	ev.waitWorkers(a, 1, 30*time.Second)
+	if st := a.do("POST", "/api/workers/gpu-a/0/drain", nil, nil); st != 200 {
+		t.Fatalf("drain: %d", st)
+	}
+	srv.kill9()
+
+	srv2 := startGPUServer(t, data, "--listen", strings.TrimPrefix(srv.base, "http://"))
+	a2 := admin{t, srv2.base}
+	watch(t, srv2.base).waitWorkers(a2, 1, 30*time.Second)
+	if st := a2.workerState("gpu-a/0"); st != "draining" {
+		t.Fatalf("after the restart gpu-a/0 is %s, want draining", st)
+	}
+
+	// Resumed while its agent is away, it takes jobs when it is back.
+	agent.kill9()
+	ev2 := watch(t, srv2.base)
+	ev2.waitFor("gpu-a/0 to go", 30*time.Second, func(map[string]string, []map[string]any) bool {
+		return a2.workerState("gpu-a/0") == "absent"
+	})
+	var w struct {
+		State string `json:"state"`
+	}
+	if st := a2.do("POST", "/api/workers/gpu-a/0/undrain", nil, &w); st != 200 || w.State != "disconnected" {
+		t.Fatalf("undrain while away: %d %+v", st, w)
+	}
+	if st := a2.do("POST", "/api/workers/gpu-a/0/drain", nil, nil); st != 404 {
+		t.Errorf("drain of an absent instance: %d, want 404", st)
+	}
+	j := a2.submit("user001", imageGraph("back", 1))
+	startAgent(t, srv2.base, "gpu-a", s)
+	ev2.waitDone(30*time.Second, j.ID)
+	if got := a2.job(j.ID); got.Status != "completed" {
+		t.Errorf("job after undrain: %+v", got)
+	}
+}
+
 // The simulator crashes mid-job: the instance shows as unreachable, the job
 // goes back to the queue, and runs when the instance is back.
 func TestSimulatorCrash(t *testing.T) {

@@ -340,7 +340,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		Logger:     log.With("part", "tunnel"),
 	})
 	disp := dispatch.New(dispatch.Config{
-		Queue: q, Files: files, Tunnels: tunnels, Log: log.With("part", "dispatch"),
+		Queue: q, Files: files, Tunnels: tunnels, DB: db, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
 	})
 	mir, closeMirror := newMirror(disp, log)
