@@ -26,10 +26,11 @@ import (
 // stack is a server with one agent and one simulator, ready for jobs.
 type stack struct {
 	*server
-	a    admin
-	ev   *events
-	sim  *sim
-	data string
+	a     admin
+	ev    *events
+	sim   *sim
+	agent *proc
+	data  string
 }
 
 func startStack(t testing.TB, extra ...string) *stack {
@@ -37,7 +38,7 @@ func startStack(t testing.TB, extra ...string) *stack {
 	data := t.TempDir()
 	srv := startGPUServer(t, data, append([]string{"--seats", "3"}, extra...)...)
 	st := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base), sim: startSim(t), data: data}
-	startAgent(t, srv.base, "gpu-a", st.sim)
+	st.agent = startAgent(t, srv.base, "gpu-a", st.sim)
 	st.ev.waitWorkers(st.a, 1, 30*time.Second)
 	return st
 }
@@ -416,6 +417,43 @@ func TestParticipantSockets(t *testing.T) {
 		if bytes.Contains(msg, []byte(`"execution_success"`)) && bytes.Contains(msg, []byte(job2)) {
 			break
 		}
+	}
+}
+
+// After a server restart, before any GPU host is back, a participant's
+// ComfyUI still loads: the server kept a copy of the host's frontend and
+// object_info on disk.
+func TestParticipantUIAfterRestartWithoutGPUs(t *testing.T) {
+	s := startStack(t)
+	p1 := s.join(1)
+	st, page := p1.do("GET", "/user/1/", nil, "")
+	if st != 200 {
+		t.Fatalf("page: %d", st)
+	}
+	if st, _ := p1.do("GET", "/user/1/api/object_info", nil, ""); st != 200 {
+		t.Fatalf("object_info: %d", st)
+	}
+	s.agent.kill9()
+	s.kill9()
+
+	srv2 := startGPUServer(t, s.data, "--seats", "3", "--listen", strings.TrimPrefix(s.base, "http://"))
+	if st := (admin{t, srv2.base}).workerState("gpu-a/0"); st != "absent" {
+		t.Fatalf("gpu-a/0 is %s, want absent", st)
+	}
+	req, _ := http.NewRequest("GET", srv2.base+"/user/1/", nil)
+	resp, err := p1.client.Do(req) // the same session: it is in the store
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, page) || resp.Header.Get("X-Workshop-Cache") != "stale" {
+		t.Fatalf("page after restart: %d, cache %q, same body %v", resp.StatusCode, resp.Header.Get("X-Workshop-Cache"), bytes.Equal(body, page))
+	}
+	var info map[string]any
+	st, raw := p1.do("GET", "/user/1/api/object_info", nil, "")
+	if err := json.Unmarshal(raw, &info); st != 200 || err != nil || info["KSampler"] == nil {
+		t.Fatalf("object_info after restart: %d %v %.200s", st, err, raw)
 	}
 }
 

@@ -105,6 +105,8 @@ type lru struct {
 	bytes     int64
 	max       int64
 	evictions int64
+	// disk, when set, follows every change, outside mu.
+	disk *disk
 }
 
 func newLRU(max int64) *lru {
@@ -129,57 +131,67 @@ func (c *lru) get(key string) *entry {
 // stored (and whatever it replaces is dropped).
 func (c *lru) put(e *entry) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var gone []string
 	if el, ok := c.items[e.key]; ok {
 		c.removeLocked(el)
 	}
 	if e.size > c.max {
-		return
+		gone = append(gone, e.key)
+	} else {
+		c.items[e.key] = c.ll.PushFront(e)
+		c.bytes += e.size
 	}
-	c.items[e.key] = c.ll.PushFront(e)
-	c.bytes += e.size
 	for c.bytes > c.max {
 		el := c.ll.Back()
 		if el == nil {
 			break
 		}
-		c.removeLocked(el)
+		gone = append(gone, c.removeLocked(el))
 		c.evictions++
+	}
+	c.mu.Unlock()
+	if c.disk != nil {
+		if e.size <= c.max {
+			c.disk.save(e)
+		}
+		c.disk.remove(gone...)
 	}
 }
 
-func (c *lru) removeLocked(el *list.Element) {
+func (c *lru) removeLocked(el *list.Element) string {
 	e := c.ll.Remove(el).(*entry)
 	delete(c.items, e.key)
 	c.bytes -= e.size
+	return e.key
+}
+
+// removeWhere drops the entries whose keys match.
+func (c *lru) removeWhere(match func(key string) bool) {
+	c.mu.Lock()
+	var gone []string
+	for key, el := range c.items {
+		if match(key) {
+			gone = append(gone, c.removeLocked(el))
+		}
+	}
+	c.mu.Unlock()
+	if c.disk != nil {
+		c.disk.remove(gone...)
+	}
 }
 
 func (c *lru) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.removeLocked(el)
-	}
+	c.removeWhere(func(k string) bool { return k == key })
 }
 
 // removePath drops the entry for path and every entry for path with a query.
 func (c *lru) removePath(path string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for key, el := range c.items {
-		if key == path || strings.HasPrefix(key, path) && key[len(path)] == '?' {
-			c.removeLocked(el)
-		}
-	}
+	c.removeWhere(func(key string) bool {
+		return key == path || strings.HasPrefix(key, path) && key[len(path)] == '?'
+	})
 }
 
-func (c *lru) purge() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.items = make(map[string]*list.Element)
-	c.ll.Init()
-	c.bytes = 0
-}
+func (c *lru) purge() { c.removeWhere(func(string) bool { return true }) }
 
 func (c *lru) stats() (entries int, bytes, evictions int64) {
 	c.mu.Lock()

@@ -10,7 +10,9 @@
 // The cache is keyed by path and query, holds whole bodies in memory up to
 // Config.MaxEntryBytes each and Config.MaxCacheBytes in all, and evicts the
 // least recently used entries by bytes. Larger bodies are streamed from the
-// upstream to the client and never held.
+// upstream to the client and never held. With Config.Dir, the 200 answers
+// the cache holds are also kept as files there (written when their bytes
+// change, removed when evicted) and loaded by New, as stale copies.
 //
 //   - Content-hashed frontend assets (/assets/name-Hash1234.js and the like,
 //     see HashedAsset) never change: once cached they are served without

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ type Config struct {
 	Immutable func(path string) bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Dir, if set, keeps a copy of the cached 200 answers there, read back
+	// by New, so that after a server restart the UI loads from the cache
+	// before any GPU host is back. What was loaded is revalidated with the
+	// upstream like any cached copy.
+	Dir string
 }
 
 // Defaults of Config.
@@ -165,13 +171,29 @@ func New(cfg Config) *Mirror {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Mirror{
+	m := &Mirror{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		cache:   newLRU(cfg.MaxCacheBytes),
 		clients: clients{m: make(map[string]*upClient), timeout: cfg.Timeout},
 		flights: make(map[string]*flight),
 	}
+	if cfg.Dir != "" {
+		d, err := openDisk(cfg.Dir, cfg.Logger)
+		if err != nil {
+			cfg.Logger.Warn("the mirror keeps no copy on disk", "dir", cfg.Dir, "err", err)
+			return m
+		}
+		loaded := d.load(cfg.MaxCacheBytes)
+		for _, e := range slices.Backward(loaded) { // the newest ends up most recent
+			m.cache.put(e)
+		}
+		m.cache.disk = d
+		if len(loaded) > 0 {
+			cfg.Logger.Info("mirror copy loaded", "entries", len(loaded), "dir", cfg.Dir)
+		}
+	}
+	return m
 }
 
 // Invalidate drops the cached copies of path: the entry for path as given

@@ -21,9 +21,11 @@ func (m mirrorGetter) Get(ctx context.Context, path string) ([]byte, error) {
 	return body, err
 }
 
-// newMirror caches the GPU hosts' read-only ComfyUI routes.
-func newMirror(d *dispatch.Dispatcher, log *slog.Logger) (proxy.Mirror, func()) {
-	m := mirror.New(mirror.Config{Upstream: d.Upstream, Logger: log.With("part", "mirror")})
+// newMirror caches the GPU hosts' read-only ComfyUI routes, with a copy
+// under the data dir so the UI loads after a restart before the GPUs are
+// back.
+func newMirror(d *dispatch.Dispatcher, data string, log *slog.Logger) (proxy.Mirror, func()) {
+	m := mirror.New(mirror.Config{Upstream: d.Upstream, Dir: filepath.Join(data, "mirror"), Logger: log.With("part", "mirror")})
 	return mirrorGetter{m}, func() { m.Close() }
 }
 

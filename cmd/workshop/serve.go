@@ -343,7 +343,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		Queue: q, Files: files, Tunnels: tunnels, DB: db, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
 	})
-	mir, closeMirror := newMirror(disp, log)
+	mir, closeMirror := newMirror(disp, c.Data, log)
 	defer closeMirror()
 	if err := os.MkdirAll(filepath.Join(c.Data, "workflows"), 0o750); err != nil {
 		return err
