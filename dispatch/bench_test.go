@@ -67,14 +67,7 @@ func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig 
 		b.Cleanup(func() { srv.Close(); s.Close() })
 		ins = append(ins, tunnel.Instance{Name: fmt.Sprint(i), URL: srv.URL})
 	}
-	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: hs.URL, Token: token, Name: "bench", Instances: ins, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(context.Background())
-	adone := make(chan struct{})
-	go func() { defer close(adone); agent.Run(actx) }()
-	b.Cleanup(func() { acancel(); <-adone })
+	runAgent(b, hs.URL, ins)
 	// Wait for every instance to be ready, on the queue's events.
 	sub := q.Events().Subscribe(1024, nil)
 	defer sub.Close()
@@ -94,6 +87,19 @@ func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig 
 		}
 	}
 	return &rig{q: q}
+}
+
+// runAgent runs a gpu-agent named "bench" for instances until the
+// benchmark ends.
+func runAgent(b *testing.B, serverURL string, instances []tunnel.Instance) {
+	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: serverURL, Token: token, Name: "bench", Instances: instances, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); agent.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
 }
 
 var samplerGraph = json.RawMessage(`{
@@ -210,15 +216,7 @@ func BenchmarkOutputTransfer(b *testing.B) {
 	ts := tunnel.NewServer(tunnel.ServerConfig{Token: token, Logger: quiet})
 	hs := httptest.NewServer(ts)
 	b.Cleanup(func() { ts.Close(); hs.Close() })
-	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: hs.URL, Token: token, Name: "bench",
-		Instances: []tunnel.Instance{{Name: "0", URL: srv.URL}}, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	actx, acancel := context.WithCancel(context.Background())
-	adone := make(chan struct{})
-	go func() { defer close(adone); agent.Run(actx) }()
-	b.Cleanup(func() { acancel(); <-adone })
+	runAgent(b, hs.URL, []tunnel.Instance{{Name: "0", URL: srv.URL}})
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := ts.WaitAgent(wctx, "bench"); err != nil {
