@@ -514,6 +514,17 @@ func TestParticipantMaskUpload(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("seat 1's clipspace holds %d files, want 1", len(entries))
 	}
+
+	// The editor then points LoadImage at the composite, as
+	// "clipspace/name [input]": the job ships it and runs.
+	job := p1.prompt(map[string]any{
+		"1": map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": "clipspace/clipspace-mask-1.png [input]"}},
+		"2": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"1", 0}, "filename_prefix": "masked"}},
+	})
+	s.ev.waitDone(60*time.Second, job)
+	if j := s.a.job(job); j.Status != "completed" {
+		t.Fatalf("job on the composite: %+v", j)
+	}
 }
 
 // pngBytes4 is a 4x4 image: not the size of pngBytes's.
