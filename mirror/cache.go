@@ -105,7 +105,8 @@ type lru struct {
 	bytes     int64
 	max       int64
 	evictions int64
-	// disk, when set, follows every change, outside mu.
+	// disk, when set, follows every change, outside mu: at best effort, as
+	// two changes to one key can reach it in either order.
 	disk *disk
 }
 
@@ -181,7 +182,15 @@ func (c *lru) removeWhere(match func(key string) bool) {
 }
 
 func (c *lru) remove(key string) {
-	c.removeWhere(func(k string) bool { return k == key })
+	c.mu.Lock()
+	el, ok := c.items[key]
+	if ok {
+		c.removeLocked(el)
+	}
+	c.mu.Unlock()
+	if ok && c.disk != nil {
+		c.disk.remove(key)
+	}
 }
 
 // removePath drops the entry for path and every entry for path with a query.
