@@ -75,6 +75,7 @@ func (w *worker) reconcile() error {
 	}
 
 	mine := map[string]bool{}
+	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
 	var collect, requeue []string
 	for _, job := range leased {
 		engineID := job.EngineID
@@ -85,6 +86,7 @@ func (w *worker) reconcile() error {
 		w.mu.Lock()
 		t := w.jobs[job.ID]
 		busy := t != nil && (t.stage == stageCollecting || t.stage == stageSubmitting)
+		answerLost := t != nil && t.stage == stageUnknown
 		// After the first sync every job this worker leases is tracked, but
 		// for the moment between its lease and its hand-over to submit.
 		handover := t == nil && w.synced
@@ -119,11 +121,16 @@ func (w *worker) reconcile() error {
 		default:
 			w.untrack(job.ID)
 			requeue = append(requeue, job.ID)
+			lostAnswer[job.ID] = answerLost
 		}
 	}
 	for _, id := range requeue {
-		w.log.Warn("the instance no longer has a job it held; requeueing it", "job", id)
-		if _, err := w.q.Requeue(context.Background(), id, w.id, "the GPU instance lost the job (it restarted or was cleared)"); err != nil {
+		reason := "the GPU instance lost the job (it restarted or was cleared)"
+		if lostAnswer[id] {
+			reason = "the GPU instance did not take the job"
+		}
+		w.log.Warn("the instance does not have a job it should hold; requeueing it", "job", id, "reason", reason)
+		if _, err := w.q.Requeue(context.Background(), id, w.id, reason); err != nil {
 			w.log.Warn("requeue", "job", id, "err", err)
 		}
 	}

@@ -24,6 +24,9 @@ const (
 	stageQueued     = "queued" // prefetched: in the instance's queue
 	stageExecuting  = "executing"
 	stageCollecting = "collecting"
+	// stageUnknown: posted, but the answer was lost; reconcile finds out
+	// whether the instance has it.
+	stageUnknown = "unknown"
 )
 
 // worker drives one ComfyUI instance of one agent session.
@@ -237,17 +240,21 @@ func (w *worker) submit(job *workshop.Job) {
 		w.fail(job.ID, &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)})
 		return
 	case err != nil:
-		w.untrack(job.ID)
-		w.log.Warn("could not queue a job on the instance; requeueing it", "job", job.ID, "err", err)
-		// The instance may have taken the prompt before the answer was lost,
-		// so this counts as an attempt (reconcile removes a stray copy).
-		if _, rerr := w.q.Requeue(context.Background(), job.ID, w.id, "the GPU instance could not take the job: "+err.Error()); rerr != nil {
-			w.log.Warn("requeue", "job", job.ID, "err", rerr)
-		}
-		// Do not spin on a broken instance: wait for its socket to prove it
-		// alive again.
+		// The instance may have taken the prompt before the answer was lost
+		// (the tunnel or the agent went at that moment): keep the lease and
+		// let the next reconcile ask the instance. It adopts the job if the
+		// instance has it, and requeues it (an attempt) if not, so a long job
+		// is not run twice for a lost answer. If the instance never comes
+		// back, the lease runs out as for any running job.
+		w.log.Warn("lost the instance's answer to a job; asking the instance what it has", "job", job.ID, "err", err)
 		w.mu.Lock()
-		w.connected = false
+		if t.stage == stageSubmitting {
+			t.stage = stageUnknown
+		}
+		// No new jobs until the instance has answered a reconcile (which
+		// retries with backoff): no spinning on a broken instance. Leases
+		// are still renewed while its socket is up.
+		w.reconciled = false
 		w.mu.Unlock()
 		w.kick(w.sync)
 		return
@@ -556,6 +563,10 @@ func (w *worker) letGo(jobID string) {
 		err = w.client.DeleteFromQueue(ctx, t.engineID)
 	case stageExecuting:
 		err = w.client.Interrupt(ctx, t.engineID)
+	case stageUnknown:
+		if err = w.client.DeleteFromQueue(ctx, t.engineID); err == nil {
+			err = w.client.Interrupt(ctx, t.engineID)
+		}
 	}
 	if err != nil {
 		w.log.Warn("could not take a job off the instance", "job", jobID, "err", err)

@@ -83,6 +83,34 @@ func TestAgentKilledAndBack(t *testing.T) {
 	}
 }
 
+// The instance takes a prompt but its answer is lost on the way back: the
+// server asks the instance, finds the job there and follows it, instead of
+// running it a second time.
+func TestLostPromptAnswer(t *testing.T) {
+	srv := startGPUServer(t, t.TempDir())
+	a := admin{t, srv.base}
+	ev := watch(t, srv.base)
+	s := startSim(t, "--step-ms", "20", "--steps", "10")
+	startAgent(t, srv.base, "gpu-a", s)
+	ev.waitWorkers(a, 1, 30*time.Second)
+	setFault(t, s, `{"drop_prompt_answers":1}`)
+
+	j := a.submit("user001", slowGraph("lost", 1))
+	ev.waitDone(60*time.Second, j.ID)
+	if got := a.job(j.ID); got.Status != "completed" || got.Attempts != 1 {
+		t.Errorf("job after a lost answer: %+v", got)
+	}
+	if n := runs(t, j.ID, s); n != 1 {
+		t.Errorf("the job ran %d times", n)
+	}
+	// The next job goes through as usual.
+	j2 := a.submit("user001", imageGraph("after", 2))
+	ev.waitDone(30*time.Second, j2.ID)
+	if got := a.job(j2.ID); got.Status != "completed" {
+		t.Errorf("next job: %+v", got)
+	}
+}
+
 // relay is a loopback TCP relay that can stop forwarding without closing
 // anything: a half-open network path.
 type relay struct {

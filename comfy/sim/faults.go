@@ -35,6 +35,10 @@ type Faults struct {
 	// ProgressText makes samplers send a binary progress-text frame (type
 	// 3) at their start, as some nodes do.
 	ProgressText bool `json:"progress_text,omitempty"`
+	// DropPromptAnswers queues the next N prompts and then closes their
+	// connections without an answer: a reply lost with the network.
+	// Server-wide only.
+	DropPromptAnswers int `json:"drop_prompt_answers,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "1.5s" in JSON.
@@ -77,6 +81,18 @@ func (f Faults) merged(p Faults) Faults {
 		f.ProgressText = true
 	}
 	return f
+}
+
+// takePromptAnswerDrop reports whether to drop this /prompt answer, using
+// up one of DropPromptAnswers.
+func (s *Server) takePromptAnswerDrop() bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if s.faults.DropPromptAnswers <= 0 {
+		return false
+	}
+	s.faults.DropPromptAnswers--
+	return true
 }
 
 func (s *Server) currentFaults() Faults {

@@ -99,6 +99,15 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 	s.queue.put(j)
 	s.stats.queued.Add(1)
 	s.log.Info("got prompt", "prompt_id", promptID, "number", number, "client_id", extra["client_id"], "outputs", outputs)
+	if s.takePromptAnswerDrop() {
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				s.log.Warn("fault: dropping the answer to a queued prompt", "prompt_id", promptID)
+				c.Close()
+				return
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": promptID, "number": number, "node_errors": nonNil(nodeErrors)})
 }
 
