@@ -31,16 +31,40 @@ func standingOf(pl sched.Place, paused bool, g gpus) standing {
 	return s
 }
 
-// fields is s as the extension reads it (workshop_status).
-func (s standing) fields() map[string]any {
-	q := map[string]any{"paused": s.paused, "pending": s.pending, "running": s.running, "position": nil, "eta_seconds": nil}
+// statusView is s as the extension reads it (workshop_status). A struct,
+// not a map: a room update marshals one per participant every second.
+type statusView struct {
+	Queue queueView `json:"queue"`
+	GPUs  gpusView  `json:"gpus"`
+}
+
+type queueView struct {
+	Paused     bool     `json:"paused"`
+	Pending    int      `json:"pending"`
+	Running    int      `json:"running"`
+	Position   *int     `json:"position"`
+	ETASeconds *float64 `json:"eta_seconds"`
+}
+
+type gpusView struct {
+	Connected int `json:"connected"`
+	Total     int `json:"total"`
+}
+
+func (s standing) view() statusView {
+	v := statusView{
+		Queue: queueView{Paused: s.paused, Pending: s.pending, Running: s.running},
+		GPUs:  gpusView{Connected: s.gpus.connected, Total: s.gpus.total},
+	}
 	if s.position > 0 {
-		q["position"] = s.position
+		pos := s.position
+		v.Queue.Position = &pos
 		if s.eta >= 0 {
-			q["eta_seconds"] = s.eta
+			eta := s.eta
+			v.Queue.ETASeconds = &eta
 		}
 	}
-	return map[string]any{"queue": q, "gpus": map[string]int{"connected": s.gpus.connected, "total": s.gpus.total}}
+	return v
 }
 
 // room keeps everyone's standing, recomputed in one pass over the queue at
@@ -94,6 +118,14 @@ func (r *room) wait() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.changed
+}
+
+// gpusNow returns the GPU count of the latest snapshot; ok is false before
+// the first one.
+func (r *room) gpusNow() (g gpus, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gpus, !r.at.IsZero()
 }
 
 // of returns user's standing in the latest snapshot and when it was taken.

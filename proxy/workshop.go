@@ -14,19 +14,19 @@ import (
 
 // meFor is what the workshop extension shows: seat, queue place, GPUs,
 // announcements.
-func (p *Proxy) meFor(user string) (map[string]any, error) {
+func (p *Proxy) meFor(user string) (meView, error) {
 	return p.meWith(user, p.standing(user))
 }
 
 // meWith is meFor with the standing already known.
-func (p *Proxy) meWith(user string, st standing) (map[string]any, error) {
+func (p *Proxy) meWith(user string, st standing) (meView, error) {
 	n, ok := workshop.SeatOf(user)
 	if !ok {
-		return nil, workshop.Errorf(workshop.ENOTFOUND, "no seat for %s", user)
+		return meView{}, workshop.Errorf(workshop.ENOTFOUND, "no seat for %s", user)
 	}
 	seat, err := p.cfg.Seats.Get(n)
 	if err != nil {
-		return nil, err
+		return meView{}, err
 	}
 	var notes []workshop.Announcement
 	p.cfg.DB.View(func(tx *store.Tx) (err error) {
@@ -36,14 +36,27 @@ func (p *Proxy) meWith(user string, st standing) (map[string]any, error) {
 	if notes == nil {
 		notes = []workshop.Announcement{}
 	}
-	me := st.fields()
-	me["seat"], me["user_id"], me["name"], me["announcements"] = n, user, seat.Name, notes
-	return me, nil
+	return meView{statusView: st.view(), Seat: n, UserID: user, Name: seat.Name, Announcements: notes}, nil
 }
 
-// standing is user's standing now.
+// meView is GET /workshop/me and the first workshop_status of a socket.
+type meView struct {
+	statusView
+	Seat          int                     `json:"seat"`
+	UserID        string                  `json:"user_id"`
+	Name          string                  `json:"name"`
+	Announcements []workshop.Announcement `json:"announcements"`
+}
+
+// standing is user's standing now: their place from the queue, the GPUs
+// from the room's snapshot (a second old at most after a change) once there
+// is one, as counting them walks every instance's status.
 func (p *Proxy) standing(user string) standing {
-	return standingOf(p.cfg.Queue.Place(user), p.cfg.Queue.Paused(), p.gpuCount())
+	g, ok := p.room.gpusNow()
+	if !ok {
+		g = p.gpuCount()
+	}
+	return standingOf(p.cfg.Queue.Place(user), p.cfg.Queue.Paused(), g)
 }
 
 func (p *Proxy) me(c *fiber.Ctx) error {

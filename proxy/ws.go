@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -145,7 +146,7 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			return nil
 		}
 		last, lastAt = st, at
-		return writeJSON(wsMsg{"workshop_status", st.fields()})
+		return writeJSON(wsMsg{"workshop_status", st.view()})
 	}
 
 	var metadata sync.Once
@@ -256,6 +257,9 @@ func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadat
 			frame = append(out, frame[8+n:]...)
 		}
 		return write(websocket.BinaryMessage, frame)
+	}
+	if !bytes.Contains(e.Frame, []byte(`"executed"`)) {
+		return write(websocket.TextMessage, e.Frame) // progress and the like: as is, unparsed
 	}
 	var m struct {
 		Type string                     `json:"type"`

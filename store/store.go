@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,6 +61,10 @@ type write struct {
 	done chan error
 }
 
+// initialMmapSize is 1 GiB on 64-bit systems; 32-bit ones keep bbolt's
+// default, as their address space is small.
+const initialMmapSize = (1 << 30) * (strconv.IntSize / 64)
+
 // Open opens (creating if needed) the store in dir. The data directory must be
 // writable; a clear error says so when it is not.
 func Open(dir string, log *slog.Logger) (*DB, error) {
@@ -76,6 +81,11 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 		// fewer pages per commit, faster group commits.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Map the first GiB at once (address space, not memory): growing
+		// the map makes the writer wait for every open read transaction
+		// while new ones wait for it, a stall that a workshop's store
+		// would otherwise hit at each doubling.
+		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
