@@ -79,12 +79,9 @@ func (h *handler) getFile(c *fiber.Ctx, user, raw string) error {
 		}
 		return sendFile(c, f, st.Size(), rel)
 	}
-	root, err := h.s.openUser(user, false)
-	if err != nil {
-		return h.openFail(c, err)
-	}
-	if root == nil {
-		return sendEmpty(c, fiber.StatusNotFound)
+	root, ok, err := h.existingRoot(c, user)
+	if !ok {
+		return err
 	}
 	defer root.Close()
 	f, st, err := openRegular(root, rel)
@@ -241,12 +238,9 @@ func (h *handler) deleteFile(c *fiber.Ctx, user, raw string) error {
 		return fail(c, fiber.StatusForbidden, "forbidden", "Workshop workflows are read-only and cannot be deleted.")
 	}
 	defer h.s.lock(user)()
-	root, err := h.s.openUser(user, false)
-	if err != nil {
-		return h.openFail(c, err)
-	}
-	if root == nil {
-		return sendEmpty(c, fiber.StatusNotFound)
+	root, ok, err := h.existingRoot(c, user)
+	if !ok {
+		return err
 	}
 	defer root.Close()
 	fi, err := resolve(root, rel, false)
@@ -274,12 +268,9 @@ func (h *handler) move(c *fiber.Ctx, user, rawSrc, rawDst string) error {
 		return fail(c, fiber.StatusForbidden, "forbidden", "Workshop workflows are read-only and cannot be moved or renamed.")
 	}
 	defer h.s.lock(user)()
-	root, err := h.s.openUser(user, false)
-	if err != nil {
-		return h.openFail(c, err)
-	}
-	if root == nil {
-		return sendEmpty(c, fiber.StatusNotFound)
+	root, ok, err := h.existingRoot(c, user)
+	if !ok {
+		return err
 	}
 	defer root.Close()
 	srcFi, err := resolve(root, src, false)

@@ -256,6 +256,20 @@ func (h *handler) internal(c *fiber.Ctx, op string, err error) error {
 
 // openFail answers a failed openUser: a participant folder that is a link
 // (planted by someone with access to the disk) is refused, not followed.
+// existingRoot opens user's folder for a request about files already in
+// it. ok is false when the answer is sent: 404 while the folder does not
+// exist yet, or the failure to open it.
+func (h *handler) existingRoot(c *fiber.Ctx, user string) (root *os.Root, ok bool, err error) {
+	root, err = h.s.openUser(user, false)
+	if err != nil {
+		return nil, false, h.openFail(c, err)
+	}
+	if root == nil {
+		return nil, false, sendEmpty(c, fiber.StatusNotFound)
+	}
+	return root, true, nil
+}
+
 func (h *handler) openFail(c *fiber.Ctx, err error) error {
 	if errors.Is(err, errSymlink) {
 		h.s.log.Error("userfiles: refusing a participant folder", "path", c.Path(), "err", err)
