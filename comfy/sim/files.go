@@ -322,6 +322,17 @@ var (
 	errForbidden  = errors.New("forbidden")
 )
 
+// uploadFailed answers a broken upload body: 413 past the size limit, as
+// aiohttp does, else 400.
+func uploadFailed(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		plain(w, http.StatusRequestEntityTooLarge, "")
+		return
+	}
+	empty(w, http.StatusBadRequest)
+}
+
 // upload streams the "image" part to a temporary file in the target folder
 // (hashing it on the way), then applies ComfyUI's naming: same content
 // under the same name is reused, a clash becomes "name (1).ext".
@@ -346,12 +357,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, transform func(f
 			break
 		}
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				plain(w, http.StatusRequestEntityTooLarge, "")
-				return
-			}
-			empty(w, http.StatusBadRequest)
+			uploadFailed(w, err)
 			return
 		}
 		if part.FormName() == "image" && part.FileName() != "" && tmpPath == "" {
@@ -366,12 +372,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, transform func(f
 			_, err = io.Copy(io.MultiWriter(tmp, h), part)
 			tmp.Close()
 			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					plain(w, http.StatusRequestEntityTooLarge, "")
-					return
-				}
-				empty(w, http.StatusBadRequest)
+				uploadFailed(w, err)
 				return
 			}
 			sum = h.Sum(nil)
