@@ -25,27 +25,11 @@ func browser(t testing.TB) context.Context {
 	return ctx
 }
 
-var pollOpts = []chromedp.PollOption{chromedp.WithPollingInterval(20 * time.Millisecond), chromedp.WithPollingTimeout(10 * time.Second)}
-
 // until waits for a JavaScript condition, and says what it waited for.
 func until(cond string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		if _, err := chromedp.Poll[chromedp.Void](cond, pollOpts...)(ctx, t); err != nil {
+		if _, err := chromedp.Poll[chromedp.Void](cond, browsertest.PollOpts...)(ctx, t); err != nil {
 			return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", cond, err)
-		}
-		return chromedp.Void{}, nil
-	}
-}
-
-// textContains waits until the element's text contains want.
-func textContains(sel, want string) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Poll[chromedp.Void](fmt.Sprintf(
-			`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want),
-			pollOpts...)(ctx, t)
-		if err != nil {
-			now, _ := chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(no element)"`, sel))(ctx, t)
-			return chromedp.Void{}, fmt.Errorf("waiting for %s to contain %q (it says %q): %w", sel, want, now, err)
 		}
 		return chromedp.Void{}, nil
 	}
@@ -142,7 +126,7 @@ func TestAdminUI(t *testing.T) {
 		until(`document.querySelector("#app").hidden`),
 		chromedp.SendKeys(sel("#secret"), "wrong"),
 		chromedp.Click(sel("#login-submit")),
-		textContains("#login-error", "wrong"),
+		browsertest.TextContains("#login-error", "wrong"),
 	)
 	f.mu.Lock()
 	f.limited = true
@@ -151,7 +135,7 @@ func TestAdminUI(t *testing.T) {
 		js(`document.querySelector("#secret").value = ""`),
 		chromedp.SendKeys(sel("#secret"), "again"),
 		chromedp.Click(sel("#login-submit")),
-		textContains("#login-error", "Too many attempts"),
+		browsertest.TextContains("#login-error", "Too many attempts"),
 	)
 	f.mu.Lock()
 	f.limited = false
@@ -164,10 +148,10 @@ func TestAdminUI(t *testing.T) {
 		until(`document.body.dataset.ready >= "1"`),
 		until(`document.querySelectorAll("#pending-list .job-row").length === 8`),
 		until(`document.querySelectorAll("#running-list .run-card").length === 3`),
-		textContains("#count-pending", "8"),
-		textContains("#count-running", "3"),
-		textContains("#count-completed", "14"),
-		textContains("#live-dot", "Live"),
+		browsertest.TextContains("#count-pending", "8"),
+		browsertest.TextContains("#count-running", "3"),
+		browsertest.TextContains("#count-completed", "14"),
+		browsertest.TextContains("#live-dot", "Live"),
 	)
 	if v := eval[bool](t, ctx, `document.querySelector("#recent-list [data-status=failed]") !== null`); !v {
 		t.Error("the failed job is not in the recent list")
@@ -187,8 +171,8 @@ func TestAdminUI(t *testing.T) {
 	row := fmt.Sprintf(`#pending-list li[data-id=%q]`, j.ID)
 	do(t, ctx, "job_created shows the job",
 		chromedp.WaitVisible(sel(row)),
-		textContains(row+" .who", "Seat 7 · Alice"),
-		textContains("#count-pending", "9"),
+		browsertest.TextContains(row+" .who", "Seat 7 · Alice"),
+		browsertest.TextContains("#count-pending", "9"),
 	)
 	f.mu.Lock()
 	now := time.Now()
@@ -199,7 +183,7 @@ func TestAdminUI(t *testing.T) {
 	do(t, ctx, "job_updated moves it to running",
 		chromedp.WaitVisible(sel(card)),
 		chromedp.WaitNotPresent(sel(row)),
-		textContains("#count-running", "4"),
+		browsertest.TextContains("#count-running", "4"),
 	)
 	for _, step := range []int{3, 7} {
 		f.push(map[string]any{"type": "job_progress", "progress": map[string]any{
@@ -208,7 +192,7 @@ func TestAdminUI(t *testing.T) {
 		do(t, ctx, fmt.Sprintf("progress %d/10", step),
 			until(fmt.Sprintf(`document.querySelector(%q).getAttribute("aria-valuenow") === "%d"`, card+" .bar", step*10)),
 			until(fmt.Sprintf(`document.querySelector(%q).style.width === "%d%%"`, card+" .fill", step*10)),
-			textContains(card+" .node", fmt.Sprintf("Node 3 · step %d/10", step)),
+			browsertest.TextContains(card+" .node", fmt.Sprintf("Node 3 · step %d/10", step)),
 			until(fmt.Sprintf(`(() => { const i = document.querySelector(%q); return !i.hidden && i.src.startsWith("data:image/png") && i.complete && i.naturalWidth === 48; })()`, card+" img.preview")),
 		)
 	}
@@ -236,8 +220,8 @@ func TestAdminUI(t *testing.T) {
 	}
 	do(t, ctx, "the cancelled job leaves the running list",
 		chromedp.WaitNotPresent(sel(card)),
-		textContains(fmt.Sprintf(`#recent-list li[data-id=%q] .status`, j.ID), "cancelled"),
-		textContains("#count-running", "3"),
+		browsertest.TextContains(fmt.Sprintf(`#recent-list li[data-id=%q] .status`, j.ID), "cancelled"),
+		browsertest.TextContains("#count-running", "3"),
 	)
 
 	// ---- move to top, drag to a priority ----
@@ -253,7 +237,7 @@ func TestAdminUI(t *testing.T) {
 	}
 	do(t, ctx, "it is first",
 		until(fmt.Sprintf(`document.querySelector("#pending-list .job-row").dataset.id === %q`, last.ID)),
-		textContains("#pending-list .job-row .pos", "1"),
+		browsertest.TextContains("#pending-list .job-row .pos", "1"),
 	)
 	// Both ends in the middle of the screen: a drag near an edge scrolls the page.
 	do(t, ctx, "drag a job onto the High priority",
@@ -268,9 +252,9 @@ func TestAdminUI(t *testing.T) {
 
 	// ---- pause and mode ----
 	do(t, ctx, "pause", chromedp.Click(sel("#pause-btn")), chromedp.WaitVisible(sel("#paused-flag")),
-		textContains("#pause-btn", "Resume"))
+		browsertest.TextContains("#pause-btn", "Resume"))
 	f.waitCall(t, "POST", "/api/queue/pause")
-	do(t, ctx, "fifo", chromedp.Click(sel(`label[for="mode-fifo"]`)), textContains("#mode-flag", "First come"))
+	do(t, ctx, "fifo", chromedp.Click(sel(`label[for="mode-fifo"]`)), browsertest.TextContains("#mode-flag", "First come"))
 	if c := f.waitCall(t, "PUT", "/api/queue/mode"); c.Body != `{"mode":"fifo"}` {
 		t.Errorf("mode body %s", c.Body)
 	}
@@ -279,9 +263,9 @@ func TestAdminUI(t *testing.T) {
 	// ---- GPUs: drain ----
 	do(t, ctx, "GPUs", tab("gpus"),
 		chromedp.WaitVisible(sel(`.gpu-card[data-id="gpu-1/0"]`)),
-		textContains(`.gpu-card[data-id="gpu-1/0"] .state-badge`, "Busy"),
-		textContains(`.gpu-card[data-id="gpu-2/1"] .error`, "connection refused"),
-		textContains("#count-gpus", "2/3"),
+		browsertest.TextContains(`.gpu-card[data-id="gpu-1/0"] .state-badge`, "Busy"),
+		browsertest.TextContains(`.gpu-card[data-id="gpu-2/1"] .error`, "connection refused"),
+		browsertest.TextContains("#count-gpus", "2/3"),
 	)
 	screenshot(t, ctx, "gpus")
 	do(t, ctx, "drain gpu-1/1", chromedp.Click(sel(`.gpu-card[data-id="gpu-1/1"] .drain`)))
@@ -289,8 +273,8 @@ func TestAdminUI(t *testing.T) {
 		t.Error("drain without CSRF")
 	}
 	do(t, ctx, "it shows draining",
-		textContains(`.gpu-card[data-id="gpu-1/1"] .state-badge`, "Draining"),
-		textContains(`.gpu-card[data-id="gpu-1/1"] .drain`, "Undrain"),
+		browsertest.TextContains(`.gpu-card[data-id="gpu-1/1"] .state-badge`, "Draining"),
+		browsertest.TextContains(`.gpu-card[data-id="gpu-1/1"] .drain`, "Undrain"),
 	)
 
 	// ---- participants ----
@@ -313,7 +297,7 @@ func TestAdminUI(t *testing.T) {
 	if c := f.waitCall(t, "PATCH", "/api/seats/2"); c.Body != `{"disabled":true}` {
 		t.Errorf("disable: %s", c.Body)
 	}
-	do(t, ctx, "seat 2 is disabled", textContains(`#seat-rows tr[data-seat="2"] .online`, "Disabled"))
+	do(t, ctx, "seat 2 is disabled", browsertest.TextContains(`#seat-rows tr[data-seat="2"] .online`, "Disabled"))
 	do(t, ctx, "add a seat",
 		chromedp.SendKeys(sel("#add-name"), "Guest"),
 		chromedp.Click(sel(`#add-seat-form button[type=submit]`)),
@@ -324,7 +308,7 @@ func TestAdminUI(t *testing.T) {
 	do(t, ctx, "announce", tab("announcements"),
 		chromedp.SendKeys(sel("#announce-text"), "Break until 11:00 <b>sharp</b>"),
 		chromedp.Click(sel("#announce-send")),
-		textContains("#announce-list li:first-child .text", "Break until 11:00 <b>sharp</b>"),
+		browsertest.TextContains("#announce-list li:first-child .text", "Break until 11:00 <b>sharp</b>"),
 	)
 	if c := f.waitCall(t, "POST", "/api/announcements"); !c.CSRFOK || c.Body != `{"text":"Break until 11:00 \u003cb\u003esharp\u003c/b\u003e"}` && c.Body != `{"text":"Break until 11:00 <b>sharp</b>"}` {
 		t.Errorf("announcement: %+v", c)
@@ -361,7 +345,7 @@ func TestAdminUI(t *testing.T) {
 		chromedp.EmulateViewport(1280, 720),
 		chromedp.Navigate(f.base+"/admin/spotlight"),
 		until(spotImg(first)),
-		textContains("#caption", "Seat"),
+		browsertest.TextContains("#caption", "Seat"),
 		until(`window.__spotlightStats.messages >= 1`),
 	)
 	// Switch from the admin page; the projector follows live.
@@ -404,11 +388,11 @@ func TestAdminUI(t *testing.T) {
 	)
 	f.push(map[string]any{"type": "activity", "data": map[string]any{"id": "live1", "time": time.Now().UTC().Format(time.RFC3339),
 		"actor": "admin", "kind": "admin", "action": "drained", "detail": "gpu-1/1"}})
-	do(t, ctx, "a live entry", textContains("#activity-rows tr:first-child", "drained"))
+	do(t, ctx, "a live entry", browsertest.TextContains("#activity-rows tr:first-child", "drained"))
 
 	// ---- metrics ----
 	do(t, ctx, "metrics", tab("metrics"),
-		textContains("#m-done", "214"),
+		browsertest.TextContains("#m-done", "214"),
 		chromedp.WaitVisible(sel("#chart-timeline svg")),
 		until(`document.querySelectorAll("#chart-timeline rect").length > 10`),
 		until(`document.querySelectorAll("#chart-users li").length === 12`),
@@ -423,8 +407,8 @@ func TestAdminUI(t *testing.T) {
 	do(t, ctx, "back to the queue", tab("queue"))
 	connects := eval[int](t, ctx, `window.__adminStats.connects`)
 	f.dropSockets(true)
-	do(t, ctx, "banner", chromedp.WaitVisible(sel("#banner")), textContains("#banner-text", "Live updates lost"),
-		textContains("#live-dot", "Offline"))
+	do(t, ctx, "banner", chromedp.WaitVisible(sel("#banner")), browsertest.TextContains("#banner-text", "Live updates lost"),
+		browsertest.TextContains("#live-dot", "Offline"))
 	// Something changes while the page cannot hear it.
 	f.mu.Lock()
 	quiet := f.addJob(userID(9), 2, "pending", time.Now())
@@ -432,7 +416,7 @@ func TestAdminUI(t *testing.T) {
 	f.allowSockets()
 	do(t, ctx, "recovery",
 		chromedp.WaitNotVisible(sel("#banner")),
-		textContains("#live-dot", "Live"),
+		browsertest.TextContains("#live-dot", "Live"),
 		until(fmt.Sprintf(`window.__adminStats.connects > %d`, connects)),
 		chromedp.WaitVisible(sel(fmt.Sprintf(`#pending-list li[data-id=%q]`, quiet.ID))),
 	)
@@ -477,7 +461,7 @@ func TestAdminUI(t *testing.T) {
 		until(`document.body.dataset.ready === "1"`),
 		until(`document.querySelectorAll("#sheet .card").length === 11`), // 13 seats, 2 disabled
 		until(`[...document.querySelectorAll("#sheet img.qr")].every(i => i.complete && i.naturalWidth > 0)`),
-		textContains(`#sheet .card[data-seat="7"]`, "Alice"),
+		browsertest.TextContains(`#sheet .card[data-seat="7"]`, "Alice"),
 	)
 	screenshot(t, ctx, "qr-sheet")
 

@@ -127,25 +127,6 @@ func browser(t *testing.T) context.Context {
 	return browsertest.Start(t, 1280, 800, 50*time.Second)
 }
 
-// pollOpts: poll every 25 ms (not on animation frames, which a background
-// tab does not get) for up to 10 s (generous for a loaded CI machine; the
-// conditions hold within milliseconds).
-var pollOpts = []chromedp.PollOption{chromedp.WithPollingInterval(25 * time.Millisecond), chromedp.WithPollingTimeout(10 * time.Second)}
-
-// textContains waits until the element's text contains want.
-func textContains(sel, want string) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Poll[chromedp.Void](fmt.Sprintf(
-			`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want),
-			pollOpts...)(ctx, t)
-		if err != nil {
-			now, _ := chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(no element)"`, sel))(ctx, t)
-			return chromedp.Void{}, fmt.Errorf("waiting for %s to contain %q (it says %q): %w", sel, want, now, err)
-		}
-		return chromedp.Void{}, nil
-	}
-}
-
 // receive feeds one socket message to the stand-in api.
 func receive(t *testing.T, msgType string, data any) chromedp.Action[chromedp.Void] {
 	b, err := json.Marshal(map[string]any{"type": msgType, "data": data})
@@ -213,11 +194,11 @@ func TestBrowser(t *testing.T) {
 		do(t, ctx, "load page",
 			chromedp.Navigate(srv.URL+"/test/?base=/user/7/"),
 			chromedp.WaitVisible(chromedp.CSS("#comfy-workshop-badge")),
-			textContains("#comfy-workshop-badge .cw-name", "Alice"),
-			textContains("#comfy-workshop-badge .cw-seat", "Seat 7"),
-			textContains("#comfy-workshop-badge .cw-queue", "Position 2"),
-			textContains("#comfy-workshop-badge .cw-queue", "~5 min"),
-			textContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (2)"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-name", "Alice"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-seat", "Seat 7"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Position 2"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "~5 min"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (2)"),
 		)
 		if got := eval[string](t, ctx, `document.querySelector(".cw-gpu").dataset.state`); got != "ready" {
 			t.Errorf("gpu state = %q, want ready", got)
@@ -226,7 +207,7 @@ func TestBrowser(t *testing.T) {
 		// The announcement from /workshop/me became a toast once.
 		do(t, ctx, "announcement toast",
 			chromedp.Poll[chromedp.Void](`window.__standin.toasts.some(t => t.detail === "Break at 11:00")`,
-				pollOpts...))
+				browsertest.PollOpts...))
 
 		// Live position change.
 		do(t, ctx, "workshop_status position 1",
@@ -234,8 +215,8 @@ func TestBrowser(t *testing.T) {
 				"seat": 7, "user_id": "user007", "name": "Alice",
 				"gpus": map[string]any{"connected": 2, "total": 2}, "queue": queue(1, 30),
 			}),
-			textContains("#comfy-workshop-badge .cw-queue", "Position 1"),
-			textContains("#comfy-workshop-badge .cw-queue", "< 1 min"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Position 1"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "< 1 min"),
 		)
 
 		// GPUs gone, then back.
@@ -243,7 +224,7 @@ func TestBrowser(t *testing.T) {
 			receive(t, "workshop_status", map[string]any{
 				"gpus": map[string]any{"connected": 0, "total": 2}, "queue": queue(1, nil),
 			}),
-			textContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet — your jobs wait in the queue"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet — your jobs wait in the queue"),
 		)
 		if got := eval[string](t, ctx, `document.querySelector(".cw-gpu").dataset.state`); got != "none" {
 			t.Errorf("gpu state = %q, want none", got)
@@ -253,7 +234,7 @@ func TestBrowser(t *testing.T) {
 		}
 		do(t, ctx, "GPUs back",
 			receive(t, "workshop_status", map[string]any{"gpus": map[string]any{"connected": 2, "total": 2}}),
-			textContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (2)"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (2)"),
 		)
 
 		// A live announcement becomes a toast.
@@ -262,7 +243,7 @@ func TestBrowser(t *testing.T) {
 				"id": "a2", "text": "Lunch at 12:30. Your queued jobs keep running.", "created_at": "2026-11-28T12:00:00Z",
 			}),
 			chromedp.Poll[chromedp.Void](`window.__standin.toasts.some(t => t.detail === "Lunch at 12:30. Your queued jobs keep running.")`,
-				pollOpts...),
+				browsertest.PollOpts...),
 		)
 		if n := eval[int](t, ctx, `window.__standin.toasts.length`); n != 2 {
 			t.Errorf("toasts = %d, want 2 (one per announcement)", n)
@@ -273,9 +254,9 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#comfy-workshop-badge .cw-badge-main")),
 			chromedp.WaitVisible(chromedp.CSS("#standin-sidebar .cw-panel")),
 			chromedp.Poll[chromedp.Void](`document.querySelectorAll(".cw-outputs-list > li").length === 2`,
-				pollOpts...),
-			textContains(".cw-outputs-list > li:first-child .cw-filename", "t_00002_.png"),
-			textContains(".cw-announcements li:first-child", "Lunch at 12:30"),
+				browsertest.PollOpts...),
+			browsertest.TextContains(".cw-outputs-list > li:first-child .cw-filename", "t_00002_.png"),
+			browsertest.TextContains(".cw-announcements li:first-child", "Lunch at 12:30"),
 		)
 		if tabs := eval[[]string](t, ctx, `window.__standin.sidebarTabs`); len(tabs) != 1 || tabs[0] != "workshop-outputs" {
 			t.Errorf("sidebar tabs = %q", tabs)
@@ -287,7 +268,7 @@ func TestBrowser(t *testing.T) {
 		do(t, ctx, "workshop_output",
 			chromedp.Evaluate[chromedp.Void](`document.querySelector(".cw-outputs-list > li:first-child").__kept = true`),
 			receive(t, "workshop_output", newest),
-			textContains(".cw-outputs-list > li:first-child .cw-filename", "t_00003_.png"),
+			browsertest.TextContains(".cw-outputs-list > li:first-child .cw-filename", "t_00003_.png"),
 		)
 		if n := eval[int](t, ctx, `document.querySelectorAll(".cw-outputs-list > li").length`); n != 3 {
 			t.Errorf("outputs = %d, want 3", n)
@@ -309,20 +290,20 @@ func TestBrowser(t *testing.T) {
 		}
 		do(t, ctx, "thumbnail loads",
 			chromedp.Poll[chromedp.Void](`(() => { const i = document.querySelector(".cw-outputs-list > li:first-child img"); return !!i && i.complete && i.naturalWidth === 64; })()`,
-				pollOpts...))
+				browsertest.PollOpts...))
 
 		// ComfyUI's own status message makes it refetch /workshop/me.
 		fake.set("7", func(s *fakeSeat) { s.me["queue"] = queue(3, 90) })
 		do(t, ctx, "status refresh",
 			receive(t, "status", map[string]any{"status": map[string]any{"exec_info": map[string]any{"queue_remaining": 4}}}),
-			textContains("#comfy-workshop-badge .cw-queue", "Position 3"),
-			textContains("#comfy-workshop-badge .cw-queue", "~2 min"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Position 3"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "~2 min"),
 		)
 		// And so does a reconnect.
 		fake.set("7", func(s *fakeSeat) { s.me["queue"] = queue(nil, nil); s.me["queue"].(map[string]any)["pending"] = 0 })
 		do(t, ctx, "reconnect refresh",
 			chromedp.Evaluate[chromedp.Void](`window.__standinApi.reconnect()`),
-			textContains("#comfy-workshop-badge .cw-queue", "Your job is running"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Your job is running"),
 		)
 
 		if unknown := eval[[]string](t, ctx, `window.__standinApi.unknown`); len(unknown) != 0 {
@@ -336,8 +317,8 @@ func TestBrowser(t *testing.T) {
 		if os.Getenv("SCREENSHOTS") == "1" {
 			do(t, ctx, "screenshot state",
 				receive(t, "workshop_status", map[string]any{"queue": queue(2, 240)}),
-				textContains("#comfy-workshop-badge .cw-queue", "Position 2"),
-				chromedp.Poll[chromedp.Void](`[...document.images].every(i => i.complete)`, pollOpts...),
+				browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Position 2"),
+				chromedp.Poll[chromedp.Void](`[...document.images].every(i => i.complete)`, browsertest.PollOpts...),
 			)
 			shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 			if err != nil {
@@ -356,10 +337,10 @@ func TestBrowser(t *testing.T) {
 		// After a reload the same announcements are not toasted again.
 		do(t, ctx, "reload",
 			chromedp.Navigate(srv.URL+"/test/?base=/user/7/&reloaded=1"),
-			chromedp.Poll[chromedp.Void](`window.__standin.ready === true`, pollOpts...),
-			textContains("#comfy-workshop-badge .cw-name", "Alice"),
+			chromedp.Poll[chromedp.Void](`window.__standin.ready === true`, browsertest.PollOpts...),
+			browsertest.TextContains("#comfy-workshop-badge .cw-name", "Alice"),
 			chromedp.Click(chromedp.CSS("#comfy-workshop-badge .cw-badge-main")),
-			textContains("#standin-sidebar .cw-announcements", "Break at 11:00"),
+			browsertest.TextContains("#standin-sidebar .cw-announcements", "Break at 11:00"),
 		)
 		if n := eval[int](t, ctx, `window.__standin.toasts.length`); n != 0 {
 			t.Errorf("after a reload, %d announcements were toasted again", n)
@@ -372,8 +353,8 @@ func TestBrowser(t *testing.T) {
 		do(t, ctx, "load page",
 			chromedp.Navigate(srv.URL+"/test/?base=/user/8/"),
 			chromedp.WaitVisible(chromedp.CSS("#comfy-workshop-badge")),
-			chromedp.Poll[chromedp.Void](`window.__standin.ready === true`, pollOpts...),
-			textContains("#comfy-workshop-badge .cw-queue", "Workshop status unavailable"),
+			chromedp.Poll[chromedp.Void](`window.__standin.ready === true`, browsertest.PollOpts...),
+			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Workshop status unavailable"),
 		)
 		noEscapes(t, ctx)
 
@@ -381,7 +362,7 @@ func TestBrowser(t *testing.T) {
 		do(t, ctx, "queue a prompt",
 			chromedp.Click(chromedp.CSS("#standin-queue")),
 			chromedp.Poll[chromedp.Void](`window.__standin.lastQueued?.prompt_id?.startsWith("p")`,
-				pollOpts...),
+				browsertest.PollOpts...),
 		)
 		// Garbage over the socket does not break anything either.
 		do(t, ctx, "garbage messages",
@@ -403,8 +384,8 @@ func TestBrowser(t *testing.T) {
 		})
 		do(t, ctx, "recovers",
 			chromedp.Evaluate[chromedp.Void](`window.__standinApi.reconnect()`),
-			textContains("#comfy-workshop-badge .cw-name", "Seat 8"),
-			textContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-name", "Seat 8"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet"),
 		)
 		noEscapes(t, ctx)
 	})
@@ -418,14 +399,14 @@ func TestBrowser(t *testing.T) {
 		})
 		do(t, ctx, "load page without extensionManager",
 			chromedp.Navigate(srv.URL+"/test/?base=/user/9/&legacy=1"),
-			textContains("#comfy-workshop-badge .cw-name", "Bob"),
-			textContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (1)"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-name", "Bob"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready (1)"),
 			// The fallback toast and the panel show the text as text, never as HTML.
-			textContains(".cw-toasts .cw-toast-text", "Welcome <b>all</b> <img src=x onerror=alert(1)>"),
+			browsertest.TextContains(".cw-toasts .cw-toast-text", "Welcome <b>all</b> <img src=x onerror=alert(1)>"),
 			chromedp.Click(chromedp.CSS("#comfy-workshop-badge .cw-badge-main")),
 			chromedp.WaitVisible(chromedp.CSS("#comfy-workshop-floating .cw-panel")),
-			textContains("#comfy-workshop-floating .cw-outputs-list", "b_00001_.png"),
-			textContains("#comfy-workshop-floating .cw-announcements", "Welcome <b>all</b>"),
+			browsertest.TextContains("#comfy-workshop-floating .cw-outputs-list", "b_00001_.png"),
+			browsertest.TextContains("#comfy-workshop-floating .cw-announcements", "Welcome <b>all</b>"),
 		)
 		if n := eval[int](t, ctx, `document.querySelectorAll(".cw-toasts b, .cw-toasts img, .cw-panel b, .cw-panel img:not(.cw-thumb img)").length`); n != 0 {
 			t.Errorf("announcement text was parsed as HTML (%d elements)", n)
@@ -435,7 +416,7 @@ func TestBrowser(t *testing.T) {
 		// Phone-sized screen: the badge and the panel stay inside the viewport.
 		do(t, ctx, "phone viewport",
 			chromedp.EmulateViewport(390, 844),
-			chromedp.Poll[chromedp.Void](`window.innerWidth === 390`, pollOpts...),
+			chromedp.Poll[chromedp.Void](`window.innerWidth === 390`, browsertest.PollOpts...),
 		)
 		fits := eval[bool](t, ctx, `[".cw-badge-main", "#comfy-workshop-floating"].every(sel => {
 			const r = document.querySelector(sel).getBoundingClientRect();

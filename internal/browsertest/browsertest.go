@@ -95,3 +95,23 @@ func console(t testing.TB) func(ev any) {
 		mu.Unlock()
 	}
 }
+
+// PollOpts polls every 25 ms (not on animation frames, which a background
+// tab does not get) for up to 10 s (generous for a loaded CI machine; the
+// conditions hold within milliseconds).
+var PollOpts = []chromedp.PollOption{chromedp.WithPollingInterval(25 * time.Millisecond), chromedp.WithPollingTimeout(10 * time.Second)}
+
+// TextContains waits until the element's text contains want, and says what
+// it found instead when it gives up.
+func TextContains(sel, want string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[chromedp.Void](fmt.Sprintf(
+			`(() => { const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, want),
+			PollOpts...)(ctx, t)
+		if err != nil {
+			now, _ := chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? "(no element)"`, sel))(ctx, t)
+			return chromedp.Void{}, fmt.Errorf("waiting for %s to contain %q (it says %q): %w", sel, want, now, err)
+		}
+		return chromedp.Void{}, nil
+	}
+}
