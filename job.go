@@ -56,8 +56,12 @@ const (
 
 // Job is one ComfyUI graph to run for one participant.
 type Job struct {
-	ID       string          `json:"id"`
-	Seq      uint64          `json:"number"` // submission order, ComfyUI's "number"
+	ID  string `json:"id"`
+	Seq uint64 `json:"number"` // submission order, ComfyUI's "number"
+	// UserSeq is the job's number among its participant's own jobs (their
+	// "job #3"), so a participant's UI does not tell how many jobs others
+	// queued. 0 on jobs stored before it existed.
+	UserSeq  uint64          `json:"user_number,omitempty"`
 	UserID   string          `json:"user_id"`
 	Workflow json.RawMessage `json:"workflow,omitempty"`
 	Priority int             `json:"priority"`

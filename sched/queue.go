@@ -61,7 +61,8 @@ type Queue struct {
 	// pendingBy counts each participant's pending jobs, including those
 	// whose submission is still committing, for the per-participant cap.
 	pendingBy map[string]int
-	quota     map[string]int // per-participant cap overriding MaxPending
+	quota     map[string]int    // per-participant cap overriding MaxPending
+	userSeq   map[string]uint64 // participant -> their last job's UserSeq, once known
 	finished  map[workshop.JobStatus]int
 	changed   chan struct{} // closed and replaced when a job may be leasable
 
@@ -107,6 +108,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		byUser:     map[string][]*entry{},
 		pendingBy:  map[string]int{},
 		quota:      map[string]int{},
+		userSeq:    map[string]uint64{},
 		finished:   map[workshop.JobStatus]int{},
 		changed:    make(chan struct{}),
 		orderDirty: true,
@@ -246,15 +248,32 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	}
 
 	q.mu.Lock()
+	_, numbered := q.userSeq[s.UserID]
+	q.mu.Unlock()
+	var stored uint64
+	if !numbered {
+		// Read outside the lock; a submission that numbered this
+		// participant meanwhile wins below.
+		stored = q.lastUserSeq(s.UserID)
+	}
+
+	q.mu.Lock()
 	if limit := q.limitFor(s.UserID); limit > 0 && q.pendingBy[s.UserID] >= limit {
 		q.mu.Unlock()
 		return nil, workshop.Errorf(workshop.ETOOMANY, "%s already has %d pending jobs (the limit): wait for one to finish", s.UserID, limit)
 	}
 	q.pendingBy[s.UserID]++
 	q.seq++
+	userSeq, ok := q.userSeq[s.UserID]
+	if !ok {
+		userSeq = stored
+	}
+	userSeq++
+	q.userSeq[s.UserID] = userSeq
 	job := &workshop.Job{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		Seq:       q.seq,
+		UserSeq:   userSeq,
 		UserID:    s.UserID,
 		Workflow:  s.Workflow,
 		Priority:  prio,
@@ -286,6 +305,19 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 
 	q.publish(EventJobCreated, job)
 	return job, nil
+}
+
+// lastUserSeq is the UserSeq of user's newest stored job (0 for none).
+func (q *Queue) lastUserSeq(user string) uint64 {
+	var n uint64
+	q.db.View(func(tx *store.Tx) error {
+		jobs, _, err := tx.ListJobs(store.JobFilter{UserID: user, Limit: 1})
+		if err == nil && len(jobs) > 0 {
+			n = jobs[0].UserSeq
+		}
+		return err
+	})
+	return n
 }
 
 func (q *Queue) limitFor(user string) int {

@@ -732,3 +732,23 @@ func TestPlacesAgreeWithDispatch(t *testing.T) {
 		})
 	}
 }
+
+// Each participant's jobs are numbered 1, 2, 3... on their own, whoever
+// else queues, and the numbering goes on after a restart.
+func TestUserNumbers(t *testing.T) {
+	dir := t.TempDir()
+	q, db := openQueue(t, dir, sched.Config{})
+	got := func(j *workshop.Job) uint64 { return j.UserSeq }
+	a1, b1, a2 := submit(t, q, "a", "a1"), submit(t, q, "b", "b1"), submit(t, q, "a", "a2")
+	if got(a1) != 1 || got(b1) != 1 || got(a2) != 2 || a2.Seq != 3 {
+		t.Fatalf("numbers a1=%d b1=%d a2=%d (room-wide %d)", got(a1), got(b1), got(a2), a2.Seq)
+	}
+	if stored, err := q.Get(a2.ID); err != nil || stored.UserSeq != 2 {
+		t.Fatalf("stored %+v %v", stored, err)
+	}
+	db.Close()
+	q, _ = openQueue(t, dir, sched.Config{})
+	if a3, b2 := submit(t, q, "a", "a3"), submit(t, q, "b", "b2"); got(a3) != 3 || got(b2) != 2 {
+		t.Fatalf("after a restart: a3=%d b2=%d", got(a3), got(b2))
+	}
+}
