@@ -3,6 +3,7 @@ package api
 import (
 	"archive/zip"
 	"bufio"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -191,14 +192,65 @@ func (s *Server) workflowPath(name string) (string, error) {
 }
 
 func (s *Server) listWorkflows(c *fiber.Ctx) error {
+	def, err := s.defaultWorkflow()
+	if err != nil {
+		return err
+	}
 	out := []fiber.Map{}
 	entries, _ := os.ReadDir(s.cfg.WorkflowsDir)
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
-			out = append(out, fiber.Map{"name": e.Name(), "size": fi.Size(), "modified": fi.ModTime().UTC()})
+			out = append(out, fiber.Map{"name": e.Name(), "size": fi.Size(), "modified": fi.ModTime().UTC(), "default": e.Name() == def})
 		}
 	}
 	return c.JSON(fiber.Map{"workflows": out})
+}
+
+func (s *Server) defaultWorkflow() (string, error) {
+	var def string
+	err := s.cfg.DB.View(func(tx *store.Tx) (err error) {
+		def, err = tx.DefaultWorkflow()
+		return err
+	})
+	return def, err
+}
+
+// markDefault is PUT /api/workflows/{name}/default: the workflow a
+// participant's page opens the first time (one at most).
+func (s *Server) markDefault(c *fiber.Ctx) error {
+	name := c.Params("name")
+	p, err := s.workflowPath(name)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", name)
+	}
+	if err := s.cfg.DB.Write(c.UserContext(), func(tx *store.Tx) error { return tx.PutDefaultWorkflow(name) }); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"default": name})
+}
+
+// unmarkDefault is DELETE /api/workflows/{name}/default.
+func (s *Server) unmarkDefault(c *fiber.Ctx) error {
+	if _, err := s.workflowPath(c.Params("name")); err != nil {
+		return err
+	}
+	if err := s.clearDefault(c.UserContext(), c.Params("name")); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"default": nil})
+}
+
+// clearDefault unmarks name if it is the default workflow.
+func (s *Server) clearDefault(ctx context.Context, name string) error {
+	return s.cfg.DB.Write(ctx, func(tx *store.Tx) error {
+		if def, err := tx.DefaultWorkflow(); err != nil || def != name {
+			return err
+		}
+		return tx.PutDefaultWorkflow("")
+	})
 }
 
 func (s *Server) putWorkflow(c *fiber.Ctx) error {
@@ -233,6 +285,9 @@ func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
 		if os.IsNotExist(err) {
 			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", c.Params("name"))
 		}
+		return err
+	}
+	if err := s.clearDefault(c.UserContext(), c.Params("name")); err != nil {
 		return err
 	}
 	return c.JSON(fiber.Map{"removed": c.Params("name")})

@@ -152,6 +152,8 @@ func (s *Server) routes() {
 	a.Get("/workflows", s.listWorkflows)
 	a.Put("/workflows/:name", s.putWorkflow)
 	a.Delete("/workflows/:name", s.deleteWorkflow)
+	a.Put("/workflows/:name/default", s.markDefault)
+	a.Delete("/workflows/:name/default", s.unmarkDefault)
 	a.Get("/activity", s.listActivity)
 	a.Get("/metrics", s.metrics)
 	a.Get("/backup", s.backup)

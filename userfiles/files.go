@@ -170,8 +170,8 @@ func (h *handler) postFile(c *fiber.Ctx, user, raw string) error {
 		return nil
 	}
 	overwrite, fullInfo := writeFlags(c)
-	if _, ok := h.s.workshopFile(rel); ok {
-		return workshopRefusal(c, overwrite)
+	if inWorkshop(rel) {
+		return h.workshopRefusal(c, rel, overwrite)
 	}
 	if ce := c.Get(fiber.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
 		return fail(c, fiber.StatusUnsupportedMediaType, "invalid", "Send the file without Content-Encoding.")
@@ -234,7 +234,7 @@ func (h *handler) deleteFile(c *fiber.Ctx, user, raw string) error {
 	if !ok {
 		return nil
 	}
-	if _, ok := h.s.workshopFile(rel); ok {
+	if inWorkshop(rel) {
 		return fail(c, fiber.StatusForbidden, "forbidden", "Workshop workflows are read-only and cannot be deleted.")
 	}
 	defer h.s.lock(user)()
@@ -264,7 +264,7 @@ func (h *handler) move(c *fiber.Ctx, user, rawSrc, rawDst string) error {
 	if !ok {
 		return nil
 	}
-	if _, ok := h.s.workshopFile(src); ok {
+	if inWorkshop(src) {
 		return fail(c, fiber.StatusForbidden, "forbidden", "Workshop workflows are read-only and cannot be moved or renamed.")
 	}
 	defer h.s.lock(user)()
@@ -282,19 +282,8 @@ func (h *handler) move(c *fiber.Ctx, user, rawSrc, rawDst string) error {
 		return nil
 	}
 	overwrite, fullInfo := writeFlags(c)
-	if _, ok := h.s.workshopFile(dst); ok {
-		return workshopRefusal(c, overwrite)
-	}
-	if srcFi.IsDir() && dst == workflowsDir {
-		// Moving a folder to workflows/ must not bring in a file that a
-		// workshop workflow's name would hide.
-		if ents, err := readDir(root, src); err == nil {
-			for _, e := range ents {
-				if _, ok := h.s.workshopFile(workflowsDir + "/" + e.Name()); ok {
-					return workshopRefusal(c, false)
-				}
-			}
-		}
+	if inWorkshop(dst) {
+		return h.workshopRefusal(c, dst, overwrite)
 	}
 	if srcFi.IsDir() && strings.HasPrefix(dst, src+"/") {
 		return invalidFilename(c) // a folder into itself

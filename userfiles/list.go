@@ -16,11 +16,21 @@ import (
 )
 
 // workflowsDir is the folder of the participant's tree where the frontend
-// keeps saved workflows, and where workshop workflows appear.
-const workflowsDir = "workflows"
+// keeps saved workflows; the workshop workflows appear in its folder
+// workshop/, which the workflows sidebar shows as a folder of its own and
+// which participants cannot write to.
+const (
+	workflowsDir = "workflows"
+	workshopDir  = workflowsDir + "/workshop"
+)
+
+// inWorkshop says whether rel is the workshop folder or under it.
+func inWorkshop(rel string) bool {
+	return rel == workshopDir || strings.HasPrefix(rel, workshopDir+"/")
+}
 
 // node is one entry of a participant's tree: a real file or folder in
-// their folder, or a workshop workflow shown under workflows/.
+// their folder, or a workshop workflow shown under workflows/workshop/.
 type node struct {
 	name  string
 	rel   string // relative to the participant's folder
@@ -78,7 +88,7 @@ func (s *Store) workshop() []node {
 
 // workshopFile returns the workshop workflow that rel names, if any.
 func (s *Store) workshopFile(rel string) (node, bool) {
-	name, ok := strings.CutPrefix(rel, workflowsDir+"/")
+	name, ok := strings.CutPrefix(rel, workshopDir+"/")
 	if !ok || !workshopName(name) {
 		return node{}, false
 	}
@@ -98,14 +108,13 @@ func workshopNode(p string) (node, bool) {
 		return node{}, false
 	}
 	name := filepath.Base(p)
-	return node{name: name, rel: workflowsDir + "/" + name, size: fi.Size(), mod: fi.ModTime(), ctime: ctimeOf(fi), src: p}, true
+	return node{name: name, rel: workshopDir + "/" + name, size: fi.Size(), mod: fi.ModTime(), ctime: ctimeOf(fi), src: p}, true
 }
 
 // view is a participant's tree as the listing routes see it: their folder
-// (root, nil when it does not exist yet) with the workshop workflows
-// (ws) merged under workflows/. A workshop workflow hides a same-named
-// entry of the participant's, which can only exist if the instructor added
-// the workflow after the participant saved theirs.
+// (root, nil when it does not exist yet) with the workshop workflows (ws)
+// in workflows/workshop/. That folder is the workshop's alone: an entry of
+// the participant's with its name (saved before it existed) is hidden.
 type view struct {
 	root *os.Root
 	ws   []node
@@ -121,20 +130,19 @@ const (
 // stat says what rel is in the view. Links in the participant's folder
 // answer errSymlink.
 func (v *view) stat(rel string) (int, error) {
-	if rel == "" || (rel == workflowsDir && len(v.ws) > 0) {
+	if rel == "" || (len(v.ws) > 0 && (rel == workflowsDir || rel == workshopDir)) {
 		if rel == "" && v.root == nil && len(v.ws) == 0 {
 			return missing, nil
 		}
 		return isDir, nil
 	}
-	if len(v.ws) > 0 {
-		if name, ok := strings.CutPrefix(rel, workflowsDir+"/"); ok {
-			for _, n := range v.ws {
-				if n.name == name {
-					return isFile, nil
-				}
+	if inWorkshop(rel) {
+		for _, n := range v.ws {
+			if n.rel == rel {
+				return isFile, nil
 			}
 		}
+		return missing, nil
 	}
 	if v.root == nil {
 		return missing, nil
@@ -156,6 +164,12 @@ func (v *view) stat(rel string) (int, error) {
 // children lists the folder rel (which stat found to be a folder), sorted
 // by name. Links, special files and temporary files are left out.
 func (v *view) children(rel string) ([]node, error) {
+	if inWorkshop(rel) {
+		if rel != workshopDir {
+			return nil, nil
+		}
+		return append([]node(nil), v.ws...), nil
+	}
 	var out []node
 	if v.root != nil {
 		phys, err := v.physical(rel)
@@ -164,16 +178,16 @@ func (v *view) children(rel string) ([]node, error) {
 		}
 		out = phys
 	}
-	switch {
-	case rel == "" && len(v.ws) > 0:
-		out = slices.DeleteFunc(out, func(n node) bool { return n.name == workflowsDir && !n.dir })
-		if !containsName(out, workflowsDir) {
-			out = append(out, node{name: workflowsDir, rel: workflowsDir, dir: true})
-		}
-	case rel == workflowsDir && len(v.ws) > 0:
-		for _, w := range v.ws {
-			out = slices.DeleteFunc(out, func(n node) bool { return n.name == w.name })
-			out = append(out, w)
+	if len(v.ws) > 0 {
+		switch rel {
+		case "":
+			out = slices.DeleteFunc(out, func(n node) bool { return n.name == workflowsDir && !n.dir })
+			if !containsName(out, workflowsDir) {
+				out = append(out, node{name: workflowsDir, rel: workflowsDir, dir: true})
+			}
+		case workflowsDir:
+			out = slices.DeleteFunc(out, func(n node) bool { return n.rel == workshopDir })
+			out = append(out, node{name: path.Base(workshopDir), rel: workshopDir, dir: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
@@ -434,4 +448,34 @@ func (h *handler) listV2(c *fiber.Ctx, user string) error {
 		return strings.ToLower(results[i].Name) < strings.ToLower(results[j].Name)
 	})
 	return sendJSON(c, fiber.StatusOK, results)
+}
+
+// WorkshopWorkflows lists the workshop workflows' file names, sorted, as
+// every participant sees them in workflows/workshop/.
+func (s *Store) WorkshopWorkflows() []string {
+	var names []string
+	for _, n := range s.workshop() {
+		names = append(names, n.name)
+	}
+	return names
+}
+
+// OpenWorkshopFile opens a file of the workshop folders by its name: a
+// workflow, or an image beside it (a template thumbnail). The first
+// folder that has the name wins, as in the listings.
+func (s *Store) OpenWorkshopFile(name string) (*os.File, error) {
+	if !workshopName(strings.TrimSuffix(name, path.Ext(name))+".json") || name == "" || path.Ext(name) == "" {
+		return nil, fs.ErrNotExist
+	}
+	for _, d := range s.cfg.WorkflowDirs {
+		f, err := os.Open(filepath.Join(d, name))
+		if err != nil {
+			continue
+		}
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			return f, nil
+		}
+		f.Close()
+	}
+	return nil, fs.ErrNotExist
 }

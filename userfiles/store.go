@@ -281,11 +281,16 @@ func (h *handler) openFail(c *fiber.Ctx, err error) error {
 const (
 	msgReadOnly    = "Workshop workflows are read-only. Use Save As to keep your own copy."
 	msgWorkshopDup = "A workshop workflow has this name. Choose another name."
+	msgWorkshopDir = "The workshop folder holds the instructor's workflows. Save yours outside it."
 )
 
-// workshopRefusal answers a write or move onto a workshop workflow's name:
-// 409 when the caller asked not to overwrite (the name is taken), else 403.
-func workshopRefusal(c *fiber.Ctx, overwrite bool) error {
+// workshopRefusal answers a write or move into the workshop folder: onto
+// a workshop workflow, 409 when the caller asked not to overwrite (the
+// name is taken), else 403; any other name there, 403.
+func (h *handler) workshopRefusal(c *fiber.Ctx, rel string, overwrite bool) error {
+	if _, ok := h.s.workshopFile(rel); !ok {
+		return fail(c, fiber.StatusForbidden, "forbidden", msgWorkshopDir)
+	}
 	if !overwrite {
 		return fail(c, fiber.StatusConflict, "conflict", msgWorkshopDup)
 	}

@@ -303,8 +303,9 @@ func TestWorkshopWorkflows(t *testing.T) {
 	e.put(1, "workflows/mine.json", "m")
 	const u = "/user/1/api/userdata/"
 
-	// Listed for every participant, in every listing shape, even for a
-	// participant with no folder yet (no 404).
+	// Listed in the workflows folder's workshop/ for every participant, in
+	// every listing shape, even for a participant with no folder yet (no
+	// 404).
 	for _, seat := range []int{1, 2} {
 		var infos []fileInfo
 		a := e.get(fmt.Sprintf("/user/%d/api/userdata?dir=workflows&recurse=true&split=false&full_info=true", seat))
@@ -316,7 +317,7 @@ func TestWorkshopWorkflows(t *testing.T) {
 		}
 		for _, n := range fixtureNames {
 			st, _ := os.Stat(filepath.Join(fixtures, n))
-			if got[n] != st.Size() {
+			if got["workshop/"+n] != st.Size() {
 				t.Fatalf("seat %d: %s listed with size %d, want %d (%s)", seat, n, got[n], st.Size(), a.body)
 			}
 		}
@@ -325,29 +326,34 @@ func TestWorkshopWorkflows(t *testing.T) {
 		}
 	}
 	var names []string
-	e.get("/user/2/userdata?dir=workflows").json(t, &names)
+	e.get("/user/2/userdata?dir=workflows%2Fworkshop").json(t, &names)
 	if !slices.Equal(names, fixtureNames) {
 		t.Fatalf("flat list %q, want %q", names, fixtureNames)
 	}
+	e.get("/user/2/userdata?dir=workflows").json(t, &names)
+	if len(names) != 0 {
+		t.Fatalf("seat 2's own workflows %q", names)
+	}
 	e.get("/user/2/userdata?dir=.&recurse=true").json(t, &names)
-	if len(names) != len(fixtureNames) || names[0] != "workflows/"+fixtureNames[0] {
+	if len(names) != len(fixtureNames) || names[0] != "workflows/workshop/"+fixtureNames[0] {
 		t.Fatalf("root recursive %q", names)
 	}
 	var v2 []v2Entry
 	e.get("/user/2/api/v2/userdata").json(t, &v2)
 	v2a := v2
 	v2 = nil
-	if len(v2a) != 1+len(fixtureNames) || v2a[0].Path != "workflows" || v2a[0].Type != "directory" {
+	if len(v2a) != 2+len(fixtureNames) || v2a[0].Path != "workflows" || v2a[0].Type != "directory" ||
+		v2a[1].Path != "workflows/workshop" || v2a[1].Type != "directory" {
 		t.Fatalf("v2 root %+v", v2a)
 	}
 	e.get("/user/1/api/v2/userdata?path=workflows").json(t, &v2)
-	if len(v2) != 1+len(fixtureNames) {
+	if len(v2) != 2+len(fixtureNames) {
 		t.Fatalf("v2 workflows %+v", v2)
 	}
 
 	// Readable.
 	name := fixtureNames[0]
-	esc := "workflows%2F" + name
+	esc := "workflows%2Fworkshop%2F" + name
 	content, _ := os.ReadFile(filepath.Join(fixtures, name))
 	want(t, "read", e.get(u+esc), 200, string(content))
 
@@ -365,19 +371,21 @@ func TestWorkshopWorkflows(t *testing.T) {
 	want(t, "move away", e.post(u+esc+"/move/workflows%2Fcopy.json", nil), 403)
 	want(t, "move onto, no overwrite", e.post(u+"workflows%2Fmine.json/move/"+esc+"?overwrite=false", nil), 409)
 	want(t, "move onto", e.post(u+"workflows%2Fmine.json/move/"+esc+"?overwrite=true", nil), 403)
-	if _, ok := e.read(1, "workflows/"+name); ok {
-		t.Fatal("a participant file shadows a workshop workflow")
+	// Nothing else can be saved in the workshop folder either.
+	a = e.post(u+"workflows%2Fworkshop%2Fnew.json?overwrite=false", []byte("{}"))
+	want(t, "new file in the workshop folder", a, 403)
+	if a.json(t, &je); !strings.Contains(je.Error.Message, "workshop folder") {
+		t.Fatalf("workshop folder answer %v", a)
+	}
+	want(t, "move into", e.post(u+"workflows%2Fmine.json/move/workflows%2Fworkshop%2Fmine.json", nil), 403)
+	if _, ok := e.read(1, "workflows/workshop/"+name); ok {
+		t.Fatal("a participant file in the workshop folder")
 	}
 	if got, _ := os.ReadFile(filepath.Join(fixtures, name)); string(got) != string(content) {
 		t.Fatal("workshop workflow changed")
 	}
-	// A folder moved to workflows/ may not bring a same-named file.
-	e.put(2, "stash/"+name, "x")
-	a = e.post("/user/2/api/userdata/stash/move/workflows", nil)
-	want(t, "folder move", a, 409)
-	if a.json(t, &je); je.Error.Code != "conflict" {
-		t.Fatalf("folder move answer %v", a)
-	}
+	// A participant's own copy of the same name sits beside the folder.
+	want(t, "own copy", e.post(u+"workflows%2F"+name, content), 200)
 	e.put(2, "stash2/own.json", "o")
 	want(t, "folder move ok", e.post("/user/2/api/userdata/stash2/move/workflows", nil), 200, `"workflows"`)
 	want(t, "moved in", e.get("/user/2/api/userdata/workflows%2Fown.json"), 200, "o")
@@ -386,12 +394,12 @@ func TestWorkshopWorkflows(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(late, "late.json"), []byte(`{"late":1}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.get("/user/2/api/userdata?dir=workflows").json(t, &names)
-	if !slices.Contains(names, "late.json") {
+	e.get("/user/2/api/userdata?dir=workflows&recurse=true").json(t, &names)
+	if !slices.Contains(names, "workshop/late.json") {
 		t.Fatalf("late workflow missing from %q", names)
 	}
-	want(t, "late read", e.get("/user/2/api/userdata/workflows%2Flate.json"), 200, `{"late":1}`)
-	want(t, "late read-only", e.post("/user/2/api/userdata/workflows%2Flate.json", []byte("x")), 403)
+	want(t, "late read", e.get("/user/2/api/userdata/workflows%2Fworkshop%2Flate.json"), 200, `{"late":1}`)
+	want(t, "late read-only", e.post("/user/2/api/userdata/workflows%2Fworkshop%2Flate.json", []byte("x")), 403)
 	// Participants' own workflows next to them are writable as usual.
 	want(t, "own", e.post(u+"workflows%2Fmine.json", []byte("m2")), 200, `"workflows/mine.json"`)
 }

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"path/filepath"
 
-	"github.com/gofiber/fiber/v2"
-
 	"github.com/comfy-workshop/workshop/dispatch"
 	"github.com/comfy-workshop/workshop/mirror"
 	"github.com/comfy-workshop/workshop/proxy"
@@ -29,15 +27,12 @@ func newMirror(d *dispatch.Dispatcher, data string, log *slog.Logger) (proxy.Mir
 	return mirrorGetter{m}, func() { m.Close() }
 }
 
-// newUserFiles serves each participant's saved workflows and settings.
-func newUserFiles(c serveConfig, log *slog.Logger) (func(fiber.Router, func(*fiber.Ctx) string), func(), error) {
+// newUserFiles serves each participant's saved workflows and settings,
+// and the workshop workflows.
+func newUserFiles(c serveConfig, log *slog.Logger) (*userfiles.Store, error) {
 	dirs := []string{filepath.Join(c.Data, "workflows")}
 	if c.Workflows != "" {
 		dirs = append(dirs, c.Workflows)
 	}
-	s, err := userfiles.New(userfiles.Config{Dir: filepath.Join(c.Data, "userdata"), WorkflowDirs: dirs, Logger: log.With("part", "userfiles")})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s.Register, func() { s.Close() }, nil
+	return userfiles.New(userfiles.Config{Dir: filepath.Join(c.Data, "userdata"), WorkflowDirs: dirs, Logger: log.With("part", "userfiles")})
 }

@@ -348,14 +348,14 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err := os.MkdirAll(filepath.Join(c.Data, "workflows"), 0o750); err != nil {
 		return err
 	}
-	userFiles, closeUserFiles, err := newUserFiles(c, log)
+	userFiles, err := newUserFiles(c, log)
 	if err != nil {
 		return err
 	}
-	defer closeUserFiles()
+	defer userFiles.Close()
 	participants := proxy.New(proxy.Config{
 		Queue: q, Seats: seatSvc, DB: db, Files: files, Workers: disp.Workers,
-		Mirror: mir, UserFiles: userFiles,
+		Mirror: mir, UserFiles: userFiles.Register, Workflows: userFiles,
 		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path, TestPage: testPage(c),
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
