@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
@@ -117,7 +119,35 @@ func (p *Proxy) sendFile(c *fiber.Ctx, kind, user, group, name string) error {
 	} else {
 		c.Set(fiber.HeaderContentDisposition, fmt.Sprintf("filename=%q", name))
 	}
-	return c.SendStream(f, int(fi.Size()))
+	return sendRanged(c, f, fi.Size())
+}
+
+// sendRanged sends f, or the one byte range the request asks for (206),
+// so that browsers can seek in a video. Several ranges, or a conditional
+// If-Range, get the whole file (allowed by RFC 9110); a range outside the
+// file gets 416.
+func sendRanged(c *fiber.Ctx, f *os.File, size int64) error {
+	c.Set(fiber.HeaderAcceptRanges, "bytes")
+	rng := c.Get(fiber.HeaderRange)
+	if rng == "" || strings.Contains(rng, ",") || c.Get(fiber.HeaderIfRange) != "" {
+		return c.SendStream(f, int(size))
+	}
+	start, end, err := fasthttp.ParseByteRange([]byte(rng), int(size))
+	if err != nil {
+		f.Close()
+		c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes */%d", size))
+		return c.Status(fiber.StatusRequestedRangeNotSatisfiable).SendString("range not satisfiable")
+	}
+	if _, err := f.Seek(int64(start), io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	c.Set(fiber.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", start, end, size))
+	c.Status(fiber.StatusPartialContent)
+	return c.SendStream(struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, int64(end-start+1)), f}, end-start+1)
 }
 
 // upload is POST /upload/image and /upload/mask: into the participant's

@@ -87,7 +87,7 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 		}
 		return err
 	}
-	return c.JSON(fiber.Map{"prompt_id": job.ID, "number": job.Seq, "node_errors": fiber.Map{}})
+	return c.JSON(fiber.Map{"prompt_id": job.ID, "number": number(job), "node_errors": fiber.Map{}})
 }
 
 func nodeErrorsOr(a, b map[string]comfy.NodeError) map[string]comfy.NodeError {
@@ -100,6 +100,15 @@ func nodeErrorsOr(a, b map[string]comfy.NodeError) map[string]comfy.NodeError {
 	return b
 }
 
+// number is a job's number as its participant sees it: theirs alone, not
+// the room's (which would tell them how many jobs everyone queued).
+func number(j *workshop.Job) uint64 {
+	if j.UserSeq > 0 {
+		return j.UserSeq
+	}
+	return j.Seq
+}
+
 // queueItem is ComfyUI's [number, prompt_id, prompt, extra_data, outputs].
 func queueItem(j *workshop.Job, outputs []string) []any {
 	extra := j.ExtraData
@@ -109,7 +118,7 @@ func queueItem(j *workshop.Job, outputs []string) []any {
 	if outputs == nil {
 		outputs = []string{}
 	}
-	return []any{j.Seq, j.ID, j.Workflow, extra, outputs}
+	return []any{number(j), j.ID, j.Workflow, extra, outputs}
 }
 
 // outputNodes lists a graph's output nodes, per the object_info known.
@@ -227,24 +236,25 @@ func (p *Proxy) historyEntry(c *fiber.Ctx, j *workshop.Job) fiber.Map {
 	if err == nil {
 		j = full
 	}
+	return fiber.Map{
+		"prompt":  queueItem(j, p.outputNodes(c, j.Workflow)),
+		"outputs": outputsOfJob(j),
+		"status":  historyStatus(j),
+		"meta":    fiber.Map{},
+	}
+}
+
+// historyStatus is a finished job's history "status".
+func historyStatus(j *workshop.Job) fiber.Map {
 	status := "success"
 	messages := []any{}
 	if j.Status == workshop.StatusFailed {
 		status = "error"
 		if j.Error != nil {
-			messages = append(messages, []any{"execution_error", fiber.Map{"prompt_id": j.ID, "exception_message": j.Error.Message, "exception_type": j.Error.Type}})
+			messages = append(messages, []any{"execution_error", json.RawMessage(executionError(j))})
 		}
 	}
-	outputs := json.RawMessage("{}")
-	if j.Result != nil && len(j.Result.Raw) > 0 {
-		outputs = rewriteOutputs(j.Result.Raw, j.ID)
-	}
-	return fiber.Map{
-		"prompt":  queueItem(j, p.outputNodes(c, j.Workflow)),
-		"outputs": outputs,
-		"status":  fiber.Map{"status_str": status, "completed": j.Status == workshop.StatusCompleted, "messages": messages},
-		"meta":    fiber.Map{},
-	}
+	return fiber.Map{"status_str": status, "completed": j.Status == workshop.StatusCompleted, "messages": messages}
 }
 
 // getHistory is GET /history?max_items=&offset=: oldest first; with
@@ -347,65 +357,4 @@ func rewriteOutputs(raw json.RawMessage, jobID string) json.RawMessage {
 		return raw
 	}
 	return b
-}
-
-// listJobs is the newer GET /api/jobs: the participant's jobs.
-func (p *Proxy) listJobs(c *fiber.Ctx) error {
-	user := userOf(c)
-	limit := c.QueryInt("limit", 100)
-	offset := c.QueryInt("offset", 0)
-	var all []*workshop.Job
-	all = append(all, p.cfg.Queue.Mine(user, false)...)
-	fin, err := p.finished(user, historyLimit)
-	if err != nil {
-		return err
-	}
-	for i := len(fin) - 1; i >= 0; i-- {
-		all = append(all, fin[i])
-	}
-	total := len(all)
-	offset = min(max0(offset), total)
-	all = all[offset:]
-	if limit >= 0 && limit < len(all) {
-		all = all[:limit]
-	}
-	jobs := make([]fiber.Map, 0, len(all))
-	for _, j := range all {
-		jobs = append(jobs, jobView(j))
-	}
-	return c.JSON(fiber.Map{"jobs": jobs, "pagination": fiber.Map{"offset": offset, "limit": limit, "total": total, "has_more": offset+len(jobs) < total}})
-}
-
-func (p *Proxy) getJob(c *fiber.Ctx) error {
-	j, err := p.cfg.Queue.Get(c.Params("id"))
-	if err != nil || j.UserID != userOf(c) {
-		return workshop.Errorf(workshop.ENOTFOUND, "job not found")
-	}
-	v := jobView(j)
-	if j.Result != nil && len(j.Result.Raw) > 0 {
-		v["outputs"] = rewriteOutputs(j.Result.Raw, j.ID)
-	}
-	return c.JSON(v)
-}
-
-// jobView is a job in the newer jobs API's terms.
-func jobView(j *workshop.Job) fiber.Map {
-	status := map[workshop.JobStatus]string{
-		workshop.StatusPending: "pending", workshop.StatusRunning: "in_progress",
-		workshop.StatusCompleted: "completed", workshop.StatusFailed: "failed", workshop.StatusCancelled: "cancelled",
-	}[j.Status]
-	v := fiber.Map{"id": j.ID, "status": status, "priority": j.Seq, "create_time": j.CreatedAt.UnixMilli()}
-	if j.StartedAt != nil {
-		v["execution_start_time"] = j.StartedAt.UnixMilli()
-	}
-	if j.CompletedAt != nil {
-		v["execution_end_time"] = j.CompletedAt.UnixMilli()
-	}
-	if j.Result != nil {
-		v["outputs_count"] = len(j.Result.Outputs)
-	}
-	if j.Error != nil {
-		v["execution_error"] = fiber.Map{"exception_message": j.Error.Message, "exception_type": j.Error.Type}
-	}
-	return v
 }

@@ -20,6 +20,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/mirror"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
@@ -44,6 +45,9 @@ type Config struct {
 	UserFiles func(r fiber.Router, userOf func(*fiber.Ctx) string)
 	// Extension serves the workshop extension's files; its entry point is
 	// added to the extensions list.
+	// Workflows are the workshop workflows, offered as a template pack
+	// and as the workflow that opens by default; nil: none.
+	Workflows      WorkshopFiles
 	Extension      fiber.Handler
 	ExtensionPath  string
 	TestPage       fiber.Handler // the extension with stand-ins, for browser checks
@@ -92,10 +96,51 @@ func (p *Proxy) Register(app *fiber.App) {
 	app.Get("/user/:seat", func(c *fiber.Ctx) error {
 		return c.Redirect("/user/"+c.Params("seat")+"/", fiber.StatusMovedPermanently)
 	})
+	// The UI's content-hashed build files are the same for everyone, and
+	// the browser fetches some without cookies (the web app manifest).
+	app.Get("/user/:seat/assets/*", p.buildAsset)
 	u := app.Group("/user/:seat", p.requireSeat)
 	p.routes(u)
 	// Some clients open the socket at the site root, ignoring the sub-path.
 	app.Get("/ws", p.rootSocket)
+	// The frontend asks for a few URLs at the site root, missing its
+	// sub-path: the favicons (and the progress frames the tab shows while a
+	// job runs), model previews, media widgets' /api/view.
+	for _, path := range []string{"/assets/*", "/favicon.ico", "/api/view", "/api/experiment/models/preview/*"} {
+		app.Get(path, p.fromRoot)
+	}
+}
+
+// buildAsset serves a hashed build file of the UI without asking who is
+// asking; anything else under assets/ goes through the seat check.
+func (p *Proxy) buildAsset(c *fiber.Ctx) error {
+	if p.cfg.Mirror == nil || !mirror.HashedAsset(c.Path()) {
+		return c.Next()
+	}
+	return p.cfg.Mirror.Serve(c, "/assets/"+c.Params("*"))
+}
+
+// fromRoot answers a root-absolute URL of the frontend for a signed-in
+// participant from their own surface. Anyone else (the instructor, a bearer
+// token, nobody) passes on to the routes of the site root, so the admin
+// API under /api is untouched.
+func (p *Proxy) fromRoot(c *fiber.Ctx) error {
+	ses, ok := p.cfg.Seats.Session(c.Cookies(seats.CookieName))
+	if !ok || ses.Admin || ses.Seat == 0 || c.Get(fiber.HeaderAuthorization) != "" {
+		return c.Next()
+	}
+	if seat, err := p.cfg.Seats.Get(ses.Seat); err != nil || seat.Disabled {
+		return c.Next()
+	}
+	c.Locals(keyUser, workshop.UserID(ses.Seat))
+	c.Locals(keySeat, ses.Seat)
+	if c.Path() == "/api/view" {
+		return p.view(c)
+	}
+	if p.cfg.Mirror == nil {
+		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
+	}
+	return p.cfg.Mirror.Serve(c, c.Path())
 }
 
 // routes registers every ComfyUI route twice: bare and under /api.
@@ -115,6 +160,10 @@ func (p *Proxy) routes(u fiber.Router) {
 		r.Post("/upload/mask", p.upload(true))
 		r.Get("/jobs", p.listJobs)
 		r.Get("/jobs/:id", p.getJob)
+		r.Post("/jobs/cancel", p.cancelMany)
+		r.Post("/jobs/:id/cancel", p.cancelOne)
+		r.Get("/workflow_templates", p.templates)
+		r.Get("/workflow_templates/:pack/*", p.templateFile)
 		r.Get("/object_info", p.objectInfo)
 		r.Get("/object_info/:class", p.objectInfoOne)
 		r.Get("/extensions", p.extensions)
@@ -151,7 +200,8 @@ func (p *Proxy) forward(c *fiber.Ctx) error {
 	if p.cfg.Mirror == nil {
 		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
 	}
-	rest := "/" + c.Params("*")
+	// The path below /user/{n}, as sent (still escaped).
+	rest := strings.TrimPrefix(c.Path(), "/user/"+c.Params("seat"))
 	return p.cfg.Mirror.Serve(c, rest)
 }
 

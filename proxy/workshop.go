@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"html"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -29,14 +30,21 @@ func (p *Proxy) meWith(user string, st standing) (meView, error) {
 		return meView{}, err
 	}
 	var notes []workshop.Announcement
+	var def string
 	p.cfg.DB.View(func(tx *store.Tx) (err error) {
-		notes, err = tx.Announcements()
+		if notes, err = tx.Announcements(); err != nil {
+			return err
+		}
+		def, err = tx.DefaultWorkflow()
 		return err
 	})
 	if notes == nil {
 		notes = []workshop.Announcement{}
 	}
-	return meView{statusView: st.view(), Seat: n, UserID: user, Name: seat.Name, Announcements: notes}, nil
+	if def != "" && (p.cfg.Workflows == nil || !slices.Contains(p.cfg.Workflows.WorkshopWorkflows(), def)) {
+		def = "" // withdrawn since
+	}
+	return meView{statusView: st.view(), Seat: n, UserID: user, Name: seat.Name, Announcements: notes, DefaultWorkflow: def}, nil
 }
 
 // meView is GET /workshop/me and the first workshop_status of a socket.
@@ -46,6 +54,9 @@ type meView struct {
 	UserID        string                  `json:"user_id"`
 	Name          string                  `json:"name"`
 	Announcements []workshop.Announcement `json:"announcements"`
+	// DefaultWorkflow is the workshop workflow (a file name in
+	// workflows/workshop/) the instructor wants a new page to open.
+	DefaultWorkflow string `json:"default_workflow,omitempty"`
 }
 
 // standing is user's standing now: their place from the queue, the GPUs

@@ -94,7 +94,7 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 	// closed and the frontend reconnects.
 	sub := p.cfg.Queue.Events().SubscribeUser(user, 64, []string{sched.EventAnnouncement}, func(e sched.Event) bool {
 		switch e.Type {
-		case sched.EventEngine, sched.EventJobCreated, sched.EventJobUpdated:
+		case sched.EventEngine, sched.EventJobCreated, sched.EventJobUpdated, sched.EventAnnouncement:
 			return true
 		}
 		return false
