@@ -219,18 +219,30 @@ func TestBrowser(t *testing.T) {
 			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "< 1 min"),
 		)
 
-		// GPUs gone, then back.
-		do(t, ctx, "no GPUs",
+		// GPUs gone (reconnecting), none at all, the server unreachable,
+		// then all back: each said in its own words.
+		do(t, ctx, "GPUs reconnecting",
 			receive(t, "workshop_status", map[string]any{
 				"gpus": map[string]any{"connected": 0, "total": 2}, "queue": queue(1, nil),
 			}),
-			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet — your jobs wait in the queue"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs reconnecting — your jobs wait in the queue"),
 		)
-		if got := eval[string](t, ctx, `document.querySelector(".cw-gpu").dataset.state`); got != "none" {
-			t.Errorf("gpu state = %q, want none", got)
+		if got := eval[string](t, ctx, `document.querySelector(".cw-gpu").dataset.state`); got != "reconnecting" {
+			t.Errorf("gpu state = %q, want reconnecting", got)
 		}
 		if got := eval[string](t, ctx, `document.querySelector(".cw-queue").textContent`); got != "Position 1" {
 			t.Errorf("queue text with unknown eta = %q, want %q", got, "Position 1")
+		}
+		do(t, ctx, "no GPU yet",
+			receive(t, "workshop_status", map[string]any{"gpus": map[string]any{"connected": 0, "total": 0}}),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "No GPU connected yet — your jobs wait in the queue"),
+		)
+		do(t, ctx, "server unreachable",
+			chromedp.Evaluate[chromedp.Void](`window.__standinApi.dispatchCustomEvent("reconnecting")`),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "Workshop server unreachable"),
+		)
+		if got := eval[string](t, ctx, `document.querySelector(".cw-gpu").dataset.state`); got != "offline" {
+			t.Errorf("gpu state = %q, want offline", got)
 		}
 		do(t, ctx, "GPUs back",
 			receive(t, "workshop_status", map[string]any{"gpus": map[string]any{"connected": 2, "total": 2}}),
@@ -355,6 +367,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#comfy-workshop-badge")),
 			chromedp.Poll[chromedp.Void](`window.__standin.ready === true`, browsertest.PollOpts...),
 			browsertest.TextContains("#comfy-workshop-badge .cw-queue", "Workshop status unavailable"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "Workshop server unreachable"),
 		)
 		noEscapes(t, ctx)
 
@@ -380,14 +393,34 @@ func TestBrowser(t *testing.T) {
 		fake.set("8", func(s *fakeSeat) {
 			s.meStatus = http.StatusOK
 			s.me = map[string]any{"seat": 8, "user_id": "user008", "name": "",
-				"gpus": map[string]any{"connected": 0, "total": 1}, "queue": queue(nil, nil)}
+				"gpus": map[string]any{"connected": 0, "total": 0}, "queue": queue(nil, nil)}
 		})
 		do(t, ctx, "recovers",
 			chromedp.Evaluate[chromedp.Void](`window.__standinApi.reconnect()`),
 			browsertest.TextContains("#comfy-workshop-badge .cw-name", "Seat 8"),
-			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs are not connected yet"),
+			browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "No GPU connected yet"),
 		)
 		noEscapes(t, ctx)
+	})
+
+	t.Run("many announcements on load", func(t *testing.T) {
+		var notes []any
+		for i := 1; i <= 8; i++ {
+			notes = append(notes, map[string]any{"id": fmt.Sprintf("m%d", i), "text": fmt.Sprintf("Note %d", i),
+				"created_at": fmt.Sprintf("2026-11-28T10:%02d:00Z", i)})
+		}
+		fake.set("10", func(s *fakeSeat) {
+			s.me = map[string]any{"seat": 10, "gpus": map[string]any{"connected": 1, "total": 1}, "queue": queue(nil, nil), "announcements": notes}
+		})
+		// The newest, and one line for the other seven: not eight toasts.
+		do(t, ctx, "load page",
+			chromedp.Navigate(srv.URL+"/test/?base=/user/10/"),
+			chromedp.Poll[chromedp.Void](`window.__standin.toasts.length >= 2`, browsertest.PollOpts...),
+		)
+		toasts := eval[[]string](t, ctx, `window.__standin.toasts.map(t => t.detail)`)
+		if len(toasts) != 2 || toasts[0] != "Note 8" || !strings.HasPrefix(toasts[1], "7 earlier announcements") {
+			t.Errorf("toasts on load: %q", toasts)
+		}
 	})
 
 	t.Run("legacy frontend", func(t *testing.T) {

@@ -24,7 +24,14 @@
 //	   "queue":{"paused":false,"pending":3,"running":1,"position":2,"eta_seconds":40},
 //	   "announcements":[{"id":"a1","text":"Break at 11:00","created_at":"2026-11-28T10:00:00Z"}]}
 //	  position: 1 = next to run, null or absent when nothing is pending;
-//	  eta_seconds: null or absent when unknown.
+//	  eta_seconds: null or absent when unknown;
+//	  gpus: connected 0 of total > 0 reads "GPUs reconnecting", total 0
+//	  "no GPU connected yet"; a failing /workshop/me or a reconnecting
+//	  socket reads "workshop server unreachable";
+//	  "default_workflow": "day-one.json" (optional): a file in the
+//	  workflows/workshop/ folder the page opens once per browser;
+//	  announcements: on load only the ones this browser has not shown
+//	  become toasts, the newest and one line for the rest.
 //	GET /workshop/outputs?limit=100[&before=CURSOR]
 //	  {"outputs":[{"job_id":"...","filename":"t_00001_.png","type":"output",
 //	   "subfolder":"","url":"/user/7/api/view?filename=...&type=output&subfolder=",

@@ -25,7 +25,7 @@ import { api } from "../../scripts/api.js";
  * @typedef {{ id: string, text: string, created_at?: string }} WorkshopAnnouncement
  * @typedef {{ seat?: number, user_id?: string, name?: string,
  *   gpus?: WorkshopGPUs, queue?: WorkshopQueue,
- *   announcements?: WorkshopAnnouncement[] }} WorkshopStatus
+ *   announcements?: WorkshopAnnouncement[], default_workflow?: string }} WorkshopStatus
  * @typedef {{ job_id?: string, filename?: string, type?: string,
  *   subfolder?: string, url: string, mime?: string, size?: number,
  *   created_at?: string }} WorkshopOutput
@@ -39,8 +39,14 @@ const REFRESH_DEBOUNCE_MS = 300;
 const POLL_MS = 30_000;
 const RETRY_MS = [2_000, 5_000, 10_000, 30_000];
 const ANNOUNCEMENT_LIFE_MS = 30_000;
-const MAX_TOASTS_ON_LOAD = 3;
-const GPU_WAIT_TEXT = "GPUs are not connected yet \u2014 your jobs wait in the queue";
+/** the wait for the frontend's own first graph before opening the default workflow */
+const FIRST_GRAPH_WAIT_MS = 3_000;
+/** GPU and server states, as the badge words them */
+const STATE_TEXT = {
+  none: "No GPU connected yet \u2014 your jobs wait in the queue",
+  reconnecting: "GPUs reconnecting \u2014 your jobs wait in the queue",
+  offline: "Workshop server unreachable \u2014 retrying\u2026",
+};
 
 /** @param {...unknown} args */
 function warn(...args) {
@@ -257,16 +263,41 @@ function buildBadge() {
   document.body.appendChild(badge);
 }
 
+/**
+ * A 16px line icon (lucide's geometry), drawn with DOM calls so it looks
+ * the same on every frontend, with or without an icon font.
+ * @param {string[]} paths SVG path data
+ */
+function icon(paths) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  for (const [k, v] of Object.entries({ viewBox: "0 0 24 24", width: "16", height: "16", fill: "none",
+    stroke: "currentColor", "stroke-width": "2", "stroke-linecap": "round", "stroke-linejoin": "round", "aria-hidden": "true" })) {
+    svg.setAttribute(k, v);
+  }
+  for (const d of paths) {
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+const REFRESH_ICON = ["M21 12a9 9 0 0 0-9-9 9.75 9.75 0 0 0-6.74 2.74L3 8", "M3 3v5h5", "M3 12a9 9 0 0 0 9 9 9.75 9.75 0 0 0 6.74-2.74L21 16", "M16 16h5v5"];
+
 function buildPanel() {
   const panel = el("div", "cw-panel");
   panel.id = "comfy-workshop-outputs";
 
+  // Laid out like the frontend's own sidebar tabs: a 64px toolbar with the
+  // title and its actions, then the body.
   const head = el("div", "cw-panel-head");
   const titles = el("div", "cw-panel-titles");
   titles.append(el("h3", "cw-panel-title", "My outputs"));
+  head.append(titles);
   ui.panelSub = el("div", "cw-panel-sub", "");
-  titles.append(ui.panelSub);
-  const refresh = el("button", "cw-icon-button", "\u21bb");
+  const refresh = el("button", "cw-icon-button cw-refresh");
+  refresh.append(icon(REFRESH_ICON));
   refresh.type = "button";
   refresh.title = "Refresh";
   refresh.setAttribute("aria-label", "Refresh outputs");
@@ -274,7 +305,7 @@ function buildPanel() {
     void refreshOutputs();
     void refreshMe();
   }));
-  head.append(titles, refresh);
+  head.append(refresh);
 
   ui.annList = el("ul", "cw-announcements");
   ui.annList.setAttribute("aria-label", "Announcements");
@@ -286,7 +317,9 @@ function buildPanel() {
   ui.more.hidden = true;
   ui.more.addEventListener("click", safe(() => loadMoreOutputs()));
 
-  panel.append(head, ui.annList, ui.panelStatus, ui.list, ui.more);
+  const body = el("div", "cw-panel-body");
+  body.append(ui.panelSub, ui.annList, ui.panelStatus, ui.list, ui.more);
+  panel.append(head, body);
   ui.panel = panel;
 }
 
@@ -333,7 +366,9 @@ function registerSidebar() {
       tooltip: "Workshop: my outputs",
       type: "custom",
       render: safe((/** @type {HTMLElement} */ container) => {
-        if (ui.panel) container.replaceChildren(ui.panel);
+        if (!ui.panel) return;
+        ui.panel.classList.add("cw-in-sidebar");
+        container.replaceChildren(ui.panel);
         if (!state.outputsLoaded) void refreshOutputs();
       }),
       destroy: safe(() => {
@@ -352,6 +387,20 @@ function registerSidebar() {
 function render() {
   renderBadge();
   renderPanelHeader();
+}
+
+/**
+ * What the badge says about the connection: the workshop server itself,
+ * then the GPUs behind it.
+ * @returns {"offline" | "none" | "reconnecting" | "ready" | "unknown"}
+ */
+function connectionState() {
+  if (state.meError || state.stale) return "offline";
+  const connected = num(state.me?.gpus?.connected);
+  const total = num(state.me?.gpus?.total) ?? 0;
+  if (connected === null) return "unknown";
+  if (connected > 0) return "ready";
+  return total > 0 ? "reconnecting" : "none";
 }
 
 function queueText() {
@@ -402,12 +451,8 @@ function renderBadge() {
 
   const gpus = me?.gpus;
   const connected = num(gpus?.connected);
-  let gpuState = "unknown";
-  let gpuText = "";
-  if (connected !== null) {
-    gpuState = connected > 0 ? "ready" : "none";
-    gpuText = connected > 0 ? `GPUs ready (${connected})` : GPU_WAIT_TEXT;
-  }
+  const gpuState = connectionState();
+  const gpuText = gpuState === "ready" ? `GPUs ready (${connected})` : gpuState === "unknown" ? "" : STATE_TEXT[gpuState];
   ui.gpu.dataset.state = gpuState;
   ui.gpu.hidden = gpuState === "unknown";
   ui.gpuText.textContent = gpuText;
@@ -656,7 +701,47 @@ function applyStatus(data, fromSnapshot) {
   if (Array.isArray(data.announcements)) {
     receiveAnnouncements(data.announcements, fromSnapshot);
   }
+  if (fromSnapshot && typeof data.default_workflow === "string" && data.default_workflow) {
+    void openDefault(data.default_workflow);
+  }
   render();
+}
+
+/* ----------------------------------------------------- default workflow -- */
+
+/** @type {(() => void) | null} */
+let firstGraphSeen = null;
+const firstGraph = new Promise((resolve) => {
+  firstGraphSeen = () => resolve(undefined);
+});
+
+/**
+ * Opens the workshop workflow the instructor marked, once per browser and
+ * mark: on a participant's first visit it is what they see. It opens as
+ * the workshop's file (workflows/workshop/NAME), so saving over it asks
+ * for a name of their own.
+ * @param {string} name file name in the workshop folder
+ */
+async function openDefault(name) {
+  const key = `Comfy.Workshop.DefaultOpened:${seenKey()}`;
+  try {
+    if (window.localStorage.getItem(key) === name) return;
+  } catch {
+    return; // no storage: never replace what the participant has open
+  }
+  // Wait for the frontend's own first graph (restored or default), or it
+  // would load over ours.
+  await Promise.race([firstGraph, new Promise((r) => setTimeout(r, FIRST_GRAPH_WAIT_MS))]);
+  const path = `workflows/workshop/${name}`;
+  const res = await api.fetchApi(`/userdata/${encodeURIComponent(path)}`, { cache: "no-store" });
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  const graph = await res.json();
+  await app.loadGraphData(graph, true, true, `workshop/${name.replace(/\.json$/i, "")}`);
+  try {
+    window.localStorage.setItem(key, name);
+  } catch {
+    // opened; it may open again on the next visit
+  }
 }
 
 const seenKey = () => {
@@ -710,23 +795,33 @@ function receiveAnnouncements(list, fromSnapshot) {
   renderAnnouncements();
 
   const seen = loadSeen();
-  let toShow = fromSnapshot ? fresh.filter((a) => !seen.has(a.id)) : fresh;
   if (fromSnapshot) {
-    toShow = toShow.sort((a, b) => str(b.created_at).localeCompare(str(a.created_at))).slice(0, MAX_TOASTS_ON_LOAD);
+    // On load, only what this browser has not shown, and at most two
+    // toasts: the newest, and a note pointing at the rest in the panel.
+    const unseen = fresh.filter((a) => !seen.has(a.id)).sort((a, b) => str(b.created_at).localeCompare(str(a.created_at)));
+    if (unseen.length > 0) notify(unseen[0]);
+    if (unseen.length > 1) {
+      const more = unseen.length - 1;
+      notify({ id: "", text: `${more} earlier announcement${more > 1 ? "s" : ""} in the My outputs panel` }, "Workshop");
+    }
+  } else {
+    for (const a of fresh) notify(a);
   }
-  for (const a of toShow) notify(a);
   for (const a of fresh) seen.add(a.id);
   saveSeen(seen);
 }
 
-/** @param {WorkshopAnnouncement} a */
-function notify(a) {
+/**
+ * @param {WorkshopAnnouncement} a
+ * @param {string} [title]
+ */
+function notify(a, title = "Workshop announcement") {
   const toast = app.extensionManager?.toast;
   if (toast && typeof toast.add === "function") {
     try {
       toast.add({
         severity: "info",
-        summary: "Workshop announcement",
+        summary: title,
         detail: a.text,
         life: ANNOUNCEMENT_LIFE_MS,
       });
@@ -735,11 +830,15 @@ function notify(a) {
       warn("toast failed", e);
     }
   }
-  fallbackToast(a.text);
+  fallbackToast(a.text, title);
 }
 
-/** A minimal toast of our own for frontends without the toast API. @param {string} text */
-function fallbackToast(text) {
+/**
+ * A minimal toast of our own for frontends without the toast API.
+ * @param {string} text
+ * @param {string} title
+ */
+function fallbackToast(text, title) {
   if (!ui.toasts) {
     ui.toasts = el("div", "cw-toasts");
     ui.toasts.setAttribute("aria-live", "assertive");
@@ -747,7 +846,7 @@ function fallbackToast(text) {
   }
   const t = el("div", "cw-toast");
   t.setAttribute("role", "alert");
-  t.append(el("div", "cw-toast-title", "Workshop announcement"), el("div", "cw-toast-text", text));
+  t.append(el("div", "cw-toast-title", title), el("div", "cw-toast-text", text));
   const close = el("button", "cw-icon-button cw-toast-close", "\u00d7");
   close.type = "button";
   close.setAttribute("aria-label", "Dismiss");
@@ -840,6 +939,9 @@ function start() {
 try {
   app.registerExtension({
     name: EXTENSION_NAME,
+    afterConfigureGraph() {
+      firstGraphSeen?.();
+    },
     // Listen early, so workshop messages that arrive before setup are not
     // dropped as unknown types; only state changes until the UI exists.
     init() {
