@@ -370,6 +370,13 @@ func TestAdminUI(t *testing.T) {
 	if c := f.waitCall(t, "PUT", "/api/workflows/day-two.json"); c.Body != `{"nodes":[{"id":1}]}` || !c.CSRFOK {
 		t.Errorf("publish: %+v", c)
 	}
+	do(t, ctx, "open by default",
+		chromedp.Click(sel(`#workflow-rows tr[data-name="day-two.json"] .default-toggle`)),
+		browsertest.TextContains(`#workflow-rows tr[data-name="day-two.json"] .default-toggle`, "Opens by default"),
+	)
+	if c := f.waitCall(t, "PUT", "/api/workflows/day-two.json/default"); !c.CSRFOK {
+		t.Errorf("mark default: %+v", c)
+	}
 	do(t, ctx, "withdraw",
 		chromedp.Click(sel(`#workflow-rows tr[data-name="portrait.json"] button`)),
 		chromedp.Click(sel(`#workflow-rows tr[data-name="portrait.json"] button`)),

@@ -25,25 +25,26 @@ import (
 // package doc, with a real WebSocket at /ws. It records every request so
 // tests can check what the page sent.
 type fake struct {
-	mu       sync.Mutex
-	secret   string
-	csrf     string
-	session  string
-	limited  bool // answer logins with 429
-	paused   bool
-	mode     string
-	seq      int
-	order    float64
-	jobs     map[string]*fjob
-	seats    []*fseat
-	workers  []map[string]any
-	outputs  []map[string]any
-	spot     map[string]any
-	notes    []map[string]any
-	flows    map[string][]byte
-	activity []map[string]any
-	calls    []call
-	changed  chan struct{} // closed and replaced on every call
+	mu          sync.Mutex
+	secret      string
+	csrf        string
+	session     string
+	limited     bool // answer logins with 429
+	paused      bool
+	mode        string
+	seq         int
+	order       float64
+	jobs        map[string]*fjob
+	seats       []*fseat
+	workers     []map[string]any
+	outputs     []map[string]any
+	spot        map[string]any
+	notes       []map[string]any
+	flows       map[string][]byte
+	defaultFlow string
+	activity    []map[string]any
+	calls       []call
+	changed     chan struct{} // closed and replaced on every call
 
 	conns   map[*wsConn]struct{}
 	refuseW bool // refuse socket upgrades (the "network" is down)
@@ -812,7 +813,7 @@ func (f *fake) routes(app *fiber.App) {
 		defer f.mu.Unlock()
 		var out []map[string]any
 		for n, b := range f.flows {
-			out = append(out, map[string]any{"name": n, "size": len(b), "modified": t0.Format(time.RFC3339)})
+			out = append(out, map[string]any{"name": n, "size": len(b), "modified": t0.Format(time.RFC3339), "default": n == f.defaultFlow})
 		}
 		return c.JSON(fiber.Map{"workflows": out})
 	})
@@ -831,6 +832,23 @@ func (f *fake) routes(app *fiber.App) {
 		defer f.mu.Unlock()
 		delete(f.flows, c.Params("name"))
 		return c.SendStatus(204)
+	})
+	app.Put("/api/workflows/:name/default", func(c *fiber.Ctx) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.flows[c.Params("name")] == nil {
+			return apiErr(c, 404, "not_found", "no such workflow")
+		}
+		f.defaultFlow = c.Params("name")
+		return c.JSON(fiber.Map{"default": f.defaultFlow})
+	})
+	app.Delete("/api/workflows/:name/default", func(c *fiber.Ctx) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.defaultFlow == c.Params("name") {
+			f.defaultFlow = ""
+		}
+		return c.JSON(fiber.Map{"default": nil})
 	})
 
 	// ---- activity, metrics, export ----

@@ -27,7 +27,7 @@ export default function workflowsView(ctx) {
   const empty = h('p', {class: 'empty'}, 'No workshop workflow is published.');
   const el = h('section', null, h('h2', null, 'Workshop workflows'), drop,
     h('div', {class: 'table-wrap'}, h('table', null,
-      h('thead', null, h('tr', null, ['Name', 'Size', 'Published', ''].map((t) => h('th', {scope: 'col'}, t)))), tbody)),
+      h('thead', null, h('tr', null, ['Name', 'Size', 'Published', '', 'Opens for newcomers'].map((t) => h('th', {scope: 'col'}, t)))), tbody)),
     empty);
 
   function nameOf(f) {
@@ -64,7 +64,16 @@ export default function workflowsView(ctx) {
       await api.del(`/api/workflows/${api.seg(tr.w.name)}`);
       await load();
     }), {class: 'small danger'});
-    tr.append(tr.name, tr.size, tr.time, h('td', null, tr.del));
+    // The one workflow a participant's page opens on their first visit.
+    tr.def = h('button', {type: 'button', class: 'small default-toggle'});
+    tr.def.addEventListener('click', () => {
+      const {name, default: on} = tr.w;
+      ctx.act(on ? `Stop opening ${name}` : `Open ${name} by default`, async () => {
+        await (on ? api.del : api.put)(`/api/workflows/${api.seg(name)}/default`);
+        await load();
+      }, {ok: on ? `${name} no longer opens by default` : `${name} opens for every newcomer`});
+    });
+    tr.append(tr.name, tr.size, tr.time, h('td', null, tr.del), h('td', null, tr.def));
     return tr;
   }
 
@@ -75,6 +84,8 @@ export default function workflowsView(ctx) {
     setText(tr.size, fmtBytes(w.size));
     setText(tr.time, w.modified ? fmtTime(w.modified) : '—');
     setAttr(tr.del, 'aria-label', `Withdraw ${w.name}`);
+    setText(tr.def, w.default ? 'Opens by default ✓' : 'Open by default');
+    setAttr(tr.def, 'aria-pressed', w.default ? 'true' : 'false');
   }
 
   function render() {
