@@ -7,12 +7,16 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/comfy-workshop/workshop/internal/browsertest"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -292,5 +296,41 @@ func TestFrontendRoutes(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// The demo shows participants the real ComfyUI frontend when one is on the
+// machine (here the kit's, by --front-end-root), served by the simulators
+// through the real mirror path; without one it says how to get it.
+func TestDemoShowsRealFrontend(t *testing.T) {
+	fe := realcomfy.KitFrontend()
+	if fe == "" {
+		t.Skip("no built ComfyUI frontend in the kit (../shared/comfyui/frontend-*)")
+	}
+	// Without python3 on PATH nothing is found.
+	plain := startProcEnv(t, []string{"PATH=" + t.TempDir()}, "workshop", "demo", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sims", "1")
+	plain.waitLine(`Their page:\s+the simulator's own page. For the real ComfyUI frontend participants get: pip install comfyui-frontend-package`, 30*time.Second)
+	plain.kill()
+	// The installed package, found as ComfyUI finds it (CI installs it
+	// with pip --target, so it is put on python3's path here).
+	if latest := realcomfy.LatestFrontend(); strings.HasSuffix(latest, filepath.Join("comfyui_frontend_package", "static")) {
+		pkg := startProcEnv(t, []string{"PYTHONPATH=" + filepath.Dir(filepath.Dir(latest))}, "workshop", "demo", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sims", "1")
+		pkg.waitLine(`Their page:\s+the real ComfyUI frontend, \S*comfyui_frontend_package/static \(the comfyui-frontend-package of python3\)`, 30*time.Second)
+		pkg.kill()
+	}
+
+	d := startProc(t, "workshop", "demo", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--sims", "1", "--front-end-root", fe)
+	d.waitLine(`Their page:\s+the real ComfyUI frontend, `+regexp.QuoteMeta(fe), 30*time.Second)
+	join := d.waitLine(`Participant:\s+(http://\S+/join/\S+)`, 30*time.Second)[1]
+	ctx := browser(t)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(join),
+		// The Vue frontend's Run button, and the workshop's badge in it.
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="queue-button"]`)),
+		browsertest.TextContains("#comfy-workshop-badge .cw-gpu-text", "GPUs ready"),
+	)
+	if err != nil {
+		page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText.slice(0, 500)`))
+		t.Fatalf("the demo's participant page: %v\n%s", err, page)
 	}
 }

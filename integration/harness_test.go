@@ -70,8 +70,15 @@ type proc struct {
 // startProc runs a built binary with args; it is killed at test end.
 func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, name, args...)
+}
+
+// startProcEnv is startProc with env added to (or overriding) the test's
+// environment.
+func startProcEnv(t testing.TB, env []string, name string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary(t, name), args...)
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{t: t, cmd: cmd, name: name, done: make(chan struct{})}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,11 +30,14 @@ func demoCommand() *ffcli.Command {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on (port 0 picks a free one)")
 	sims := fs.Int("sims", 2, "simulated ComfyUI instances to start (ignored with COMFY set)")
 	stepMS := fs.Int("step-ms", 150, "simulated time of one sampler step, in milliseconds")
+	frontEnd := fs.String("front-end-root", "", "built ComfyUI frontend the simulators serve, as ComfyUI's --front-end-root (default: the installed comfyui-frontend-package, else the simulator's own page)")
 	return &ffcli.Command{
 		Name:       "demo",
 		ShortUsage: "workshop demo [flags]",
 		ShortHelp:  "run server, GPU agent and simulated ComfyUI on localhost, and print how to use them",
-		LongHelp: "Starts everything on localhost with plain HTTP. Set COMFY=http://127.0.0.1:8188 (comma-separated\n" +
+		LongHelp: "Starts everything on localhost with plain HTTP. Participants get the real ComfyUI frontend when one\n" +
+			"is on this machine (--front-end-root DIR, or the Python package comfyui-frontend-package, found as\n" +
+			"ComfyUI finds it), else the simulator's own page. Set COMFY=http://127.0.0.1:8188 (comma-separated\n" +
 			"for several) to drive your own ComfyUI instead of the simulators.",
 		FlagSet: fs,
 		Exec: func(ctx context.Context, args []string) error {
@@ -44,7 +49,11 @@ func demoCommand() *ffcli.Command {
 			}
 			adminToken, agentToken := auth.NewToken(), auth.NewToken()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			instances, stop, err := demoInstances(log, *sims, time.Duration(*stepMS)*time.Millisecond)
+			ui, err := demoFrontend(*frontEnd)
+			if err != nil {
+				return err
+			}
+			instances, stop, err := demoInstances(log, *sims, time.Duration(*stepMS)*time.Millisecond, ui.dir)
 			if err != nil {
 				return err
 			}
@@ -64,7 +73,7 @@ func demoCommand() *ffcli.Command {
 						return err
 					}
 					go func() { agentDone <- agent.Run(ctx) }()
-					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
+					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances, ui.about())
 					return nil
 				},
 			})
@@ -72,8 +81,48 @@ func demoCommand() *ffcli.Command {
 	}
 }
 
-// demoInstances starts the simulators, or returns the operator's ComfyUI.
-func demoInstances(log *slog.Logger, n int, step time.Duration) ([]tunnel.Instance, func(), error) {
+// frontend is the ComfyUI frontend the demo's simulators serve.
+type frontend struct {
+	dir, from string // dir "" means the simulator's own page
+}
+
+// demoFrontend finds the real frontend: the flag's folder, else the
+// static/ folder of the Python package comfyui-frontend-package, imported
+// by the python3 on PATH the way ComfyUI imports it.
+func demoFrontend(flagDir string) (frontend, error) {
+	if os.Getenv("COMFY") != "" {
+		return frontend{}, nil // the operator's ComfyUI serves its own
+	}
+	if flagDir != "" {
+		if _, err := os.Stat(filepath.Join(flagDir, "index.html")); err != nil {
+			return frontend{}, usagef("--front-end-root %s: no index.html there (want a built ComfyUI frontend)", flagDir)
+		}
+		return frontend{dir: flagDir, from: "--front-end-root"}, nil
+	}
+	out, err := exec.Command("python3", "-c", "import importlib.resources as r, comfyui_frontend_package as p; print(r.files(p) / 'static')").Output()
+	if dir := strings.TrimSpace(string(out)); err == nil && dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "index.html")); err == nil {
+			return frontend{dir: dir, from: "the comfyui-frontend-package of python3"}, nil
+		}
+	}
+	return frontend{}, nil
+}
+
+// about says which page participants get, and how to get the real one.
+func (f frontend) about() string {
+	switch {
+	case os.Getenv("COMFY") != "":
+		return "the frontend your ComfyUI serves"
+	case f.dir != "":
+		return "the real ComfyUI frontend, " + f.dir + " (" + f.from + ")"
+	}
+	return "the simulator's own page. For the real ComfyUI frontend participants get: pip install comfyui-frontend-package,\n" +
+		"                or pass --front-end-root DIR (a built frontend)"
+}
+
+// demoInstances starts the simulators (serving frontEnd when set), or
+// returns the operator's ComfyUI.
+func demoInstances(log *slog.Logger, n int, step time.Duration, frontEnd string) ([]tunnel.Instance, func(), error) {
 	if urls := os.Getenv("COMFY"); urls != "" {
 		var out []tunnel.Instance
 		for i, u := range strings.Split(urls, ",") {
@@ -93,7 +142,7 @@ func demoInstances(log *slog.Logger, n int, step time.Duration) ([]tunnel.Instan
 		}
 	}
 	for i := 0; i < n; i++ {
-		s, err := sim.New(sim.Config{StepDelay: step, Steps: 20, Logger: log.With("part", fmt.Sprintf("comfysim-%d", i))})
+		s, err := sim.New(sim.Config{StepDelay: step, Steps: 20, FrontEndRoot: frontEnd, Logger: log.With("part", fmt.Sprintf("comfysim-%d", i))})
 		if err != nil {
 			stop()
 			return nil, nil, err
@@ -131,7 +180,7 @@ func firstJoinLink(ctx context.Context, base, token string) string {
 	return out.Seats[0].JoinURL
 }
 
-func printDemo(base, token, join string, instances []tunnel.Instance) {
+func printDemo(base, token, join string, instances []tunnel.Instance, ui string) {
 	var comfy []string
 	for _, in := range instances {
 		comfy = append(comfy, in.URL)
@@ -143,6 +192,7 @@ ComfyUI Workshop demo is running.
   Admin API:    %[1]s/api
   Admin token:  %[2]s
   Participant:  %[4]s   (seat 1's join link: a ComfyUI page at /user/1/)
+  Their page:   %[5]s
   GPU agent:    demo-gpu, ComfyUI at %[3]s
   Health:       %[1]s/health
 
@@ -157,5 +207,5 @@ See the GPUs and the queue:
   curl -s %[1]s/api/workers -H 'Authorization: Bearer %[2]s'
 
 Press Ctrl-C to stop.
-`, base, token, strings.Join(comfy, ", "), join)
+`, base, token, strings.Join(comfy, ", "), join, ui)
 }
