@@ -22,7 +22,8 @@ const Path = "/usr/bin/chromium"
 // Start launches Chromium with a window of width x height and returns a
 // context for chromedp that ends after timeout. Without Chromium the test
 // is skipped, except in CI (CI=true), which installs it: there it fails.
-func Start(t testing.TB, width, height int, timeout time.Duration) context.Context {
+// opts are added to the tab's context (a [Requests] listener, say).
+func Start(t testing.TB, width, height int, timeout time.Duration, opts ...chromedp.ContextOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(Path); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -48,7 +49,7 @@ func Start(t testing.TB, width, height int, timeout time.Duration) context.Conte
 		chromedp.WindowSize(width, height),
 	)
 	t.Cleanup(cancelAlloc) // kills Chromium and waits for it
-	ctx, cancel := chromedp.NewContext(alloc, chromedp.WithListener(console(t)))
+	ctx, cancel := chromedp.NewContext(alloc, append([]chromedp.ContextOption{chromedp.WithListener(console(t))}, opts...)...)
 	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(cancelTimeout)

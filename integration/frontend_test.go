@@ -1,0 +1,349 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/comfy-workshop/workshop/internal/browsertest"
+	"github.com/comfy-workshop/workshop/internal/realcomfy"
+)
+
+// The participant's day in real Chromium, through /user/1/ of the real
+// server, a real gpu-agent and tunnel, and real ComfyUI serving the
+// frontend participants get: 0.3.64 with the kit's v1.44.17 and with the
+// newest published comfyui-frontend-package, and 2024-08-15 with its own
+// legacy frontend. One ComfyUI per frontend serves every step.
+
+// realStack is the server and a GPU agent in front of one real ComfyUI.
+type realStack struct {
+	*stack
+	comfy *realcomfy.Instance
+}
+
+func startRealStack(t *testing.T, v realcomfy.Version, frontEnd string, extra ...string) *realStack {
+	t.Helper()
+	in := realcomfy.Start(t, v, realcomfy.Options{FrontEndRoot: frontEnd})
+	data := t.TempDir()
+	srv := startGPUServer(t, data, append([]string{"--seats", "3"}, extra...)...)
+	st := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base), data: data}
+	st.agent = startAgent(t, srv.base, "gpu-real", &sim{base: in.URL})
+	st.ev.waitWorkers(st.a, 1, 60*time.Second)
+	return &realStack{stack: st, comfy: in}
+}
+
+// uiNode is one node of a workflow in the UI's format.
+type uiNode struct {
+	id      int
+	typ     string
+	in      []string // input slot types, each linked from the node before
+	out     []string // output slot types
+	widgets []any
+}
+
+// uiWorkflow lays out a chain of nodes, each fed by the one before, in
+// the format the frontend saves (nodes, links, widgets_values).
+func uiWorkflow(nodes ...uiNode) map[string]any {
+	var ns, links []any
+	link := 0
+	for i, n := range nodes {
+		node := map[string]any{"id": n.id, "type": n.typ, "pos": []int{100 + 330*i, 100}, "size": []int{300, 200},
+			"flags": map[string]any{}, "order": i, "mode": 0, "properties": map[string]any{}, "widgets_values": n.widgets}
+		var ins, outs []any
+		for slot, typ := range n.in {
+			prev := nodes[i-1]
+			link++
+			links = append(links, []any{link, prev.id, 0, n.id, slot, typ})
+			ins = append(ins, map[string]any{"name": strings.ToLower(typ), "type": typ, "link": link})
+		}
+		for slot, typ := range n.out {
+			var to []int
+			if i+1 < len(nodes) && len(nodes[i+1].in) > 0 {
+				to = []int{link + 1}
+			}
+			outs = append(outs, map[string]any{"name": typ, "type": typ, "links": to, "slot_index": slot})
+		}
+		if n.typ == "SaveImage" || n.typ == "SaveAnimatedWEBP" {
+			ins[0].(map[string]any)["name"] = "images"
+		}
+		if n.typ == "CreateVideo" {
+			ins[0].(map[string]any)["name"] = "images"
+		}
+		if n.typ == "SaveVideo" {
+			ins[0].(map[string]any)["name"] = "video"
+		}
+		if ins != nil {
+			node["inputs"] = ins
+		}
+		if outs != nil {
+			node["outputs"] = outs
+		}
+		ns = append(ns, node)
+	}
+	last := nodes[len(nodes)-1]
+	return map[string]any{"last_node_id": last.id, "last_link_id": link, "nodes": ns, "links": links,
+		"groups": []any{}, "config": map[string]any{}, "extra": map[string]any{}, "version": 0.4}
+}
+
+// The day's workflows, none of which needs model weights.
+func imageWorkflow() map[string]any {
+	return uiWorkflow(
+		uiNode{id: 1, typ: "EmptyImage", out: []string{"IMAGE"}, widgets: []any{64, 64, 1, 0}},
+		uiNode{id: 2, typ: "SaveImage", in: []string{"IMAGE"}, widgets: []any{"day"}},
+	)
+}
+
+// videoWorkflow makes a real 4-second H.264 video on the CPU: the LTX-2
+// workflows end in the same SaveVideo node, which real ComfyUI without
+// weights cannot reach.
+func videoWorkflow() map[string]any {
+	return uiWorkflow(
+		uiNode{id: 1, typ: "EmptyImage", out: []string{"IMAGE"}, widgets: []any{128, 128, 48, 0}},
+		uiNode{id: 2, typ: "CreateVideo", in: []string{"IMAGE"}, out: []string{"VIDEO"}, widgets: []any{12}},
+		uiNode{id: 3, typ: "SaveVideo", in: []string{"VIDEO"}, widgets: []any{"video/day", "mp4", "h264"}},
+	)
+}
+
+// day drives one participant's page.
+type day struct {
+	t    *testing.T
+	s    *realStack
+	ctx  context.Context
+	reqs *browsertest.Requests
+	name string // the frontend, for screenshots
+	// expected are failures the day causes on purpose (path substrings).
+	expected []string
+}
+
+func (d *day) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	d.t.Helper()
+	if err := chromedp.Do(d.ctx, actions...); err != nil {
+		page, _ := chromedp.Run(d.ctx, chromedp.Evaluate[string](`document.body.innerText.slice(0, 1500)`))
+		d.t.Fatalf("%s: %v\npage: %s", what, err, page)
+	}
+}
+
+// poll waits until expr holds (60 s at most: a loaded CI machine).
+func (d *day) poll(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))
+}
+
+func eval[T any](d *day, expr string) T {
+	d.t.Helper()
+	v, err := chromedp.Run(d.ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		d.t.Fatalf("eval %s: %v", expr, err)
+	}
+	return v
+}
+
+// run evaluates a page script and waits for its promise.
+func (d *day) run(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](expr, chromedp.EvalAwaitPromise)
+}
+
+// shot keeps a screenshot in docs/screenshots with SCREENSHOTS=1.
+func (d *day) shot(name string) {
+	if os.Getenv("SCREENSHOTS") != "1" {
+		return
+	}
+	png, err := chromedp.Run(d.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		d.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	os.MkdirAll("../docs/screenshots", 0o755)
+	os.WriteFile(filepath.Join("../docs/screenshots", "participant-"+d.name+"-"+name+".png"), png, 0o644)
+}
+
+// checkFailures fails the test on any request of the page that failed,
+// unless real ComfyUI fails it too: each failed GET of the participant's
+// surface is asked again of the ComfyUI process itself, without the
+// /user/1 prefix. Requests to other hosts (the frontend asks comfy.org for
+// release notes) are not the workshop's.
+func (d *day) checkFailures() {
+	d.t.Helper()
+	origin := d.s.base
+	var bad []string
+	for _, r := range d.reqs.Failed() {
+		rest, ours := strings.CutPrefix(r.URL, origin)
+		if !ours || slices.ContainsFunc(d.expected, func(e string) bool { return strings.Contains(rest, e) }) {
+			continue
+		}
+		real := 0
+		if r.Method == "GET" {
+			if resp, err := http.Get(d.s.comfy.URL + strings.TrimPrefix(rest, "/user/1")); err == nil {
+				real = resp.StatusCode
+				resp.Body.Close()
+			}
+		}
+		if real >= 400 {
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s (real ComfyUI: %d)", r, real))
+	}
+	if len(bad) > 0 {
+		d.t.Errorf("requests that failed on the workshop but not on real ComfyUI:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// startDay publishes the day's workflows, opens Chromium and joins seat 1.
+func startDay(t *testing.T, v realcomfy.Version, frontEnd, name string, flows map[string]map[string]any) *day {
+	s := startRealStack(t, v, frontEnd)
+	for file, wf := range flows {
+		if st := s.a.do("PUT", "/api/workflows/"+file, wf, nil); st != 200 {
+			t.Fatalf("publish %s: %d", file, st)
+		}
+	}
+	reqs := browsertest.NewRequests()
+	ctx := browsertest.Start(t, 1400, 900, 8*time.Minute, reqs.Listener())
+	d := &day{t: t, s: s, ctx: ctx, reqs: reqs, name: name}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			d.checkFailures()
+		}
+	})
+	return d
+}
+
+func TestParticipantDay(t *testing.T) {
+	v := realcomfy.Get(t, "0.3.64")
+	t.Run("frontend-1.44.17", func(t *testing.T) {
+		fe := realcomfy.KitFrontend()
+		if fe == "" {
+			t.Skip("the kit has no built frontend (../shared/comfyui/frontend-*)")
+		}
+		currentFrontendDay(t, v, fe, "1.44.17")
+	})
+	t.Run("frontend-latest", func(t *testing.T) {
+		fe := realcomfy.LatestFrontend()
+		if fe == "" {
+			t.Skip("comfyui-frontend-package is not installed (.ci/run installs it into .cache/frontend; or set COMFYUI_FRONTEND_LATEST)")
+		}
+		currentFrontendDay(t, v, fe, "latest")
+	})
+}
+
+// currentFrontendDay is the day on the Vue frontend.
+func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
+	d := startDay(t, v, fe, name, map[string]map[string]any{"day-image.json": imageWorkflow(), "day-video.json": videoWorkflow()})
+	s := d.s
+	if js := os.Getenv("DEBUGJS"); js != "" {
+		d.do("debug boot", chromedp.Navigate(s.base+"/join/"+s.seatCode(1)), d.poll(`!!document.querySelector('[data-testid="queue-button"]')`))
+		time.Sleep(10 * time.Second)
+		for i, step := range strings.Split(js, ";;") {
+			v, err := chromedp.Run(d.ctx, chromedp.Evaluate[any](step, chromedp.EvalAwaitPromise))
+			t.Logf("js %d: %v %v", i, v, err)
+			time.Sleep(2 * time.Second)
+			d.shot(fmt.Sprintf("debug%d", i))
+		}
+		t.FailNow()
+	}
+	// Boot: the first-run Templates dialog offers the day's workflows
+	// (v1.44.17 opens on its core "Getting Started" category, empty without
+	// the comfyui-workflow-templates package, and lists the workshop's pack
+	// under Extensions; the newest frontend lists them at once).
+	d.do("boot",
+		chromedp.Navigate(s.base+"/join/"+s.seatCode(1)),
+		d.poll(`!!document.querySelector('[data-testid="queue-button"]') && !!window.app?.graph`),
+		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("Workshop") || e.textContent.includes("day-image"))`),
+		d.run(clickText(`[role=dialog] *`, "Workshop", true)),
+		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("day-image") && e.textContent.includes("day-video"))`),
+	)
+	if loc := eval[string](d, `location.pathname`); loc != "/user/1/" {
+		t.Fatalf("landed on %s", loc)
+	}
+	d.shot("templates")
+
+	// A workshop workflow opens from the dialog; Run runs it (a new colour
+	// each time, so real ComfyUI does not answer from its cache); the image
+	// shows in the node.
+	d.do("open a template",
+		d.run(clickText(`[role=dialog] *`, "day-image", false)),
+		d.poll(`!document.querySelector('[role=dialog]') && app.graph.nodes.some(n => n.type === "SaveImage")`),
+	)
+	d.runWorkflow(0x3366ff)
+	d.do("the image in the node", d.poll(nodeImageLoaded("SaveImage")))
+	d.shot("image")
+
+	// Someone else's job: it must show nowhere on this page.
+	p2 := s.join(2)
+	other := p2.prompt(imageGraph("other", 0x00ff00))
+	s.ev.waitDone(60*time.Second, other)
+
+	// The Job Queue panel and the Assets panel list this participant's
+	// job with its thumbnail, and only theirs.
+	d.do("the job queue panel",
+		d.run(clickLabel("Expand job queue")),
+		d.poll(thumbnailShown(`body`, "day_")),
+	)
+	d.shot("job-queue")
+	d.do("the assets panel",
+		d.run(clickLabel("Assets (a)")),
+		d.poll(thumbnailShown(`.side-bar-panel`, "day_")),
+	)
+	d.shot("assets")
+	if n := eval[int](d, `[...document.querySelectorAll("img")].filter(i => i.src.includes("other_")).length + document.body.innerHTML.split("`+other+`").length - 1`); n != 0 {
+		t.Errorf("seat 2's job shows on seat 1's page (%d places)", n)
+	}
+}
+
+// clickLabel clicks the button with this aria-label (or, failing that,
+// with the label in its text, as for screen-reader-only words).
+func clickLabel(label string) string {
+	return fmt.Sprintf(`(() => {
+		const bs = [...document.querySelectorAll("button")];
+		const b = bs.find(b => b.getAttribute("aria-label") === %[1]q) ?? bs.find(b => b.textContent.includes(%[1]q));
+		if (!b) throw new Error("no button labelled " + %[1]q);
+		b.click();
+	})()`, label)
+}
+
+// thumbnailShown holds when an image under sel from the participant's
+// /view, whose name has prefix, has loaded.
+func thumbnailShown(sel, prefix string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll(%q + " img")].some(i => i.complete && i.naturalWidth > 0 &&
+		i.src.includes("/user/1/") && i.src.includes("view") && decodeURIComponent(i.src).includes(%q))`, sel, prefix)
+}
+
+// clickText clicks the innermost element matching sel whose text is text;
+// with optional, finding none is no error.
+func clickText(sel, text string, optional bool) string {
+	return fmt.Sprintf(`(() => {
+		const all = [...document.querySelectorAll(%q)].filter(e => e.textContent.trim() === %q);
+		const e = all.find(e => ![...e.children].some(c => c.textContent.trim() === %q)) ?? all[0];
+		if (!e) { if (%v) return; throw new Error("nothing to click with the text " + %q); }
+		e.click();
+	})()`, sel, text, text, optional, text)
+}
+
+// nodeImageLoaded holds when the first node of type shows a loaded image
+// from the participant's /view.
+func nodeImageLoaded(typ string) string {
+	return fmt.Sprintf(`(() => {
+		const n = app.graph.nodes.find(n => n.type === %q);
+		const img = n?.imgs?.[0];
+		return !!img && img.complete && img.naturalWidth > 0 && img.src.includes("/user/1/api/view");
+	})()`, typ)
+}
+
+// runWorkflow sets the colour of the open workflow's EmptyImage, so the
+// graph is new to ComfyUI, and presses Run.
+func (d *day) runWorkflow(color int) {
+	d.t.Helper()
+	d.do("press Run",
+		d.run(fmt.Sprintf(`(() => {
+			const w = app.graph.nodes.find(n => n.type === "EmptyImage").widgets.find(w => w.name === "color");
+			w.value = %d;
+		})()`, color)),
+		d.run(`[...document.querySelectorAll('[data-testid="queue-button"] button, button[data-testid="queue-button"]')].find(b => b.textContent.trim() === "Run" || b.getAttribute("aria-label") === "Run").click()`),
+	)
+}
