@@ -266,9 +266,14 @@ func TestFrontendRoutes(t *testing.T) {
 	if s.a.job(c).Status != "cancelled" || s.a.job(theirs).Status != "pending" {
 		t.Fatal("batch cancel")
 	}
-	_, b = p1.get("/user/1/api/jobs?status=cancelled")
-	if json.Unmarshal(b, &list); len(list.Jobs) != 2 {
-		t.Fatalf("cancelled jobs: %s", b)
+	// Taken out of the queue before they ran, they are gone from the list
+	// (as from ComfyUI's), and still answer by id.
+	_, b = p1.get("/user/1/api/jobs?status=completed,failed,cancelled")
+	if json.Unmarshal(b, &list); len(list.Jobs) != 2 || list.Jobs[0].ID == c || list.Jobs[0].ID == a {
+		t.Fatalf("finished jobs after cancels: %s", b)
+	}
+	if _, b := p1.get("/user/1/api/jobs/" + c); !bytes.Contains(b, []byte(`"status":"cancelled"`)) {
+		t.Fatalf("a cancelled job by id: %s", b)
 	}
 
 	// An announcement reaches an open socket (no poll needed).

@@ -206,6 +206,10 @@ func startDay(t *testing.T, v realcomfy.Version, frontEnd, name string, flows ma
 	reqs := browsertest.NewRequests()
 	ctx := browsertest.Start(t, 1400, 900, 8*time.Minute, reqs.Listener())
 	d := &day{t: t, s: s, ctx: ctx, reqs: reqs, name: name}
+	if err := chromedp.Do(ctx); err != nil { // start the tab, then answer its dialogs
+		t.Fatal(err)
+	}
+	browsertest.AcceptDialogs(ctx)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			d.checkFailures()
@@ -294,6 +298,105 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	if n := eval[int](d, `[...document.querySelectorAll("img")].filter(i => i.src.includes("other_")).length + document.body.innerHTML.split("`+other+`").length - 1`); n != 0 {
 		t.Errorf("seat 2's job shows on seat 1's page (%d places)", n)
 	}
+
+	// Cancel from the queue panel: with the queue paused the job waits,
+	// and the panel's cancel button takes it out.
+	s.a.do("POST", "/api/queue/pause", nil, nil)
+	d.runWorkflow(0x993300)
+	d.do("a waiting job in the panel", d.poll(`document.body.textContent.includes("1 active")`))
+	d.shot("job-waiting")
+	pending := s.a.pendingOf("user001")
+	d.do("cancel it from the panel",
+		// Its actions show while the pointer is over it.
+		d.run(fmt.Sprintf(`document.querySelector('[data-job-id=%q]').dispatchEvent(new MouseEvent("mouseenter"))`, pending)),
+		d.poll(fmt.Sprintf(`!!document.querySelector('[data-job-id=%q] button[aria-label=Cancel]')`, pending)),
+		d.run(fmt.Sprintf(`document.querySelector('[data-job-id=%q] button[aria-label=Cancel]').click()`, pending)),
+		d.poll(`document.body.textContent.includes("0 active")`),
+	)
+	s.ev.waitDone(30*time.Second, pending)
+	if st := s.a.job(pending).Status; st != "cancelled" {
+		t.Fatalf("after the panel's cancel the job is %s", st)
+	}
+	s.a.do("POST", "/api/queue/resume", nil, nil)
+
+	// Save (Ctrl+S asks a name for a new workflow), reload, open it again
+	// from the workflows sidebar.
+	d.do("save",
+		d.run(`app.canvas.canvas.focus()`),
+		chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		d.poll(`!!document.querySelector('[role=dialog] input')`),
+		d.run(`(() => { const i = document.querySelector('[role=dialog] input'); i.value = "my-first"; i.dispatchEvent(new Event("input", {bubbles: true})); })()`),
+		chromedp.SendKeys(chromedp.CSS(`[role=dialog] input`), "\r"),
+		d.poll(`[...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === "my-first")`),
+	)
+	d.do("reload and open it",
+		d.reload(),
+		d.run(clickLabel("Workflows (w)")),
+		d.poll(`[...document.querySelectorAll('.side-bar-panel *')].some(e => e.textContent.trim() === "my-first.json" || e.textContent.trim() === "my-first")`),
+		d.run(clickText(`.side-bar-panel *`, "my-first", true)),
+		d.run(clickText(`.side-bar-panel *`, "my-first.json", true)),
+		d.poll(`app.graph.nodes.some(n => n.type === "SaveImage") && [...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === "my-first")`),
+	)
+	d.shot("workflows")
+
+	// A workshop workflow opens from the workshop folder, and saving over
+	// it is refused with a message that says why.
+	d.expected = append(d.expected, "/userdata/workflows%2Fworkshop%2Fday-image.json")
+	d.do("open a workshop workflow",
+		d.run(clickText(`.side-bar-panel *`, "workshop", false)),
+		d.poll(`[...document.querySelectorAll('.side-bar-panel *')].some(e => e.textContent.trim() === "day-image")`),
+		d.run(clickText(`.side-bar-panel *`, "day-image", false)),
+		d.poll(`[...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === "day-image") && app.graph.nodes.some(n => n.type === "SaveImage")`),
+	)
+	d.runWorkflow(0x00aa88) // a change, so there is something to save
+	d.do("saving over it is refused",
+		d.run(`app.canvas.canvas.focus()`),
+		chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		d.poll(`[...document.querySelectorAll('.p-toast-message')].some(e => e.textContent.includes("read-only"))`),
+	)
+	d.shot("read-only")
+	if _, err := os.Stat(filepath.Join(s.data, "userdata", "user001", "workflows", "workshop")); err == nil {
+		t.Error("a workshop folder appeared among the participant's own files")
+	}
+}
+
+// reload reloads the page (confirming "Leave site?") and waits for the
+// new page's app and its sidebar.
+func (d *day) reload() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := d.run(`window.__old = true`)(ctx, t); err != nil {
+			return err
+		}
+		chromedp.Reload()(ctx, t)
+		// The page goes away under a running poll: ask again until the new
+		// one is up.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ok, err := chromedp.Evaluate[bool](`!window.__old && !!window.app?.graph && [...document.querySelectorAll("button")].some(b => b.getAttribute("aria-label") === "Workflows (w)")`)(ctx, t)
+			if err == nil && ok {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the page did not come back within 60 s (%v)", err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// pendingOf is user's one pending job.
+func (a admin) pendingOf(user string) string {
+	a.t.Helper()
+	var list struct{ Jobs []job }
+	a.do("GET", "/api/jobs?status=pending&user_id="+user, nil, &list)
+	if len(list.Jobs) != 1 {
+		a.t.Fatalf("%s has %d pending jobs", user, len(list.Jobs))
+	}
+	return list.Jobs[0].ID
 }
 
 // clickLabel clicks the button with this aria-label (or, failing that,

@@ -129,10 +129,13 @@ func (p *Proxy) listJobs(c *fiber.Ctx) error {
 	}
 	var items []jobItem
 	err := p.eachJob(userOf(c), func(j *workshop.Job) {
-		if len(q.statuses) > 0 && !q.statuses[jobStatusName[j.Status]] {
-			return
+		if j.Status == workshop.StatusCancelled && j.StartedAt == nil {
+			return // taken out of the queue: ComfyUI keeps no trace of those
 		}
 		it := itemOf(j)
+		if len(q.statuses) > 0 && !q.statuses[it.Status] {
+			return
+		}
 		if q.workflowID == "" || it.WorkflowID == q.workflowID {
 			items = append(items, it)
 		}
@@ -234,8 +237,16 @@ func itemOf(j *workshop.Job) jobItem {
 	if j.Status == workshop.StatusCompleted {
 		it.OutputsCount, it.PreviewOutput = outputsSummary(outputsOfJob(j))
 	}
-	if j.Status == workshop.StatusFailed {
+	switch j.Status {
+	case workshop.StatusFailed:
 		it.ExecutionError = executionError(j)
+	case workshop.StatusCancelled:
+		if j.StartedAt != nil {
+			// Stopped while it ran: ComfyUI lists an interrupted prompt as
+			// failed with this exception, which the frontend shows as such.
+			it.Status = "failed"
+			it.ExecutionError = executionError(j)
+		}
 	}
 	return it
 }
@@ -353,6 +364,9 @@ func executionError(j *workshop.Job) json.RawMessage {
 			e["exception_message"] = j.Error.Message
 			e["exception_type"] = j.Error.Type
 		}
+	}
+	if j.Status == workshop.StatusCancelled {
+		e["exception_type"] = "InterruptProcessingException"
 	}
 	defaults := map[string]any{"prompt_id": j.ID, "node_id": "", "node_type": "", "exception_message": "", "exception_type": "",
 		"traceback": []string{}, "current_inputs": map[string]any{}, "current_outputs": map[string]any{}}

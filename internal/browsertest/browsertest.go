@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -115,4 +116,19 @@ func TextContains(sel, want string) chromedp.Action[chromedp.Void] {
 		}
 		return chromedp.Void{}, nil
 	}
+}
+
+// AcceptDialogs answers every JavaScript dialog of the tab with OK, as a
+// person who means it would: "Leave site?" on a reload with unsaved work,
+// a confirm. It runs until ctx ends.
+func AcceptDialogs(ctx context.Context) {
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
 }

@@ -414,7 +414,7 @@ function queueText() {
   if (position !== null && position > 0) {
     let text = `Position ${position}`;
     const eta = num(q.eta_seconds);
-    if (eta !== null) {
+    if (eta !== null && !q.paused) {
       const left = Math.max(0, eta - (performance.now() - state.etaAt) / 1000);
       text += ` \u00b7 ${formatWait(left)}`;
     }
