@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"image/png"
 	"fmt"
 	"net/http"
 	"os"
@@ -127,7 +129,19 @@ func (d *day) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	d.t.Helper()
 	if err := chromedp.Do(d.ctx, actions...); err != nil {
 		page, _ := chromedp.Run(d.ctx, chromedp.Evaluate[string](`document.body.innerText.slice(0, 1500)`))
-		d.t.Fatalf("%s: %v\npage: %s", what, err, page)
+		var last []string
+		for _, r := range d.reqs.All() {
+			last = append(last, r.String())
+		}
+		if len(last) > 12 {
+			last = last[len(last)-12:]
+		}
+		state, _ := chromedp.Run(d.ctx, chromedp.Evaluate[string](`JSON.stringify({
+			workflow: window.app?.extensionManager?.workflow?.activeWorkflow?.path,
+			tabs: [...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].map(e => e.textContent.trim()).filter(Boolean).slice(0, 12),
+			toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.textContent),
+		})`))
+		d.t.Fatalf("%s: %v\nstate: %s\nlast requests:\n%s\npage: %s", what, err, state, strings.Join(last, "\n"), page)
 	}
 }
 
@@ -321,9 +335,10 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 
 	// Save (Ctrl+S asks a name for a new workflow), reload, open it again
 	// from the workflows sidebar.
+	// (Ctrl+S runs the Comfy.SaveWorkflow command; run it directly, as a
+	// key press depends on where the focus is.)
 	d.do("save",
-		d.run(`app.canvas.canvas.focus()`),
-		chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		d.run(saveWorkflow),
 		d.poll(`!!document.querySelector('[role=dialog] input')`),
 		d.run(`(() => { const i = document.querySelector('[role=dialog] input'); i.value = "my-first"; i.dispatchEvent(new Event("input", {bubbles: true})); })()`),
 		chromedp.SendKeys(chromedp.CSS(`[role=dialog] input`), "\r"),
@@ -335,7 +350,7 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 		d.poll(`[...document.querySelectorAll('.side-bar-panel *')].some(e => e.textContent.trim() === "my-first.json" || e.textContent.trim() === "my-first")`),
 		d.run(clickText(`.side-bar-panel *`, "my-first", true)),
 		d.run(clickText(`.side-bar-panel *`, "my-first.json", true)),
-		d.poll(`app.graph.nodes.some(n => n.type === "SaveImage") && [...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === "my-first")`),
+		d.poll(activeWorkflow("workflows/my-first.json")),
 	)
 	d.shot("workflows")
 
@@ -346,17 +361,107 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 		d.run(clickText(`.side-bar-panel *`, "workshop", false)),
 		d.poll(`[...document.querySelectorAll('.side-bar-panel *')].some(e => e.textContent.trim() === "day-image")`),
 		d.run(clickText(`.side-bar-panel *`, "day-image", false)),
-		d.poll(`[...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === "day-image") && app.graph.nodes.some(n => n.type === "SaveImage")`),
+		d.poll(activeWorkflow("workflows/workshop/day-image.json")),
 	)
 	d.runWorkflow(0x00aa88) // a change, so there is something to save
 	d.do("saving over it is refused",
-		d.run(`app.canvas.canvas.focus()`),
-		chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		d.run(saveWorkflow),
 		d.poll(`[...document.querySelectorAll('.p-toast-message')].some(e => e.textContent.includes("read-only"))`),
 	)
 	d.shot("read-only")
 	if _, err := os.Stat(filepath.Join(s.data, "userdata", "user001", "workflows", "workshop")); err == nil {
 		t.Error("a workshop folder appeared among the participant's own files")
+	}
+
+	// A setting persists and stays with the seat: hiding the minimap
+	// (its own button) survives a reload; seat 2 keeps theirs.
+	d.do("hide the minimap",
+		d.run(clickLabel("Hide Minimap (ALT + SHIFT + M)")),
+		d.poll(`!document.querySelector('[data-testid="minimap-container"]')`),
+		d.reload(),
+		d.poll(`app.extensionManager.setting.get("Comfy.Minimap.Visible") === false && !document.querySelector('[data-testid="minimap-container"]')`),
+		// and the open workflows are back in their tabs
+		d.poll(`["my-first", "day-image"].every(t => [...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].some(e => e.textContent.trim() === t))`),
+	)
+	_, mine := s.join(1).get("/user/1/api/settings")
+	_, theirs := p2.get("/user/2/api/settings")
+	if !strings.Contains(string(mine), `"Comfy.Minimap.Visible":false`) || strings.Contains(string(theirs), "Comfy.Minimap.Visible") {
+		t.Errorf("settings: seat 1 %s, seat 2 %s", mine, theirs)
+	}
+
+	d.maskEdit()
+}
+
+// maskEdit loads a picture into a Load Image node (uploaded the way its
+// upload button does), paints on it in the mask editor and saves: the
+// mask goes to the participant's /upload/mask and the node shows the
+// result.
+func (d *day) maskEdit() {
+	d.t.Helper()
+	d.do("a picture in a Load Image node",
+		d.run(`app.extensionManager.command.execute("Comfy.NewBlankWorkflow")`),
+		d.poll(`app.graph.nodes.length === 0`),
+		d.run(`(async () => {
+			const node = LiteGraph.createNode("LoadImage");
+			node.pos = [200, 150];
+			app.graph.add(node);
+			const c = document.createElement("canvas");
+			c.width = c.height = 64;
+			const g = c.getContext("2d");
+			g.fillStyle = "#c08040"; g.fillRect(0, 0, 64, 64);
+			const blob = await new Promise(r => c.toBlob(r, "image/png"));
+			const body = new FormData();
+			body.append("image", new File([blob], "portrait.png", {type: "image/png"}));
+			const res = await app.api.fetchApi("/upload/image", {method: "POST", body});
+			if (!res.ok) throw new Error("upload: " + res.status);
+			const {name} = await res.json();
+			const w = node.widgets.find(w => w.name === "image");
+			w.value = name;
+			w.callback?.(name);
+			app.canvas.selectNode(node);
+		})()`),
+	)
+	d.do("the picture shows", d.poll(nodeImageLoaded("LoadImage")))
+	d.do("open the mask editor",
+		d.run(`app.extensionManager.command.execute("Comfy.MaskEditor.OpenMaskEditor")`),
+		d.poll(`!!document.querySelector('[data-testid="mask-editor-root"] canvas') && document.querySelector('#maskEditorCanvasContainer').getBoundingClientRect().width > 0`),
+	)
+	// The edit is the editor's Invert (the whole picture masked): in
+	// headless Chromium without a GPU, pointer strokes reach the editor
+	// (its brush cursor follows them) but leave no mask pixels.
+	d.do("invert the mask", d.run(clickText(`[role=dialog] button`, "Invert", false)))
+	d.shot("mask-editor")
+	d.do("save the mask",
+		d.run(clickText(`[data-testid="mask-editor-root"] button, [role=dialog] button`, "Save", false)),
+		d.poll(`!document.querySelector('[data-testid="mask-editor-root"]')`),
+		d.poll(`(() => { const n = app.graph.nodes.find(n => n.type === "LoadImage"); return String(n.widgets.find(w => w.name === "image").value).includes("clipspace"); })()`),
+		d.poll(nodeImageLoaded("LoadImage")),
+	)
+	uploaded := false
+	for _, r := range d.reqs.All() {
+		uploaded = uploaded || (r.Method == "POST" && strings.HasSuffix(r.URL, "/user/1/api/upload/mask") && r.Status == 200)
+	}
+	if !uploaded {
+		d.t.Error("the mask editor's save made no successful /user/1/api/upload/mask")
+	}
+	// What was stored is the picture with the edited mask (ComfyUI keeps
+	// the mask in the alpha channel).
+	ref := eval[string](d, `new URL(app.graph.nodes.find(n => n.type === "LoadImage").imgs[0].src).search`)
+	resp, b := d.s.join(1).get("/user/1/api/view" + ref)
+	img, err := png.Decode(bytes.NewReader(b))
+	if resp.StatusCode != 200 || err != nil {
+		d.t.Fatalf("the masked picture: %d %v", resp.StatusCode, err)
+	}
+	masked := 0
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+			if _, _, _, a := img.At(x, y).RGBA(); a < 0xffff {
+				masked++
+			}
+		}
+	}
+	if masked == 0 {
+		d.t.Error("the stored picture has no masked pixel: the edit did not reach the mask")
 	}
 }
 
@@ -416,6 +521,16 @@ func thumbnailShown(sel, prefix string) string {
 	return fmt.Sprintf(`[...document.querySelectorAll(%q + " img")].some(i => i.complete && i.naturalWidth > 0 &&
 		i.src.includes("/user/1/") && i.src.includes("view") && decodeURIComponent(i.src).includes(%q))`, sel, prefix)
 }
+
+// activeWorkflow holds once the workflow at path is the open one, with
+// its graph on the canvas.
+func activeWorkflow(path string) string {
+	return fmt.Sprintf(`app.extensionManager.workflow.activeWorkflow?.path === %q && app.graph.nodes.length > 0`, path)
+}
+
+// saveWorkflow is what Ctrl+S does. Not awaited: a new workflow's save
+// waits for the name asked in a dialog.
+const saveWorkflow = `void app.extensionManager.command.execute("Comfy.SaveWorkflow")`
 
 // clickText clicks the innermost element matching sel whose text is text;
 // with optional, finding none is no error.

@@ -43,16 +43,25 @@ func (r *Requests) Listener() chromedp.ContextOption {
 		defer r.mu.Unlock()
 		switch ev := ev.(type) {
 		case *network.EventRequestWillBeSent:
+			if !strings.HasPrefix(ev.Request.URL, "http") {
+				return // data: and blob: URLs reach no server
+			}
 			r.sent[ev.RequestID] = Request{Method: ev.Request.Method, URL: ev.Request.URL}
 		case *network.EventResponseReceived:
-			q := r.sent[ev.RequestID]
+			q, ok := r.sent[ev.RequestID]
+			if !ok {
+				return
+			}
 			q.URL, q.Status = ev.Response.URL, int(ev.Response.Status)
 			r.done = append(r.done, q)
 		case *network.EventLoadingFailed:
 			if ev.Canceled {
 				return
 			}
-			q := r.sent[ev.RequestID]
+			q, ok := r.sent[ev.RequestID]
+			if !ok {
+				return
+			}
 			q.Error = strings.TrimSpace(ev.ErrorText + " " + string(ev.BlockedReason))
 			r.done = append(r.done, q)
 		}
