@@ -390,6 +390,47 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	}
 
 	d.maskEdit()
+
+	// The video workflow (the LTX-2 workflows' SaveVideo on a model-free
+	// graph) opens from the Templates dialog and runs; its video plays in
+	// the node and seeks, with ranged requests.
+	d.do("open the video workflow",
+		d.run(`void app.extensionManager.command.execute("Comfy.BrowseTemplates")`),
+		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("Workshop") || e.textContent.includes("day-video"))`),
+		d.run(clickText(`[role=dialog] *`, "Workshop", true)),
+		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("day-video"))`),
+		d.run(clickText(`[role=dialog] *`, "day-video", false)),
+		d.poll(`!document.querySelector('[role=dialog]') && app.graph.nodes.some(n => n.type === "SaveVideo")`),
+	)
+	d.runWorkflow(0xff3300)
+	d.do("the video plays in the node",
+		d.poll(`(() => { const v = document.querySelector('video[src*="/user/1/api/view"]'); return !!v && v.readyState >= 1 && v.duration > 3; })()`),
+		d.run(`new Promise((ok, fail) => {
+			const v = document.querySelector('video[src*="/user/1/api/view"]');
+			v.muted = true;
+			v.play().then(() => { v.pause(); v.addEventListener("seeked", () => ok(), {once: true}); v.currentTime = 2.5; }, fail);
+		})`),
+		d.poll(`(() => { const v = document.querySelector('video[src*="/user/1/api/view"]'); return Math.abs(v.currentTime - 2.5) < 0.2 && v.readyState >= 2; })()`),
+	)
+	d.shot("video")
+	ranged := false
+	for _, r := range d.reqs.All() {
+		ranged = ranged || (r.Status == 206 && strings.Contains(r.URL, "/user/1/api/view") && strings.Contains(r.URL, ".mp4"))
+	}
+	if !ranged {
+		t.Error("the video was not fetched in ranges (no 206 from /view)")
+	}
+
+	d.announcement()
+}
+
+// announcement: the instructor's message pops up on the open page.
+func (d *day) announcement() {
+	d.t.Helper()
+	d.s.a.do("POST", "/api/announcements", map[string]any{"text": "Coffee break until 10:45"}, nil)
+	d.do("the announcement pops up",
+		d.poll(`[...document.querySelectorAll('.p-toast-message, .cw-toast')].some(e => e.textContent.includes("Coffee break until 10:45"))`))
+	d.shot("announcement")
 }
 
 // maskEdit loads a picture into a Load Image node (uploaded the way its
