@@ -139,7 +139,7 @@ func (d *day) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 		state, _ := chromedp.Run(d.ctx, chromedp.Evaluate[string](`JSON.stringify({
 			workflow: window.app?.extensionManager?.workflow?.activeWorkflow?.path,
 			tabs: [...document.querySelectorAll('.workflow-tabs *, [role=tablist] *')].map(e => e.textContent.trim()).filter(Boolean).slice(0, 12),
-			toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.textContent),
+			toasts: [...document.querySelectorAll('.p-toast-message, [data-toast-kind], .cw-toast')].map(e => e.textContent),
 		})`))
 		d.t.Fatalf("%s: %v\nstate: %s\nlast requests:\n%s\npage: %s", what, err, state, strings.Join(last, "\n"), page)
 	}
@@ -366,7 +366,7 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	d.runWorkflow(0x00aa88) // a change, so there is something to save
 	d.do("saving over it is refused",
 		d.run(saveWorkflow),
-		d.poll(`[...document.querySelectorAll('.p-toast-message')].some(e => e.textContent.includes("read-only"))`),
+		d.poll(toastSays("Workshop workflows are read-only")),
 	)
 	d.shot("read-only")
 	if _, err := os.Stat(filepath.Join(s.data, "userdata", "user001", "workflows", "workshop")); err == nil {
@@ -429,7 +429,7 @@ func (d *day) announcement() {
 	d.t.Helper()
 	d.s.a.do("POST", "/api/announcements", map[string]any{"text": "Coffee break until 10:45"}, nil)
 	d.do("the announcement pops up",
-		d.poll(`[...document.querySelectorAll('.p-toast-message, .cw-toast')].some(e => e.textContent.includes("Coffee break until 10:45"))`))
+		d.poll(toastSays("Coffee break until 10:45")))
 	d.shot("announcement")
 }
 
@@ -463,6 +463,7 @@ func (d *day) maskEdit() {
 		})()`),
 	)
 	d.do("the picture shows", d.poll(nodeImageLoaded("LoadImage")))
+	before := len(d.reqs.All())
 	d.do("open the mask editor",
 		d.run(`app.extensionManager.command.execute("Comfy.MaskEditor.OpenMaskEditor")`),
 		d.poll(`!!document.querySelector('[data-testid="mask-editor-root"] canvas') && document.querySelector('#maskEditorCanvasContainer').getBoundingClientRect().width > 0`),
@@ -478,16 +479,25 @@ func (d *day) maskEdit() {
 		d.poll(`(() => { const n = app.graph.nodes.find(n => n.type === "LoadImage"); return String(n.widgets.find(w => w.name === "image").value).includes("clipspace"); })()`),
 		d.poll(nodeImageLoaded("LoadImage")),
 	)
-	uploaded := false
-	for _, r := range d.reqs.All() {
-		uploaded = uploaded || (r.Method == "POST" && strings.HasSuffix(r.URL, "/user/1/api/upload/mask") && r.Status == 200)
+	// Saved to the participant's own uploads (v1.4x sends the mask to
+	// /upload/mask; newer frontends composite it themselves and use
+	// /upload/image)...
+	uploads := 0
+	for _, r := range d.reqs.All()[before:] {
+		if r.Method == "POST" && r.Status == 200 && (strings.HasSuffix(r.URL, "/user/1/api/upload/mask") || strings.HasSuffix(r.URL, "/user/1/api/upload/image")) {
+			uploads++
+		}
 	}
-	if !uploaded {
-		d.t.Error("the mask editor's save made no successful /user/1/api/upload/mask")
+	if uploads == 0 {
+		d.t.Error("the mask editor's save uploaded nothing to the participant's surface")
 	}
-	// What was stored is the picture with the edited mask (ComfyUI keeps
-	// the mask in the alpha channel).
-	ref := eval[string](d, `new URL(app.graph.nodes.find(n => n.type === "LoadImage").imgs[0].src).search`)
+	// ...and the node now loads the picture with the edited mask (ComfyUI
+	// keeps the mask in the alpha channel).
+	ref := eval[string](d, `(() => {
+		const v = String(app.graph.nodes.find(n => n.type === "LoadImage").widgets.find(w => w.name === "image").value).replace(/ \[input\]$/, "");
+		const i = v.lastIndexOf("/");
+		return "?" + new URLSearchParams({filename: v.slice(i + 1), subfolder: i < 0 ? "" : v.slice(0, i), type: "input"});
+	})()`)
 	resp, b := d.s.join(1).get("/user/1/api/view" + ref)
 	img, err := png.Decode(bytes.NewReader(b))
 	if resp.StatusCode != 200 || err != nil {
@@ -561,6 +571,12 @@ func clickLabel(label string) string {
 func thumbnailShown(sel, prefix string) string {
 	return fmt.Sprintf(`[...document.querySelectorAll(%q + " img")].some(i => i.complete && i.naturalWidth > 0 &&
 		i.src.includes("/user/1/") && i.src.includes("view") && decodeURIComponent(i.src).includes(%q))`, sel, prefix)
+}
+
+// toastSays holds while a toast (PrimeVue's in v1.4x, reka's in newer
+// frontends, the extension's own on the legacy one) shows text.
+func toastSays(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('.p-toast-message, [data-toast-kind], [role=status], .cw-toast')].some(e => e.textContent.includes(%q))`, text)
 }
 
 // activeWorkflow holds once the workflow at path is the open one, with
