@@ -404,15 +404,18 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	)
 	d.runWorkflow(0xff3300)
 	d.do("the video plays in the node",
-		d.poll(`(() => { const v = document.querySelector('video[src*="/user/1/api/view"]'); return !!v && v.readyState >= 1 && v.duration > 3; })()`),
+		d.poll(`(() => { const v = `+nodeVideo+`; return !!v && v.readyState >= 1 && v.duration > 3; })()`),
 		d.run(`new Promise((ok, fail) => {
-			const v = document.querySelector('video[src*="/user/1/api/view"]');
+			const v = `+nodeVideo+`;
 			v.muted = true;
 			v.play().then(() => { v.pause(); v.addEventListener("seeked", () => ok(), {once: true}); v.currentTime = 2.5; }, fail);
 		})`),
-		d.poll(`(() => { const v = document.querySelector('video[src*="/user/1/api/view"]'); return Math.abs(v.currentTime - 2.5) < 0.2 && v.readyState >= 2; })()`),
+		d.poll(`(() => { const v = `+nodeVideo+`; return Math.abs(v.currentTime - 2.5) < 0.2 && v.readyState >= 2; })()`),
 	)
 	d.shot("video")
+	if p := eval[float64](d, nodeVideo+`.currentTime`); p < 2 {
+		t.Errorf("the node's video is at %.1f s after seeking to 2.5 s", p)
+	}
 	ranged := false
 	for _, r := range d.reqs.All() {
 		ranged = ranged || (r.Status == 206 && strings.Contains(r.URL, "/user/1/api/view") && strings.Contains(r.URL, ".mp4"))
@@ -572,6 +575,10 @@ func thumbnailShown(sel, prefix string) string {
 	return fmt.Sprintf(`[...document.querySelectorAll(%q + " img")].some(i => i.complete && i.naturalWidth > 0 &&
 		i.src.includes("/user/1/") && i.src.includes("view") && decodeURIComponent(i.src).includes(%q))`, sel, prefix)
 }
+
+// nodeVideo is the video shown in the Save Video node: the largest one
+// from the participant's /view (the queue panel shows a small one too).
+const nodeVideo = `[...document.querySelectorAll('video[src*="/user/1/api/view"]')].sort((a, b) => b.clientWidth * b.clientHeight - a.clientWidth * a.clientHeight)[0]`
 
 // toastSays holds while a toast (PrimeVue's in v1.4x, reka's in newer
 // frontends, the extension's own on the legacy one) shows text.
