@@ -254,6 +254,10 @@ func TestParticipantDay(t *testing.T) {
 func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	d := startDay(t, v, fe, name, map[string]map[string]any{"day-image.json": imageWorkflow(), "day-video.json": videoWorkflow()})
 	s := d.s
+	// The instructor wants newcomers to start on the image workflow.
+	if st := s.a.do("PUT", "/api/workflows/day-image.json/default", nil, nil); st != 200 {
+		t.Fatalf("mark the default workflow: %d", st)
+	}
 	if js := os.Getenv("DEBUGJS"); js != "" {
 		d.do("debug boot", chromedp.Navigate(s.base+"/join/"+s.seatCode(1)), d.poll(`!!document.querySelector('[data-testid="queue-button"]')`))
 		time.Sleep(10 * time.Second)
@@ -279,6 +283,8 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	if loc := eval[string](d, `location.pathname`); loc != "/user/1/" {
 		t.Fatalf("landed on %s", loc)
 	}
+	d.do("the default workflow opened behind the dialog",
+		d.poll(`app.extensionManager.workflow.openWorkflows.some(w => w.path === "workflows/workshop/day-image.json")`))
 	d.shot("templates")
 
 	// A workshop workflow opens from the dialog; Run runs it (a new colour
