@@ -3,8 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
-	"image/png"
 	"fmt"
+	"image/png"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,11 +116,12 @@ func videoWorkflow() map[string]any {
 
 // day drives one participant's page.
 type day struct {
-	t    *testing.T
-	s    *realStack
-	ctx  context.Context
-	reqs *browsertest.Requests
-	name string // the frontend, for screenshots
+	t       *testing.T
+	s       *realStack
+	ctx     context.Context
+	reqs    *browsertest.Requests
+	dialogs *browsertest.Dialogs
+	name    string // the frontend, for screenshots
 	// expected are failures the day causes on purpose (path substrings).
 	expected []string
 }
@@ -223,7 +224,7 @@ func startDay(t *testing.T, v realcomfy.Version, frontEnd, name string, flows ma
 	if err := chromedp.Do(ctx); err != nil { // start the tab, then answer its dialogs
 		t.Fatal(err)
 	}
-	browsertest.AcceptDialogs(ctx)
+	d.dialogs = browsertest.AcceptDialogs(ctx)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			d.checkFailures()
@@ -233,6 +234,9 @@ func startDay(t *testing.T, v realcomfy.Version, frontEnd, name string, flows ma
 }
 
 func TestParticipantDay(t *testing.T) {
+	t.Run("legacy-2024-08-15", func(t *testing.T) {
+		legacyDay(t, realcomfy.Get(t, "2024-08-15"))
+	})
 	v := realcomfy.Get(t, "0.3.64")
 	t.Run("frontend-1.44.17", func(t *testing.T) {
 		fe := realcomfy.KitFrontend()
@@ -315,6 +319,12 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 		d.poll(thumbnailShown(`.side-bar-panel`, "day_")),
 	)
 	d.shot("assets")
+	// The workshop's own panel sits among the sidebar tabs, in their style.
+	d.do("the workshop panel",
+		d.run(clickLabel("Workshop: my outputs")),
+		d.poll(thumbnailShown(`.cw-panel`, "day_")),
+	)
+	d.shot("workshop-panel")
 	if n := eval[int](d, `[...document.querySelectorAll("img")].filter(i => i.src.includes("other_")).length + document.body.innerHTML.split("`+other+`").length - 1`); n != 0 {
 		t.Errorf("seat 2's job shows on seat 1's page (%d places)", n)
 	}
@@ -528,6 +538,11 @@ func (d *day) maskEdit() {
 // reload reloads the page (confirming "Leave site?") and waits for the
 // new page's app and its sidebar.
 func (d *day) reload() chromedp.Action[chromedp.Void] {
+	return d.reloadUntil(`!!window.app?.graph && [...document.querySelectorAll("button")].some(b => b.getAttribute("aria-label") === "Workflows (w)")`)
+}
+
+// reloadUntil reloads and waits until ready holds on the new page.
+func (d *day) reloadUntil(ready string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		if _, err := d.run(`window.__old = true`)(ctx, t); err != nil {
 			return err
@@ -537,7 +552,7 @@ func (d *day) reload() chromedp.Action[chromedp.Void] {
 		// one is up.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			ok, err := chromedp.Evaluate[bool](`!window.__old && !!window.app?.graph && [...document.querySelectorAll("button")].some(b => b.getAttribute("aria-label") === "Workflows (w)")`)(ctx, t)
+			ok, err := chromedp.Evaluate[bool](`!window.__old && (`+ready+`)`)(ctx, t)
 			if err == nil && ok {
 				return nil
 			}
@@ -553,15 +568,22 @@ func (d *day) reload() chromedp.Action[chromedp.Void] {
 	})
 }
 
-// pendingOf is user's one pending job.
+// pendingOf waits for user's one pending job (the page's POST may still
+// be on its way).
 func (a admin) pendingOf(user string) string {
 	a.t.Helper()
-	var list struct{ Jobs []job }
-	a.do("GET", "/api/jobs?status=pending&user_id="+user, nil, &list)
-	if len(list.Jobs) != 1 {
-		a.t.Fatalf("%s has %d pending jobs", user, len(list.Jobs))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list struct{ Jobs []job }
+		a.do("GET", "/api/jobs?status=pending&user_id="+user, nil, &list)
+		if len(list.Jobs) == 1 {
+			return list.Jobs[0].ID
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("%s has %d pending jobs", user, len(list.Jobs))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return list.Jobs[0].ID
 }
 
 // clickLabel clicks the button with this aria-label (or, failing that,
@@ -617,9 +639,9 @@ func clickText(sel, text string, optional bool) string {
 // from the participant's /view.
 func nodeImageLoaded(typ string) string {
 	return fmt.Sprintf(`(() => {
-		const n = app.graph.nodes.find(n => n.type === %q);
+		const n = (app.graph.nodes ?? app.graph._nodes).find(n => n.type === %q); // _nodes: LiteGraph of 2024
 		const img = n?.imgs?.[0];
-		return !!img && img.complete && img.naturalWidth > 0 && img.src.includes("/user/1/api/view");
+		return !!img && img.complete && img.naturalWidth > 0 && /\/user\/1\/(api\/)?view\?/.test(img.src);
 	})()`, typ)
 }
 
@@ -633,5 +655,143 @@ func (d *day) runWorkflow(color int) {
 			w.value = %d;
 		})()`, color)),
 		d.run(`[...document.querySelectorAll('[data-testid="queue-button"] button, button[data-testid="queue-button"]')].find(b => b.textContent.trim() === "Run" || b.getAttribute("aria-label") === "Run").click()`),
+	)
+}
+
+// animatedWorkflow makes an animated WEBP, the moving output the legacy
+// frontend's ComfyUI (2024) can make without weights.
+func animatedWorkflow() map[string]any {
+	return uiWorkflow(
+		uiNode{id: 1, typ: "EmptyImage", out: []string{"IMAGE"}, widgets: []any{64, 64, 8, 0}},
+		uiNode{id: 2, typ: "SaveAnimatedWEBP", in: []string{"IMAGE"}, widgets: []any{"anim", 6, false, 80, "default"}},
+	)
+}
+
+// legacyDay is the day on ComfyUI 2024-08-15's own hand-written frontend.
+func legacyDay(t *testing.T, v realcomfy.Version) {
+	d := startDay(t, v, "", "legacy", map[string]map[string]any{"day-image.json": imageWorkflow(), "day-anim.json": animatedWorkflow()})
+	s := d.s
+	d.do("boot",
+		chromedp.Navigate(s.base+"/join/"+s.seatCode(1)),
+		d.poll(`!!window.app?.graph && !!document.querySelector("#queue-button")`),
+	)
+	// A setting persists and stays with the seat: the new menu bar (the
+	// legacy frontend's own setting), kept across a reload; seat 2 keeps
+	// the old menu.
+	d.do("switch to the new menu",
+		d.run(`app.ui.settings.setSettingValueAsync("Comfy.UseNewMenu", "Top")`),
+		d.legacyReload(),
+		d.poll(`!!document.querySelector(".comfyui-workflows-button") && document.querySelector(".comfyui-workflows-button").offsetParent !== null`),
+	)
+	p2 := s.join(2)
+	if _, theirs := p2.get("/user/2/api/settings"); strings.Contains(string(theirs), "UseNewMenu") {
+		t.Errorf("seat 1's setting reached seat 2: %s", theirs)
+	}
+
+	// A workshop workflow opens from the workflows list's workshop folder;
+	// Queue runs it; the image shows in the node.
+	d.legacyOpen("workshop/day-image.json")
+	d.legacyQueue(0x3366ff)
+	d.do("the image in the node", d.poll(nodeImageLoaded("SaveImage")))
+	d.shot("image")
+
+	// Someone else's job shows nowhere; the history lists this one, as
+	// the participant's job number 1 (whatever the room's count).
+	other := p2.prompt(imageGraph("other", 0x00ff00))
+	s.ev.waitDone(60*time.Second, other)
+	d.do("the history",
+		d.run(`document.querySelector('button[title="View history"]').click()`),
+		d.poll(`(() => { const rows = [...document.querySelectorAll(".comfyui-history-items section > span")]; return rows.length === 1 && rows[0].textContent.trim() === "1"; })()`),
+	)
+	d.shot("history")
+	if n := eval[int](d, `[...document.querySelectorAll("img")].filter(i => i.src.includes("other_")).length + document.body.innerHTML.split("`+other+`").length - 1`); n != 0 {
+		t.Errorf("seat 2's job shows on seat 1's page (%d places)", n)
+	}
+
+	// Cancel from the queue list.
+	s.a.do("POST", "/api/queue/pause", nil, nil)
+	d.legacyQueue(0x993300)
+	pending := s.a.pendingOf("user001")
+	d.do("cancel from the queue list",
+		d.run(`document.querySelector('button[title="View queue"]').click()`),
+		d.poll(`[...document.querySelectorAll(".comfyui-queue-items button")].some(b => b.textContent.trim() === "Delete")`),
+		d.run(`[...document.querySelectorAll(".comfyui-queue-items button")].find(b => b.textContent.trim() === "Delete").click()`),
+	)
+	s.ev.waitDone(30*time.Second, pending)
+	if st := s.a.job(pending).Status; st != "cancelled" {
+		t.Fatalf("after the queue list's delete the job is %s", st)
+	}
+	s.a.do("POST", "/api/queue/resume", nil, nil)
+
+	// Saving over the workshop workflow is refused with the reason; Save
+	// As keeps the participant's own copy, which opens after a reload.
+	d.expected = append(d.expected, "/userdata/workflows%2Fworkshop%2Fday-image.json")
+	d.do("saving over it is refused",
+		d.run(`document.querySelector('button[title="Save the current workflow"]').click()`),
+		d.dialogSays("Workshop workflows are read-only"),
+	)
+	d.dialogs.SetPrompt("my-legacy")
+	d.do("save as",
+		d.run(`app.workflowManager.activeWorkflow.save(true)`),
+		d.poll(`app.workflowManager.activeWorkflow?.path === "my-legacy.json"`),
+		d.legacyReload(),
+	)
+	d.legacyOpen("my-legacy.json")
+
+	// The moving output: an animated WEBP shows in its node.
+	d.legacyOpen("workshop/day-anim.json")
+	d.legacyQueue(0xff3300)
+	d.do("the animation in the node", d.poll(nodeImageLoaded("SaveAnimatedWEBP")))
+	d.shot("animated")
+
+	d.announcement()
+}
+
+// dialogSays waits until a JavaScript dialog (the legacy frontend's
+// alerts) has said text.
+func (d *day) dialogSays(text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		deadline := time.Now().Add(60 * time.Second)
+		for !slices.ContainsFunc(d.dialogs.Messages(), func(m string) bool { return strings.Contains(m, text) }) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no dialog said %q (dialogs: %q)", text, d.dialogs.Messages())
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return nil
+	})
+}
+
+// legacyReload reloads the legacy page and waits for its app.
+func (d *day) legacyReload() chromedp.Action[chromedp.Void] {
+	return d.reloadUntil(`!!window.app?.graph && !!document.querySelector("#queue-button, .comfyui-queue-button")`)
+}
+
+// legacyOpen opens a workflow from the new menu's workflows list.
+func (d *day) legacyOpen(path string) {
+	d.t.Helper()
+	steps := []chromedp.Action[chromedp.Void]{d.run(`document.querySelector(".comfyui-workflows-button").click()`)}
+	if folder, _, ok := strings.Cut(path, "/"); ok {
+		steps = append(steps,
+			d.poll(`[...document.querySelectorAll(".comfyui-workflows-tree span")].some(e => e.textContent.trim() === "`+folder+`")`),
+			d.run(`[...document.querySelectorAll(".comfyui-workflows-tree span")].find(e => e.textContent.trim() === "`+folder+`").click()`))
+	}
+	d.do("open "+path, append(steps,
+		d.poll(`!!document.querySelector('.comfyui-workflows-tree [title="`+path+`"]')`),
+		d.run(`document.querySelector('.comfyui-workflows-tree [title="`+path+`"]').click()`),
+		d.poll(`app.workflowManager.activeWorkflow?.path === "`+path+`" && app.graph._nodes.length > 0`),
+	)...)
+}
+
+// legacyQueue sets the EmptyImage colour and presses Queue.
+func (d *day) legacyQueue(color int) {
+	d.t.Helper()
+	d.do("press Queue",
+		d.run(fmt.Sprintf(`app.graph._nodes.find(n => n.type === "EmptyImage").widgets.find(w => w.name === "color").value = %d`, color)),
+		d.run(`[...document.querySelectorAll(".comfyui-queue-button button, button")].find(b => b.offsetParent && b.textContent.trim().startsWith("Queue")).click()`),
 	)
 }
