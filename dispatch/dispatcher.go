@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -49,7 +50,19 @@ type Config struct {
 	JobTimeout time.Duration
 	// OutputURL builds the download URL of a stored output.
 	OutputURL func(jobID, name string) string
+	// MaxOutputs and MaxOutputBytes cap what one job may bring back from
+	// a GPU host (files, and bytes in all); a job past either fails.
+	// Defaults DefaultMaxOutputs, DefaultMaxOutputBytes.
+	MaxOutputs     int
+	MaxOutputBytes int64
 }
+
+// Defaults of Config's output caps: far above a workshop's batch of images
+// or a video, far below what fills the server's disk.
+const (
+	DefaultMaxOutputs     = 500
+	DefaultMaxOutputBytes = 2 << 30
+)
 
 // Dispatcher runs the workers.
 type Dispatcher struct {
@@ -78,8 +91,14 @@ func New(cfg Config) *Dispatcher {
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = time.Hour
 	}
+	if cfg.MaxOutputs <= 0 {
+		cfg.MaxOutputs = DefaultMaxOutputs
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
 	if cfg.OutputURL == nil {
-		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + name }
+		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + url.PathEscape(name) }
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Log,
