@@ -31,7 +31,7 @@ type ValidateOptions struct {
 // output can run. Like ComfyUI it normalises widget values in place
 // ("5" -> 5 for an INT input).
 func ValidatePrompt(p Prompt, info ObjectInfo, opts ValidateOptions) (outputs []string, nodeErrors map[string]NodeError, err *PromptError) {
-	v := &validator{p: p, info: info, opts: opts, validated: map[string]*nodeResult{}}
+	v := &validator{p: p, info: info, opts: opts, validated: map[string]*nodeResult{}, onPath: map[string]bool{}}
 	return v.run()
 }
 
@@ -40,7 +40,8 @@ type validator struct {
 	info      ObjectInfo
 	opts      ValidateOptions
 	validated map[string]*nodeResult
-	order     []string // validation order of nodes, for stable node_errors
+	order     []string        // validation order of nodes, for stable node_errors
+	onPath    map[string]bool // the nodes of the path being validated
 }
 
 type nodeResult struct {
@@ -177,7 +178,12 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 	if r, ok := v.validated[id]; ok {
 		return r, nil
 	}
+	// onPath mirrors visiting, so a deep chain costs one lookup per node
+	// rather than a walk of the path.
 	for i, seen := range visiting {
+		if !v.onPath[id] {
+			break
+		}
 		if seen != id {
 			continue
 		}
@@ -196,6 +202,8 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		return v.validated[id], nil
 	}
 
+	v.onPath[id] = true
+	defer delete(v.onPath, id)
 	node := v.p[id]
 	ni := v.info[node.ClassType]
 	var errs []errorDraft
