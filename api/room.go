@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,7 +91,7 @@ func outputsOfJob(j *workshop.Job) []outputView {
 		at = *j.CompletedAt
 	}
 	for _, o := range j.Result.Outputs {
-		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
+		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + url.PathEscape(o.Name),
 			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out

@@ -106,14 +106,20 @@ type seatRow struct {
 	JoinURL  string `json:"join_url"`
 }
 
+// remoteSub is a subcommand of group that calls a running server's admin
+// API.
+func remoteSub(group, name, usage, help string, run func(ctx context.Context, r *remote, args []string) error) *ffcli.Command {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	r := remoteFlags(fs)
+	return &ffcli.Command{
+		Name: name, ShortUsage: "workshop " + group + " " + usage, ShortHelp: help, FlagSet: fs, Options: remoteOptions(),
+		Exec: func(ctx context.Context, args []string) error { return run(ctx, r, args) },
+	}
+}
+
 func seatsCommand() *ffcli.Command {
 	sub := func(name, usage, help string, run func(ctx context.Context, r *remote, args []string) error) *ffcli.Command {
-		fs := flag.NewFlagSet(name, flag.ContinueOnError)
-		r := remoteFlags(fs)
-		return &ffcli.Command{
-			Name: name, ShortUsage: "workshop seats " + usage, ShortHelp: help, FlagSet: fs, Options: remoteOptions(),
-			Exec: func(ctx context.Context, args []string) error { return run(ctx, r, args) },
-		}
+		return remoteSub("seats", name, usage, help, run)
 	}
 	printSeats := func(rows ...seatRow) {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -138,7 +144,7 @@ func seatsCommand() *ffcli.Command {
 		return n, nil
 	}
 	return &ffcli.Command{
-		Name: "seats", ShortUsage: "workshop seats <list|add|rename|remove> [flags]", ShortHelp: "manage participant seats on a running server",
+		Name: "seats", ShortUsage: "workshop seats <list|add|rename|signout|remove> [flags]", ShortHelp: "manage participant seats on a running server",
 		FlagSet: flag.NewFlagSet("seats", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{
 			sub("list", "list [flags]", "list seats with their join links", func(ctx context.Context, r *remote, _ []string) error {
@@ -167,6 +173,20 @@ func seatsCommand() *ffcli.Command {
 					return err
 				}
 				printSeats(s)
+				return nil
+			}),
+			sub("signout", "signout [flags] SEAT", "end every browser session of a seat (its code still works)", func(ctx context.Context, r *remote, args []string) error {
+				n, err := seatArg(args, 1)
+				if err != nil {
+					return err
+				}
+				var res struct {
+					Ended int `json:"sessions_ended"`
+				}
+				if err := r.do(ctx, "POST", "/api/seats/"+strconv.Itoa(n)+"/signout", nil, &res); err != nil {
+					return err
+				}
+				fmt.Printf("seat %d signed out (%d sessions ended)\n", n, res.Ended)
 				return nil
 			}),
 			sub("remove", "remove [flags] SEAT", "remove a seat (its jobs and files stay)", func(ctx context.Context, r *remote, args []string) error {

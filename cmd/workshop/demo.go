@@ -50,24 +50,22 @@ func demoCommand() *ffcli.Command {
 			}
 			defer stop()
 			agentDone := make(chan error, 1)
-			return serve(ctx, serveConfig{
-				Data: *data, Listen: *listen, TLS: "off", AdminToken: adminToken, AgentToken: agentToken,
-				Seats: 20, QueueMode: "round-robin", MaxPending: 10, EnablePriority: true,
-				MaxAttempts: 3, Prefetch: 1, Grace: 60 * time.Second, JobTimeout: time.Hour,
-				LogLevel: "info", LogFormat: "text", out: &quietLines{},
-				onReady: func(base string) error {
-					agent, err := tunnel.NewAgent(tunnel.AgentConfig{
-						ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version,
-						Instances: instances, Logger: log.With("part", "gpu-agent"),
-					})
-					if err != nil {
-						return err
-					}
-					go func() { agentDone <- agent.Run(ctx) }()
-					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
-					return nil
-				},
-			})
+			c := defaultServeConfig()
+			c.Data, c.Listen, c.TLS, c.AdminToken, c.AgentToken = *data, *listen, "off", adminToken, agentToken
+			c.out = &quietLines{}
+			c.onReady = func(base string) error {
+				agent, err := tunnel.NewAgent(tunnel.AgentConfig{
+					ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version,
+					Instances: instances, Logger: log.With("part", "gpu-agent"),
+				})
+				if err != nil {
+					return err
+				}
+				go func() { agentDone <- agent.Run(ctx) }()
+				printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
+				return nil
+			}
+			return serve(ctx, c)
 		},
 	}
 }

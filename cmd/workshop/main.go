@@ -30,7 +30,7 @@ func run(args []string) int {
 		LongHelp: "ComfyUI Workshop runs one queue of ComfyUI jobs for a room of participants on shared GPUs.\n" +
 			"Run 'workshop <command> --help' for a command's flags.",
 		FlagSet:     flag.NewFlagSet("workshop", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{serveCommand(), demoCommand(), seatsCommand(), statusCommand(), backupCommand(), restoreCommand(), pruneCommand(), preflightCommand(), adminCommand(), versionCommand()},
+		Subcommands: []*ffcli.Command{serveCommand(), demoCommand(), seatsCommand(), agentsCommand(), statusCommand(), backupCommand(), restoreCommand(), pruneCommand(), preflightCommand(), adminCommand(), versionCommand()},
 		Exec: func(_ context.Context, args []string) error {
 			if len(args) > 0 {
 				return usagef("unknown command %q: run 'workshop --help'", args[0])
