@@ -32,6 +32,19 @@ func canonicalPath(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// sameOriginSockets refuses a WebSocket opened by a page of another origin
+// (another port of this host included): browsers send cookies with it,
+// SameSite or not, and the socket then reads a seat's or the admin's
+// events. (GPU agents upgrade to the tunnel, not to a WebSocket.)
+func sameOriginSockets(c *fiber.Ctx) error {
+	if strings.EqualFold(c.Get(fiber.HeaderUpgrade), "websocket") {
+		if err := checkOrigin(c); err != nil {
+			return err
+		}
+	}
+	return c.Next()
+}
+
 // CanonicalPath returns the canonical form of an escaped URL path, or false
 // when the path is refused.
 func CanonicalPath(raw string) (string, bool) {

@@ -185,8 +185,8 @@ func userOf(c *fiber.Ctx) string {
 // requireSeat admits a request to /user/{n}/ with a session for seat n,
 // the admin token, the instructor's browser session (to look, not to act:
 // a change needs its CSRF token, which the ComfyUI frontend does not send),
-// or anyone in open-seats mode. A change or a socket from a page of
-// another origin is refused whatever it carries.
+// or anyone in open-seats mode. A change from a page of another origin is
+// refused whatever it carries.
 func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	n, err := strconv.Atoi(c.Params("seat"))
 	if err != nil || n < 1 || n > seats.MaxSeats {
@@ -195,9 +195,9 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	// Nobody else's page may frame a participant's ComfyUI (clickjacking).
 	c.Set(fiber.HeaderXFrameOptions, "SAMEORIGIN")
 	c.Set(fiber.HeaderContentSecurityPolicy, "frame-ancestors 'self'")
+	// (Sockets from other origins are refused for every route, by the API.)
 	changes := !auth.SafeMethod(c.Method())
-	acts := changes || websocketUpgrade(c)
-	if acts && !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
+	if changes && !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
 		return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
 	}
 	ok := false
