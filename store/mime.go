@@ -32,6 +32,10 @@ func riff(form string) func([]byte) bool {
 // isoBMFF matches an MP4/QuickTime/AVIF file: a box of type ftyp first.
 func isoBMFF(h []byte) bool { return len(h) >= 12 && string(h[4:8]) == "ftyp" }
 
+func gifMagic(h []byte) bool {
+	return bytes.HasPrefix(h, []byte("GIF87a")) || bytes.HasPrefix(h, []byte("GIF89a"))
+}
+
 func mp3(h []byte) bool {
 	return bytes.HasPrefix(h, []byte("ID3")) || len(h) >= 2 && h[0] == 0xff && h[1]&0xe0 == 0xe0
 }
@@ -40,7 +44,7 @@ var inlineMedia = map[string]media{
 	".png":  {"image/png", prefix("\x89PNG\r\n\x1a\n")},
 	".jpg":  {"image/jpeg", prefix("\xff\xd8\xff")},
 	".jpeg": {"image/jpeg", prefix("\xff\xd8\xff")},
-	".gif":  {"image/gif", func(h []byte) bool { return bytes.HasPrefix(h, []byte("GIF87a")) || bytes.HasPrefix(h, []byte("GIF89a")) }},
+	".gif":  {"image/gif", gifMagic},
 	".webp": {"image/webp", riff("WEBP")},
 	".avif": {"image/avif", isoBMFF},
 	".mp4":  {"video/mp4", isoBMFF},

@@ -32,9 +32,9 @@ func TestDelivery(t *testing.T) {
 	}{
 		{"cat.png", png, true, "image/png"},
 		{"cat.PNG", png, true, "image/png"},
-		{"cat.png", html, false, ""},       // HTML named .png
-		{"cat.jpg", png, false, ""},        // a PNG named .jpg: not what it claims
-		{"cat.png", png[:4], false, ""},    // too short to tell
+		{"cat.png", html, false, ""},    // HTML named .png
+		{"cat.jpg", png, false, ""},     // a PNG named .jpg: not what it claims
+		{"cat.png", png[:4], false, ""}, // too short to tell
 		{"clip.mp4", []byte("\x00\x00\x00\x20ftypisom"), true, "video/mp4"},
 		{"clip.webm", []byte("\x1a\x45\xdf\xa3\x01"), true, "video/webm"},
 		{"a.webp", []byte("RIFF\x10\x00\x00\x00WEBPVP8 "), true, "image/webp"},

@@ -85,8 +85,8 @@ func TokenChecker(tokens ...string) func(string) bool {
 // yamux session per connected agent, tracks agents by name and dials their
 // instances. Create it with NewServer; its zero value is not usable.
 type Server struct {
-	cfg   ServerConfig
-	log   *slog.Logger
+	cfg      ServerConfig
+	log      *slog.Logger
 	ycfg     *yamux.Config
 	identify func(string) (Identity, bool)
 
