@@ -6,17 +6,19 @@ import (
 )
 
 // SameOrigin reports whether a browser request comes from a page of this
-// server (host, as the Host header names it), from its Origin and
-// Sec-Fetch-Site headers. Browsers send Origin on every cross-origin
-// request that changes state and on every WebSocket; a page on another
-// port of the same host is another origin, though the same site, so
-// SameSite cookies alone do not keep it out. A request with neither header
-// is not from a browser page (curl, a ComfyUI API client) and passes: it
-// must still authenticate.
+// server, as net/http's CrossOriginProtection decides it: by the
+// browser's Sec-Fetch-Site when it sends one (every current browser does;
+// it also holds behind a proxy that rewrites Host), else by Origin against
+// the Host header. A page on another port of the same host is another
+// origin, though the same site, so SameSite cookies alone do not keep it
+// out. A request with neither header is not from a browser page (curl, a
+// ComfyUI API client) and passes: it must still authenticate.
 func SameOrigin(origin, fetchSite, host string) bool {
 	switch strings.ToLower(fetchSite) {
-	case "", "same-origin", "none": // none: typed in the address bar
-	default:
+	case "same-origin", "none": // none: the user's own navigation
+		return true
+	case "":
+	default: // same-site, cross-site
 		return false
 	}
 	if origin == "" {

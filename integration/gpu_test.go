@@ -63,11 +63,11 @@ func (s *sim) stats(t testing.TB) (st struct {
 
 func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 	t.Helper()
-	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
+	var urls []string
 	for _, s := range sims {
-		args = append(args, "--comfy", s.base)
+		urls = append(urls, s.base)
 	}
-	return startProc(t, "gpu-agent", args...)
+	return startAgentWithToken(t, server, name, agentToken, urls...)
 }
 
 func startGPUServer(t testing.TB, data string, extra ...string) *server {
