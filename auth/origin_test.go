@@ -11,7 +11,7 @@ func TestSameOrigin(t *testing.T) {
 		{"http://h:8080", "", "h:8080", true},
 		{"http://h:9999", "", "h:8080", false}, // another port
 		{"http://evil", "", "h:8080", false},
-		{"null", "", "h:8080", false}, // a sandboxed page
+		{"null", "", "h:8080", false},                         // a sandboxed page
 		{"http://h:8080", "same-origin", "internal:80", true}, // Host rewritten by a proxy
 		{"", "same-site", "h:8080", false},
 		{"http://h:8080", "cross-site", "h:8080", false},
