@@ -51,6 +51,9 @@ func CanonicalPath(raw string) (string, bool) {
 	if raw == "" || raw[0] != '/' || len(raw) > 8192 {
 		return "", false
 	}
+	if plainPath(raw) {
+		return raw, true // most requests: nothing to decode or check
+	}
 	var b strings.Builder
 	b.Grow(len(raw))
 	for i := 0; i < len(raw); i++ {
@@ -92,6 +95,20 @@ func CanonicalPath(raw string) (string, bool) {
 		out = append(out, s)
 	}
 	return "/" + strings.Join(out, "/"), true
+}
+
+// plainPath reports a path with no escapes, backslashes or control
+// characters, and no segment that is empty or starts with a dot.
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '%' || c == '\\' || c < 0x20 || c == 0x7f:
+			return false
+		case c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.'):
+			return false
+		}
+	}
+	return true
 }
 
 // unreserved are RFC 3986's characters that mean the same escaped or not.

@@ -48,3 +48,14 @@ func TestRedactArgs(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func BenchmarkCanonicalPath(b *testing.B) {
+	for _, p := range []string{"/user/12/api/queue", "/user/12/api/userdata/workflows%2Fa%20b.json"} {
+		b.Run(p, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				api.CanonicalPath(p)
+			}
+		})
+	}
+}

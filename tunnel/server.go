@@ -325,6 +325,7 @@ func (s *Server) ServeAgent(ctx context.Context, conn net.Conn, id Identity) err
 	if err := s.register(ac, authAt); err != nil {
 		ac.log.Warn("agent refused", "err", err)
 		_ = ac.send(controlMsg{Type: msgError, Error: err.Error()})
+		lingerForAgent(sess, s.cfg.HelloTimeout)
 		return err
 	}
 	ac.log.Info("agent connected", "version", ac.hello.Version, "instances", len(ac.hello.Report.Instances))
@@ -376,6 +377,7 @@ func (s *Server) handshake(ctx context.Context, sess *yamux.Session, remote stri
 	}
 	if err := validateHello(m.Hello); err != nil {
 		_ = writeFrame(st, controlMsg{Type: msgError, Error: err.Error()})
+		lingerForAgent(sess, s.cfg.HelloTimeout)
 		return nil, err
 	}
 	_ = st.SetDeadline(time.Time{})
@@ -391,6 +393,18 @@ func (s *Server) handshake(ctx context.Context, sess *yamux.Session, remote stri
 		reportedAt:  time.Now(),
 		log:         log.With("agent", m.Hello.Name),
 	}, nil
+}
+
+// lingerForAgent keeps a refused session open until the agent, having read
+// why, closes it (or d passes): closing at once can drop the error frame,
+// and the agent would only see "session shutdown".
+func lingerForAgent(sess *yamux.Session, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-sess.CloseChan():
+	case <-t.C:
+	}
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
