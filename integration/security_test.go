@@ -607,6 +607,13 @@ func TestSecurityBodiesAndConnections(t *testing.T) {
 		t.Errorf("a seat's 2 MiB upload: %d %s", st, b)
 	}
 
+	// A socket opened now must outlive the header timeout.
+	ws, _, err := p.dialSocket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+
 	// Slow headers: every connection is closed by the server.
 	var conns []net.Conn
 	for i := 0; i < 40; i++ {
@@ -624,6 +631,24 @@ func TestSecurityBodiesAndConnections(t *testing.T) {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Fatalf("slow-header connection %d still open after 60 s", i)
 		}
+	}
+	// They were cut after the header timeout; the socket, older, is not.
+	pong := make(chan struct{}, 1)
+	ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
+		t.Fatalf("the socket was cut: %v", err)
+	}
+	select {
+	case <-pong:
+	case <-time.After(30 * time.Second):
+		t.Error("the socket does not answer after the header timeout")
 	}
 }
 

@@ -54,7 +54,8 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*op
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: workshop-load --server URL --admin-token T --participants N --rate R --duration D [flags]\n\n"+
 			"Simulates N participants against a running workshop server (which needs at least\n"+
-			"--seats-from+N-1 seats: `workshop serve --seats N`). Live progress goes to stderr,\n"+
+			"--seats-from+N-1 seats: `workshop serve --seats N`; from one machine, past about\n"+
+			"1,000 participants also --max-conns-per-ip 0). Live progress goes to stderr,\n"+
 			"the report to stdout.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
