@@ -803,18 +803,7 @@ type Pruned struct{ ID, UserID string }
 
 // Prune deletes finished jobs created before cutoff and returns them.
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
-	var victims []*workshop.Job
-	err := q.db.View(func(tx *store.Tx) error {
-		return tx.EachJob(func(j *workshop.Job) bool {
-			if !j.CreatedAt.Before(cutoff) {
-				return false // ids are time-ordered: the rest are newer
-			}
-			if j.Status.Finished() {
-				victims = append(victims, j)
-			}
-			return true
-		})
-	})
+	victims, err := q.prunable(cutoff)
 	if err != nil {
 		return nil, err
 	}
@@ -841,4 +830,27 @@ func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 		q.mu.Unlock()
 	}
 	return out, nil
+}
+
+// PruneCount is how many jobs Prune would delete with this cutoff.
+func (q *Queue) PruneCount(cutoff time.Time) (int, error) {
+	victims, err := q.prunable(cutoff)
+	return len(victims), err
+}
+
+// prunable lists the finished jobs created before cutoff.
+func (q *Queue) prunable(cutoff time.Time) ([]*workshop.Job, error) {
+	var victims []*workshop.Job
+	err := q.db.View(func(tx *store.Tx) error {
+		return tx.EachJob(func(j *workshop.Job) bool {
+			if !j.CreatedAt.Before(cutoff) {
+				return false // ids are time-ordered: the rest are newer
+			}
+			if j.Status.Finished() {
+				victims = append(victims, j)
+			}
+			return true
+		})
+	})
+	return victims, err
 }
