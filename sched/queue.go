@@ -248,7 +248,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	q.mu.Lock()
 	if limit := q.limitFor(s.UserID); limit > 0 && q.pendingBy[s.UserID] >= limit {
 		q.mu.Unlock()
-		return nil, workshop.Errorf(workshop.ETOOMANY, "%s already has %d pending jobs (the limit): wait for one to finish", s.UserID, limit)
+		return nil, quotaError(s.UserID, limit)
 	}
 	q.pendingBy[s.UserID]++
 	q.seq++
@@ -293,6 +293,14 @@ func (q *Queue) limitFor(user string) int {
 		return n
 	}
 	return q.cfg.MaxPending
+}
+
+// quotaError says that user is at their cap of limit pending jobs.
+func quotaError(user string, limit int) error {
+	if limit == 1 {
+		return workshop.Errorf(workshop.ETOOMANY, "%s already has 1 job waiting, the most it may queue: wait until it starts", workshop.Who(user))
+	}
+	return workshop.Errorf(workshop.ETOOMANY, "%s already has %d jobs waiting, the most it may queue: wait until one starts", workshop.Who(user), limit)
 }
 
 // SetQuota sets one participant's cap on pending jobs (0: unlimited,
