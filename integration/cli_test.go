@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -138,4 +139,33 @@ func writeConfig(t *testing.T, body string) string {
 	p := filepath.Join(t.TempDir(), "workshop.yaml")
 	os.WriteFile(p, []byte(body), 0o600)
 	return p
+}
+
+// serve says where the admin page is and where the join links are; with
+// --public-url the links and QR codes use it, and links that would point
+// at the server's own loopback are warned about, in the log and to the
+// admin page.
+func TestServeSaysWhereToGo(t *testing.T) {
+	local := startServer(t, t.TempDir())
+	local.waitLine(`admin page: `+regexp.QuoteMeta(local.base)+`/admin \(sign in with the admin token`, 10*time.Second)
+	local.waitLine(`join links and the printable QR sheet`, time.Second)
+	local.waitLine(`level=WARN .*--public-url`, time.Second)
+	var seats struct {
+		Seats []struct {
+			JoinURL string `json:"join_url"`
+		} `json:"seats"`
+		Warning string `json:"join_warning"`
+	}
+	admin{t, local.base}.do("GET", "/api/seats", nil, &seats)
+	if seats.Warning == "" || !strings.HasPrefix(seats.Seats[0].JoinURL, local.base+"/join/") {
+		t.Errorf("through loopback: %+v", seats)
+	}
+
+	public := startServer(t, t.TempDir(), "--public-url", "http://192.0.2.10:8080/")
+	public.waitLine(`admin page: http://192\.0\.2\.10:8080/admin `, 10*time.Second)
+	seats.Warning = "unset"
+	admin{t, public.base}.do("GET", "/api/seats", nil, &seats)
+	if seats.Warning != "" || !strings.HasPrefix(seats.Seats[0].JoinURL, "http://192.0.2.10:8080/join/") {
+		t.Errorf("with --public-url: %+v", seats)
+	}
 }

@@ -194,15 +194,16 @@ func pruneCommand() *cli.Command {
 				return usagef("--older-than %s: want a positive age like 72h (--all deletes every finished job)", older.d)
 			}
 			req := map[string]any{"older_than": older.d.String(), "dry_run": true}
-			age := " created over " + older.d.String() + " ago"
+			age, asOld := " created over "+older.d.String()+" ago", " as old"
 			if *all {
-				req["older_than"], age = "0s", ""
+				req["older_than"], age, asOld = "0s", "", ""
 			}
 			var count pruneResult
 			if err := r.do(ctx, "POST", "/api/prune", req, &count); err != nil {
 				return err
 			}
-			fmt.Printf("%s has %d finished jobs%s (with their outputs) and %d uploads as old\n", r.server, count.Jobs, age, count.Inputs)
+			fmt.Printf("%s has %s%s (with their outputs) and %s%s\n", r.server,
+				cli.Plural(count.Jobs, "finished job"), age, cli.Plural(count.Inputs, "upload"), asOld)
 			if *dryRun {
 				fmt.Println("dry run: nothing deleted")
 				return nil
@@ -221,7 +222,7 @@ func pruneCommand() *cli.Command {
 			if err := r.do(ctx, "POST", "/api/prune", map[string]any{"before": count.Before}, &done); err != nil {
 				return err
 			}
-			fmt.Printf("deleted %d finished jobs with their outputs, and %d uploads\n", done.Jobs, done.Inputs)
+			fmt.Printf("deleted %s with their outputs, and %s\n", cli.Plural(done.Jobs, "finished job"), cli.Plural(done.Inputs, "upload"))
 			return nil
 		},
 	})

@@ -213,7 +213,7 @@ func (c *Command) checkArgs(pos []string) error {
 	if n == 0 {
 		return Usagef("missing %s", c.Args)
 	}
-	return Usagef("want %s, got %s: %s", c.Args, plural(n, "argument"), quoteAll(pos))
+	return Usagef("want %s, got %s: %s", c.Args, Plural(n, "argument"), quoteAll(pos))
 }
 
 func quoteAll(s []string) string {
@@ -224,7 +224,8 @@ func quoteAll(s []string) string {
 	return strings.Join(q, " ")
 }
 
-func plural(n int, word string) string {
+// Plural counts: "1 job", "3 jobs".
+func Plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
 	}
