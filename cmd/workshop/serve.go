@@ -379,7 +379,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	srv := api.New(api.Config{
 		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
 		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
-		PublicURL: c.PublicURL, Version: version.String(), AdminTokenHash: adminHash, Log: log,
+		PublicURL: linkBase(c, scheme, ln.Addr()), Version: version.String(), AdminTokenHash: adminHash, Log: log,
 		Mount: []func(*fiber.App){
 			func(app *fiber.App) { app.Use(prom.Middleware) },
 			participants.Register,
@@ -470,6 +470,15 @@ func publicBase(c serveConfig, scheme string, addr net.Addr) string {
 		return scheme + "://" + host
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// linkBase is what join links are built on: --public-url, or with ACME
+// the domain; else "" (the address each request came to).
+func linkBase(c serveConfig, scheme string, addr net.Addr) string {
+	if c.PublicURL == "" && (c.TLS != "acme" || c.Domain == "") {
+		return ""
+	}
+	return publicBase(c, scheme, addr)
 }
 
 // printWelcome tells the operator where the admin page is, how to sign in
