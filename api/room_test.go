@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,7 +13,6 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/api"
-	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
@@ -30,35 +27,19 @@ type roomEnv struct {
 
 func startRoom(t *testing.T, publicURL string) *roomEnv {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir := t.TempDir()
-	db, err := store.Open(dir, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := sched.Open(db, sched.Config{Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := store.NewFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := seats.New(db)
-	if err := st.Ensure(context.Background(), 2); err != nil {
-		t.Fatal(err)
-	}
-	srv := api.New(api.Config{Queue: q, DB: db, Files: files, Seats: st, PublicURL: publicURL, AdminTokenHash: auth.HashToken(token), Log: quiet})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		srv.Shutdown(5 * time.Second)
-		db.Close()
+	r := &roomEnv{}
+	r.env = startWith(t, sched.Config{}, func(c *api.Config, db *store.DB, dir string) {
+		files, err := store.NewFiles(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.files, r.seats = files, seats.New(db)
+		if err := r.seats.Ensure(context.Background(), 2); err != nil {
+			t.Fatal(err)
+		}
+		c.Files, c.Seats, c.PublicURL = files, r.seats, publicURL
 	})
-	return &roomEnv{env: &env{t: t, base: "http://" + ln.Addr().String(), q: q}, files: files, seats: st}
+	return r
 }
 
 // finish runs a job to completion with one output file called name.
