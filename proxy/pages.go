@@ -72,8 +72,8 @@ const askCode = "Type the join code from your card, or scan its QR code."
 // start is the bare address and /join/: the page that asks for the code,
 // and a way back for someone already signed in.
 func (p *Proxy) start(c *fiber.Ctx) error {
-	if code := c.Query("code"); code != "" || c.Context().QueryArgs().Has("code") {
-		code = normalizeCode(code)
+	if c.Context().QueryArgs().Has("code") {
+		code := normalizeCode(c.Query("code"))
 		if code == "" {
 			return sendPage(c, fiber.StatusBadRequest, pageData{Title: "Join the workshop", Error: "Type the code first.", Form: true})
 		}

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/comfy-workshop/workshop/internal/cli"
-
 	"github.com/comfy-workshop/workshop/store"
 )
 

@@ -143,24 +143,35 @@ func find(c *Command, args []string) (*Command, []string, error) {
 			return c, nil, flag.ErrHelp
 		case c.parent == nil && isVersion(a):
 			return c, nil, errVersion
+		case a == "help": // "workshop help seats rename"
+			for _, name := range args[1:] {
+				if next := c.sub(name); next != nil {
+					c = next
+				}
+			}
+			return c, nil, flag.ErrHelp
 		case strings.HasPrefix(a, "-"):
 			if c.FlagSet == nil {
-				return c, nil, Usagef("%s: give the command before its flags", a)
+				return c, nil, Usagef("%s is not a command: give the command first, then its flags", a)
 			}
 			return c, args, nil
 		}
-		var next *Command
-		for _, s := range c.Subcommands {
-			if s.Name == a {
-				next = s
-			}
-		}
+		next := c.sub(a)
 		if next == nil {
 			return c, nil, Usagef("unknown command %q", a)
 		}
 		c, args = next, args[1:]
 	}
 	return c, args, nil
+}
+
+func (c *Command) sub(name string) *Command {
+	for _, s := range c.Subcommands {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 var errVersion = errors.New("version asked")

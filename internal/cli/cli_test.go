@@ -87,7 +87,7 @@ func TestErrorsAreOneLine(t *testing.T) {
 		{[]string{"seats", "rename"}, 2, "tool seats rename: missing SEAT NAME\n"},
 		{[]string{"seats", "list", "extra"}, 2, "tool seats list: takes no arguments, got \"extra\"\n"},
 		{[]string{"seats", "lst"}, 2, "tool seats: unknown command \"lst\"\n"},
-		{[]string{"seats", "--server", "x", "list"}, 2, "give the command before its flags"},
+		{[]string{"seats", "--server", "x", "list"}, 2, "give the command first"},
 		{[]string{"broken"}, 1, "tool broken: it broke\n"},
 	}
 	for _, c := range cases {
@@ -119,6 +119,10 @@ func TestHelpAndVersion(t *testing.T) {
 	_, code, stdout, _ = runTool(nil, "seats", "-h")
 	if code != 0 || !strings.Contains(stdout, "Usage: tool seats <command>") || !strings.Contains(stdout, "rename  rename a seat") {
 		t.Errorf("group help: exit %d\n%s", code, stdout)
+	}
+	_, code, stdout, _ = runTool(nil, "help", "seats", "rename")
+	if code != 0 || !strings.HasPrefix(stdout, "Usage: tool seats rename SEAT NAME") {
+		t.Errorf("help seats rename: exit %d\n%s", code, stdout)
 	}
 	_, code, stdout, _ = runTool(nil, "--version")
 	if code != 0 || !strings.HasPrefix(stdout, "tool ") {
