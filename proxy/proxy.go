@@ -101,6 +101,9 @@ func (p *Proxy) Run(ctx context.Context) {
 
 // Register adds the routes.
 func (p *Proxy) Register(app *fiber.App) {
+	app.Get("/", p.start)
+	app.Get("/join", p.start)
+	app.Get("/join/", p.start)
 	app.Get("/join/:code", p.join)
 	app.Post("/join/:code", p.join)
 	app.Get("/user/:seat", func(c *fiber.Ctx) error {
@@ -200,6 +203,13 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	if changes && !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
 		return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
 	}
+	// A disabled seat says so on every route, signed in or not (its
+	// sessions ended when it was disabled).
+	if seat, err := p.cfg.Seats.Get(n); err != nil {
+		return err
+	} else if seat.Disabled {
+		return disabledSeat(c, n)
+	}
 	ok := false
 	if ses, found := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); found && ses.Seat == n {
 		ok = true
@@ -220,14 +230,9 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	}
 	if !ok {
 		if wantsHTML(c) {
-			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(joinPage)
+			return signInFirst(c, n)
 		}
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "sign in with your join link first")
-	}
-	if seat, err := p.cfg.Seats.Get(n); err != nil {
-		return err
-	} else if seat.Disabled {
-		return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
 	}
 	c.Locals(keyUser, workshop.UserID(n))
 	c.Locals(keySeat, n)
@@ -281,35 +286,32 @@ func (l joinLimits) wrong(ip, code string) bool {
 // before moving it. A valid code always works; wrong ones are counted.
 func (p *Proxy) join(c *fiber.Ctx) error {
 	ip := c.IP()
-	code := seats.NormalizeCode(c.Params("code"))
+	code := normalizeCode(c.Params("code"))
 	if c.Method() == fiber.MethodPost {
 		if !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
-			return c.Status(fiber.StatusForbidden).Type("html").SendString(page("Join link not valid", "Open the join link directly."))
+			return sendPage(c, fiber.StatusForbidden, pageData{Title: "Join the workshop", Form: true, Error: "Open the join link directly."})
 		}
 	} else if cur, ok := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); ok && cur.Seat > 0 {
 		if seat, err := p.cfg.Seats.ByCode(code); err == nil {
 			if seat.Number == cur.Seat {
 				return c.Redirect("/user/"+strconv.Itoa(seat.Number)+"/", fiber.StatusSeeOther)
 			}
-			return c.Type("html").SendString(switchPage(cur.Seat, seat.Number, code))
+			return switchSeats(c, cur.Seat, seat.Number, code)
 		}
 	}
 	seat, token, err := p.cfg.Seats.Join(c.UserContext(), code)
 	if err != nil {
-		status := fiber.StatusNotFound
-		msg := "This join link is not valid. Check the code on your card, or ask the instructor."
-		switch {
-		case workshop.ErrorCode(err) == workshop.EFORBIDDEN:
-			status, msg = fiber.StatusForbidden, workshop.ErrorMessage(err)
-		case workshop.ErrorCode(err) != workshop.ENOTFOUND:
+		switch workshop.ErrorCode(err) {
+		case workshop.ENOTFOUND:
+			if p.joinLimit.wrong(ip, code) {
+				p.log.Warn("many wrong join codes", "ip", ip)
+				return tooManyTries(c)
+			}
+		case workshop.EFORBIDDEN:
+		default:
 			return err
-		case p.joinLimit.wrong(ip, code):
-			c.Set(fiber.HeaderRetryAfter, "60")
-			p.log.Warn("many wrong join codes", "ip", ip)
-			return c.Status(fiber.StatusTooManyRequests).Type("html").SendString(page("Too many tries",
-				"Too many wrong join codes. Wait a minute, then scan your code again."))
 		}
-		return c.Status(status).Type("html").SendString(page("Join link not valid", msg))
+		return joinFailed(c, code, err)
 	}
 	p.setCookie(c, token)
 	p.log.Info("participant joined", "seat", seat.Number, "ip", ip)

@@ -237,14 +237,19 @@ func checkName(name string) error {
 	return nil
 }
 
-// NormalizeCode is a join code as typed or scanned, in its stored form.
-func NormalizeCode(code string) string { return strings.TrimSpace(strings.ToLower(code)) }
+// Disabled is the one answer, on every route, to a disabled seat.
+func Disabled(n int) error {
+	return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+}
+
+// normalizeCode is a join code in its stored form.
+func normalizeCode(code string) string { return strings.TrimSpace(strings.ToLower(code)) }
 
 // ByCode returns the seat of a join code, without signing anyone in.
 func (s *Service) ByCode(code string) (*workshop.Seat, error) {
 	var seat *workshop.Seat
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		seat, err = tx.SeatByCode(NormalizeCode(code))
+		seat, err = tx.SeatByCode(normalizeCode(code))
 		return err
 	})
 	return seat, err
@@ -258,12 +263,12 @@ func (s *Service) Join(ctx context.Context, code string) (*workshop.Seat, string
 	var seat *workshop.Seat
 	token := auth.NewToken()
 	err := s.db.Write(ctx, func(tx *store.Tx) (err error) {
-		seat, err = tx.SeatByCode(NormalizeCode(code))
+		seat, err = tx.SeatByCode(normalizeCode(code))
 		if err != nil {
 			return err
 		}
 		if seat.Disabled {
-			return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", seat.Number)
+			return Disabled(seat.Number)
 		}
 		return tx.PutSession(auth.HashToken(token), s.newSession(store.Session{Seat: seat.Number}))
 	})
@@ -280,7 +285,7 @@ func (s *Service) OpenSeat(ctx context.Context, n int) (string, error) {
 		return "", err
 	}
 	if seat.Disabled {
-		return "", workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+		return "", Disabled(n)
 	}
 	return s.open(ctx, store.Session{Seat: n})
 }
