@@ -35,6 +35,12 @@ func ValidatePrompt(p Prompt, info ObjectInfo, opts ValidateOptions) (outputs []
 	return v.run()
 }
 
+// maxDependentOutputs bounds the outputs one node error lists. ComfyUI
+// lists every failing output under every failing node, which for a graph
+// of thousands of broken outputs is a quadratic answer (88 MB for 5,000);
+// real graphs have a handful of outputs.
+const maxDependentOutputs = 64
+
 type validator struct {
 	p         Prompt
 	info      ObjectInfo
@@ -109,6 +115,8 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 	}
 	var failures []failure
 	nodeErrors := map[string]NodeError{}
+	scanned := 0      // v.order[:scanned] is in open or done with
+	var open []string // nodes with reasons whose dependents are not full
 	for _, o := range outputs {
 		res, exc := v.validateInputs(o, nil)
 		if exc != nil {
@@ -124,22 +132,30 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 		}
 		failures = append(failures, failure{o, res.reasons})
 		// Like ComfyUI, every node that has reasons so far gets this output
-		// as a dependent, whether or not it feeds it.
-		for _, id := range v.order {
-			r := v.validated[id]
-			if r.ok || len(r.reasons) == 0 {
-				continue
+		// as a dependent, whether or not it feeds it. A node's result does
+		// not change once it is in v.order, so each is looked at once and
+		// kept in open until its list is full: linear, not outputs × nodes.
+		for ; scanned < len(v.order); scanned++ {
+			if r := v.validated[v.order[scanned]]; !r.ok && len(r.reasons) > 0 {
+				open = append(open, v.order[scanned])
 			}
+		}
+		kept := open[:0]
+		for _, id := range open {
 			ne, seen := nodeErrors[id]
 			if !seen {
 				ne = NodeError{ClassType: v.p[id].ClassType, DependentOutputs: []string{}}
-				for _, d := range r.reasons {
+				for _, d := range v.validated[id].reasons {
 					ne.Errors = append(ne.Errors, d.info())
 				}
 			}
 			ne.DependentOutputs = append(ne.DependentOutputs, o)
 			nodeErrors[id] = ne
+			if len(ne.DependentOutputs) < maxDependentOutputs {
+				kept = append(kept, id)
+			}
 		}
+		open = kept
 	}
 	if len(good) == 0 {
 		var lines []string
