@@ -897,3 +897,43 @@ func TestSecurityRealComfyUI(t *testing.T) {
 		t.Errorf("X-Frame-Options %q (%v)", frame, err)
 	}
 }
+
+// 7: the instructor signs a seat out from the participants view: its
+// socket closes at once and its session is gone.
+func TestSecuritySignOutButton(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "--seats", "2")
+	a := admin{t, srv.base}
+	p, _ := joinCode(t, srv.base, seatCodeOf(a, 1))
+	ws, _, err := p.dialSocket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ctx := browser(t)
+	signOut := chromedp.CSS(`button[aria-label="Sign out every browser of seat 1"]`)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.base+"/admin"),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS("#secret"), adminToken),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#app")),
+		chromedp.Click(chromedp.CSS("#tab-participants")),
+		chromedp.WaitVisible(signOut),
+		chromedp.Click(signOut), // arms it
+		chromedp.Click(signOut), // confirms
+	); err != nil {
+		t.Fatalf("the sign-out button: %v", err)
+	}
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("the seat's socket stayed open")
+			}
+			break
+		}
+	}
+	if st, _, _ := p.send("GET", "/user/1/api/settings", nil, nil); st != 401 {
+		t.Errorf("after the sign-out button: %d", st)
+	}
+}
