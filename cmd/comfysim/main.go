@@ -66,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
 	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "fault: this node `id or class` raises an exception (execution_error)")
 	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "fault: exception text for --fail-node")
+	fs.StringVar(&c.Faults.OOMNode, "oom-node", "", "fault: this node `id or class` (* for every node) fails with torch.OutOfMemoryError, as a GPU out of memory does")
 	fs.StringVar(&c.Faults.HangNode, "hang-node", "", "fault: this node `id or class` blocks until interrupted")
 	fs.StringVar(&c.Faults.CrashNode, "crash-node", "", "fault: the process exits (status 3) when this node `id or class` starts")
 	fs.IntVar(&c.Faults.DropWSAtStep, "drop-ws-at-step", 0, "fault: cut every WebSocket when a sampler reaches this `step` (once per prompt)")

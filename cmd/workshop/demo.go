@@ -53,7 +53,7 @@ func demoCommand() *ffcli.Command {
 			return serve(ctx, serveConfig{
 				Data: *data, Listen: *listen, TLS: "off", AdminToken: adminToken, AgentToken: agentToken,
 				Seats: 20, QueueMode: "round-robin", MaxPending: 10, EnablePriority: true,
-				MaxAttempts: 3, Prefetch: 1, Grace: 60 * time.Second, JobTimeout: time.Hour,
+				MaxAttempts: 3, Prefetch: 1, Grace: 60 * time.Second, JobTimeout: time.Hour, SetAsideAfter: 3,
 				LogLevel: "info", LogFormat: "text", out: &quietLines{},
 				onReady: func(base string) error {
 					agent, err := tunnel.NewAgent(tunnel.AgentConfig{
