@@ -287,7 +287,9 @@ func (r *runState) recordUI(id string, ui comfy.NodeOutput) {
 	}
 }
 
-func matches(sel, id, class string) bool { return sel == "*" || (sel != "" && (sel == id || sel == class)) }
+func matches(sel, id, class string) bool {
+	return sel == "*" || (sel != "" && (sel == id || sel == class))
+}
 
 // oomMessage is what ComfyUI reports for torch's CUDA out-of-memory error:
 // torch's text, then ComfyUI's tips (execution.py).
