@@ -81,14 +81,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// shorten cuts s to its first line and at most n bytes, for reasons shown
-// in one line.
+// shorten cuts s to its first line and at most n bytes, at the end of a
+// sentence where it can, for reasons shown in one line.
 func shorten(s string, n int) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	if i := strings.LastIndex(s[:n], ". "); i > n/3 {
+		return s[:i+1]
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // strikesAgainst says whether a failure counts towards setting the
@@ -188,7 +191,7 @@ func (d *Dispatcher) maybeSetAside(ctx context.Context, id string) {
 	}
 	last := s[len(s)-1].f
 	aside := SetAside{
-		Reason:   fmt.Sprintf("%d jobs in a row failed here and ran elsewhere; the last: %s", len(s), shorten(last.Message, 200)),
+		Reason:   fmt.Sprintf("%d jobs in a row failed here and ran elsewhere; the last: %s", len(s), shorten(last.Message, 100)),
 		At:       time.Now().UTC(),
 		Failures: fs,
 	}
