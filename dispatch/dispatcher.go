@@ -324,6 +324,7 @@ const (
 	StateBusy         = "busy"
 	StateDraining     = "draining"
 	StateSetAside     = "set_aside"
+	StateConnecting   = "connecting"   // just came; its socket is not up yet
 	StateUnreachable  = "unreachable"  // its agent is there, the instance's socket is not
 	StateDisconnected = "disconnected" // its agent is gone
 )

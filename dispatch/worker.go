@@ -646,6 +646,8 @@ func (w *worker) status(done int) WorkerStatus {
 		}
 	}
 	switch {
+	case !w.connected && w.lostAt.IsZero() && w.report.Healthy:
+		st.State = StateConnecting // the agent reaches it; its socket is not up yet
 	case !w.connected:
 		st.State = StateUnreachable
 	case w.executing != "":
