@@ -368,10 +368,14 @@ func (q *Queue) observeRun(d time.Duration) {
 // drained or set aside): a job that failed on one worker waits for
 // another of them, and the count feeds the estimates.
 func (q *Queue) SetWorkers(ids []string) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	q.mu.Lock()
-	q.workers = slices.Clone(ids)
-	q.slots = len(ids)
+	defer q.mu.Unlock()
+	if slices.Equal(ids, q.workers) {
+		return
+	}
+	q.workers, q.slots = ids, len(ids)
 	// A job that avoided a worker may have no other to wait for now.
 	q.notify()
-	q.mu.Unlock()
 }
