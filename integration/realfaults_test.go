@@ -149,23 +149,22 @@ func TestRealComfyFaults(t *testing.T) {
 		return a, ev, ag
 	}
 
-	// kill -9 of the instance running a job, back at once: the server
-	// finds the job lost when it reconnects and runs it on the other
-	// instance; it completes once.
-	t.Run("instance killed mid-job", func(t *testing.T) {
-		a, ev, _ := host(t, "--grace", "2m", "--prefetch", "0")
-		j := a.submit("user001", bigGraph("killed", 11))
+	// moved runs a big job, ends the instance running it with kill, and
+	// checks that the job completed once on the other instance, its loss
+	// kept (the message saying lostSays); it returns the first instance.
+	moved := func(t *testing.T, grace, lostSays string, color int, kill func(*realcomfy.Instance)) (admin, string) {
+		t.Helper()
+		a, ev, _ := host(t, "--grace", grace, "--prefetch", "0")
+		j := a.submit("user001", bigGraph("moved", color))
 		ev.waitStage(j.ID, "executing", 60*time.Second)
 		first := a.job(j.ID).Worker
-		killed := comfyOf[first]
 		before := executions(comfyOf[other[first]])
-		killed.Kill()
-		killed.Restart()
+		kill(comfyOf[first])
 		ev.waitDone(3*time.Minute, j.ID)
 		got := a.job(j.ID)
-		if got.Status != "completed" || got.Worker != other[first] || got.Attempts != 2 ||
-			len(got.Failures) != 1 || got.Failures[0].Worker != first || got.Failures[0].Reason != "lost" {
-			t.Fatalf("job after its instance was killed: %+v", got)
+		if got.Status != "completed" || got.Worker != other[first] || got.Attempts != 2 || len(got.Failures) != 1 ||
+			got.Failures[0].Worker != first || got.Failures[0].Reason != "lost" || !strings.Contains(got.Failures[0].Message, lostSays) {
+			t.Fatalf("job after its instance went: %+v", got)
 		}
 		if got.Result == nil || len(got.Result.Outputs) != 16 {
 			t.Errorf("outputs: %+v", got.Result)
@@ -176,7 +175,18 @@ func TestRealComfyFaults(t *testing.T) {
 		if n := executions(comfyOf[got.Worker]) - before; n != 1 {
 			t.Errorf("%s ran %d prompts, want 1", got.Worker, n)
 		}
-		if n := executions(killed); n != 0 {
+		return a, first
+	}
+
+	// kill -9 of the instance running a job, back at once: the server
+	// finds the job lost when it reconnects and runs it on the other
+	// instance; it completes once.
+	t.Run("instance killed mid-job", func(t *testing.T) {
+		a, first := moved(t, "2m", "the GPU instance lost the job", 11, func(in *realcomfy.Instance) {
+			in.Kill()
+			in.Restart()
+		})
+		if n := executions(comfyOf[first]); n != 0 {
 			t.Errorf("the restarted %s ran %d prompts", first, n)
 		}
 		if w := a.worker(first); w.State != "idle" || w.SetAside != nil || len(w.RecentFailures) != 1 {
@@ -187,22 +197,10 @@ func TestRealComfyFaults(t *testing.T) {
 	// The instance dies and stays down past the grace period: the job moves
 	// to the other instance.
 	t.Run("instance down past the grace", func(t *testing.T) {
-		a, ev, _ := host(t, "--grace", "4s", "--prefetch", "0")
-		j := a.submit("user001", bigGraph("gone", 12))
-		ev.waitStage(j.ID, "executing", 60*time.Second)
-		first := a.job(j.ID).Worker
-		dead := comfyOf[first]
-		dead.Kill()
-		defer dead.Restart()
-		ev.waitDone(3*time.Minute, j.ID)
-		got := a.job(j.ID)
-		if got.Status != "completed" || got.Worker != other[first] || got.Attempts != 2 ||
-			len(got.Failures) != 1 || got.Failures[0].Worker != first || !strings.Contains(got.Failures[0].Message, "stopped renewing its lease") {
-			t.Fatalf("job after its instance stayed down: %+v", got)
-		}
-		if st, files, ok := comfyHistory(t, comfyOf[got.Worker], promptID(got)); !ok || st != "success" || files != 16 {
-			t.Errorf("ComfyUI %s history of the job: %q, %d files, %v", got.Worker, st, files, ok)
-		}
+		a, first := moved(t, "4s", "stopped renewing its lease", 12, func(in *realcomfy.Instance) {
+			in.Kill()
+			t.Cleanup(in.Restart) // for the next subtests
+		})
 		if w := a.worker(first); w.State != "unreachable" || w.Connected || len(w.HeldJobs) != 0 {
 			t.Errorf("the dead instance: %+v", w)
 		}
@@ -214,13 +212,24 @@ func TestRealComfyFaults(t *testing.T) {
 	// is back the server collects it instead of running it again.
 	t.Run("agent killed mid-job", func(t *testing.T) {
 		a, ev, ag := host(t, "--grace", "2m", "--prefetch", "0")
+		// On 2024-08-15, which knows the job by an id of its own.
+		a.do("POST", "/api/workers/gpu/new/drain", nil, nil)
 		j := a.submit("user001", bigGraph("agent", 13))
 		ev.waitStage(j.ID, "executing", 60*time.Second)
 		on := a.job(j.ID).Worker
 		in := comfyOf[on]
+		if on != "gpu/old" {
+			t.Fatalf("the job runs on %s", on)
+		}
+		// The id 2024-08-15 made for the job is stored a moment after it
+		// starts.
+		waitComfy(t, "the instance's id of the job", 10*time.Second, func() bool {
+			return in.Version.AcceptsPromptID || a.job(j.ID).EngineID != ""
+		})
+		engineID := promptID(a.job(j.ID))
 		before := executions(in)
 		ag.kill9()
-		if !comfyRunning(t, in, promptID(a.job(j.ID))) {
+		if !comfyRunning(t, in, engineID) {
 			t.Fatal("the job was no longer running when the agent was killed: make bigGraph longer")
 		}
 		ev.waitFor("the host to show as disconnected", 60*time.Second, func(map[string]string, []map[string]any) bool {
@@ -238,7 +247,7 @@ func TestRealComfyFaults(t *testing.T) {
 			t.Errorf("the job while its agent is away: %+v", got)
 		}
 		waitComfy(t, "the job to finish on ComfyUI", 3*time.Minute, func() bool {
-			st, _, ok := comfyHistory(t, in, promptID(a.job(j.ID)))
+			st, _, ok := comfyHistory(t, in, engineID)
 			return ok && st == "success"
 		})
 		startAgentFor(t, a.base, "gpu", "new="+newer.URL, "old="+older.URL)
