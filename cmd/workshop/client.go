@@ -205,7 +205,7 @@ func statusCommand() *ffcli.Command {
 				Mode    string         `json:"mode"`
 				Paused  bool           `json:"paused"`
 				Counts  map[string]int `json:"counts"`
-				Workers []workerRow `json:"workers"`
+				Workers []workerRow    `json:"workers"`
 			}
 			var seats struct{ Seats []seatRow }
 			if err := r.do(ctx, "GET", "/health", nil, &health); err != nil {
