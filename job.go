@@ -136,16 +136,6 @@ type Failure struct {
 	At      time.Time `json:"at"`
 }
 
-// FailedOn reports whether the job already failed on worker.
-func (j *Job) FailedOn(worker string) bool {
-	for _, f := range j.Failures {
-		if f.Worker == worker {
-			return true
-		}
-	}
-	return false
-}
-
 // QueueMode chooses the order of pending jobs within one priority.
 type QueueMode string
 

@@ -43,7 +43,6 @@ type rigConfig struct {
 	instances, prefetch int
 	step                time.Duration
 	faults              map[int]sim.Faults // by instance
-	dir                 string             // the store's folder (default: new)
 	setAsideAfter       int
 }
 
@@ -53,10 +52,7 @@ func newRig(b testing.TB, instances int, prefetch int, step time.Duration) *rig 
 
 func startRig(b testing.TB, cfg rigConfig) *rig {
 	b.Helper()
-	dir := cfg.dir
-	if dir == "" {
-		dir = b.TempDir()
-	}
+	dir := b.TempDir()
 	db, err := store.Open(dir, quiet)
 	if err != nil {
 		b.Fatal(err)

@@ -183,26 +183,25 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 		d.log.Warn("GPU agent disconnected; its jobs keep their leases for the grace period", "agent", a.Name, "err", ev.Err, "grace", d.cfg.Grace)
 		d.mu.Lock()
 		var gone []*worker
+		now := time.Now()
 		for id, w := range d.workers {
 			if w.agent == a.Name && w.session == a.SessionID {
 				gone = append(gone, w)
 				delete(d.workers, id)
+				// Still listed, as disconnected, until it is back or removed.
+				lost := w.lostSince()
+				if lost.IsZero() {
+					lost = now
+				}
+				d.gone[id] = goneWorker{last: w.status(d.done[id]), at: lost}
 			}
 		}
 		if d.sessions[a.Name] == a.SessionID {
 			delete(d.sessions, a.Name)
 		}
 		d.mu.Unlock()
-		now := time.Now()
 		for _, w := range gone {
 			w.stop()
-			// Still listed, as disconnected, until it is back or removed.
-			last := w.status(d.doneCount(w.id))
-			d.mu.Lock()
-			if d.workers[w.id] == nil {
-				d.gone[w.id] = goneWorker{last: last, at: now}
-			}
-			d.mu.Unlock()
 		}
 	}
 	d.changed()
@@ -523,10 +522,10 @@ func comfyVersion(stats json.RawMessage) string {
 // compareVersions orders dotted versions by their numbers ("0.3.10" after
 // "0.3.9"); "" is the oldest.
 func compareVersions(a, b string) int {
-	as, bs := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
 	if a == "" || b == "" {
 		return strings.Compare(a, b)
 	}
+	as, bs := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
 	for i := 0; i < max(len(as), len(bs)); i++ {
 		var x, y int
 		if i < len(as) {

@@ -178,11 +178,10 @@ func (d *Dispatcher) completed(ctx context.Context, worker string, j *workshop.J
 func (d *Dispatcher) maybeSetAside(ctx context.Context, id string) {
 	d.mu.Lock()
 	s := slices.Clone(d.strikes[id])
-	_, already := d.setAside[id]
 	w := d.workers[id]
 	d.mu.Unlock()
 	confirmed := slices.ContainsFunc(s, func(s strike) bool { return s.confirmed })
-	if d.cfg.SetAsideAfter <= 0 || len(s) < d.cfg.SetAsideAfter || !confirmed || already {
+	if d.cfg.SetAsideAfter <= 0 || len(s) < d.cfg.SetAsideAfter || !confirmed {
 		return
 	}
 	fs := make([]workshop.Failure, len(s))
@@ -195,8 +194,12 @@ func (d *Dispatcher) maybeSetAside(ctx context.Context, id string) {
 		At:       time.Now().UTC(),
 		Failures: fs,
 	}
-	if err := d.markSetAside(ctx, id, &aside); err != nil {
+	changed, err := d.markSetAside(ctx, id, &aside)
+	if err != nil {
 		d.log.Error("could not store that an instance is set aside; it is set aside until the server restarts", "worker", id, "err", err)
+	}
+	if !changed {
+		return // already set aside
 	}
 	d.log.Warn("GPU instance set aside: it keeps failing jobs that run elsewhere; put it back from the admin page once it is fixed", "worker", id, "reason", aside.Reason)
 	agent, _, _ := strings.Cut(id, "/")
@@ -207,22 +210,25 @@ func (d *Dispatcher) maybeSetAside(ctx context.Context, id string) {
 }
 
 // markSetAside stores (aside non-nil) or clears an instance's set-aside,
-// then applies it to its worker.
-func (d *Dispatcher) markSetAside(ctx context.Context, id string, aside *SetAside) error {
+// then applies it to its worker; changed is false when it was already so.
+func (d *Dispatcher) markSetAside(ctx context.Context, id string, aside *SetAside) (changed bool, err error) {
 	d.drainMu.Lock()
 	defer d.drainMu.Unlock()
 	d.mu.Lock()
+	_, was := d.setAside[id]
 	all := make(map[string]SetAside, len(d.setAside)+1)
 	for k, v := range d.setAside {
 		all[k] = v
 	}
 	d.mu.Unlock()
+	if was == (aside != nil) {
+		return false, nil
+	}
 	if aside != nil {
 		all[id] = *aside
 	} else {
 		delete(all, id)
 	}
-	var err error
 	if d.cfg.DB != nil {
 		err = d.cfg.DB.Write(ctx, func(tx *store.Tx) error { return tx.PutSetting(settingSetAside, all) })
 	}
@@ -241,7 +247,7 @@ func (d *Dispatcher) markSetAside(ctx context.Context, id string, aside *SetAsid
 		w.setHeld(func() { w.aside = aside != nil })
 	}
 	d.changed()
-	return err
+	return true, err
 }
 
 // PutBack returns an instance that was set aside to service, with a clean
@@ -256,7 +262,7 @@ func (d *Dispatcher) PutBack(ctx context.Context, id string) (WorkerStatus, erro
 		}
 		return WorkerStatus{}, workshop.Errorf(workshop.ECONFLICT, "GPU instance %s is not set aside", id)
 	}
-	if err := d.markSetAside(ctx, id, nil); err != nil {
+	if _, err := d.markSetAside(ctx, id, nil); err != nil {
 		return WorkerStatus{}, err
 	}
 	d.log.Info("GPU instance put back into service", "worker", id)
@@ -283,11 +289,12 @@ func (d *Dispatcher) Forget(ctx context.Context, id string) error {
 	}
 	d.mu.Lock()
 	delete(d.gone, id)
+	delete(d.strikes, id)
 	d.mu.Unlock()
 	if _, err := d.Drain(ctx, id, false); err != nil && workshop.ErrorCode(err) != workshop.ENOTFOUND {
 		return err
 	}
-	if err := d.markSetAside(ctx, id, nil); err != nil {
+	if _, err := d.markSetAside(ctx, id, nil); err != nil {
 		return err
 	}
 	d.log.Info("GPU instance removed from the list", "worker", id, "jobs_requeued", len(st.HeldJobs))

@@ -27,14 +27,7 @@ func TestAdminGPUViewWhenThingsGoWrong(t *testing.T) {
 	ev.waitWorkers(a, 3, 30*time.Second)
 	a.do("POST", "/api/workers/gpu-b/0/drain", nil, nil)
 
-	var ids []string
-	for i := range 5 {
-		ids = append(ids, a.submit(fmt.Sprintf("user00%d", i%3+1), samplerGraph("oom", 500+i)).ID)
-	}
-	ev.waitDone(60*time.Second, ids...)
-	if w := a.worker("gpu-a/sick"); w.SetAside == nil {
-		t.Fatalf("gpu-a/sick was not set aside: %+v", w)
-	}
+	untilSetAside(t, a, ev, "gpu-a/sick")
 	// A long job on gpu-b, whose agent then dies.
 	a.do("POST", "/api/workers/gpu-a/ok/drain", nil, nil)
 	a.do("POST", "/api/workers/gpu-b/0/undrain", nil, nil)

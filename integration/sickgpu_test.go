@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,14 +21,9 @@ func TestSickInstanceSetAsideAndPutBack(t *testing.T) {
 	startAgentFor(t, srv.base, "gpu-a", "sick="+sick.base, "ok="+healthy.base)
 	ev.waitWorkers(a, 2, 30*time.Second)
 
-	var ids []string
-	for i := range 6 {
-		ids = append(ids, a.submit("user00"+string(rune('1'+i)), samplerGraph("sick", 300+i)).ID)
-	}
-	ev.waitDone(60*time.Second, ids...)
-	for _, id := range ids {
-		if j := a.job(id); j.Status != "completed" || j.Worker != "gpu-a/ok" {
-			t.Errorf("job %s: %s on %s (%+v)", id, j.Status, j.Worker, j.Error)
+	for _, j := range untilSetAside(t, a, ev, "gpu-a/sick") {
+		if j.Status != "completed" || j.Worker != "gpu-a/ok" {
+			t.Errorf("job %s: %s on %s (%+v)", j.ID, j.Status, j.Worker, j.Error)
 		}
 	}
 	w := a.worker("gpu-a/sick")
@@ -72,6 +68,28 @@ func TestSickInstanceSetAsideAndPutBack(t *testing.T) {
 	if got := a.job(j.ID); got.Status != "completed" || got.Worker != "gpu-a/sick" {
 		t.Errorf("after put back: %+v", got)
 	}
+}
+
+// untilSetAside submits jobs, a few at a time, until the sick instance is
+// set aside (it takes three failures there, one of those jobs completed
+// elsewhere), and returns them finished.
+func untilSetAside(t *testing.T, a admin, ev *events, sick string) []job {
+	t.Helper()
+	var jobs []job
+	for round := 0; a.worker(sick).SetAside == nil; round++ {
+		if round == 5 {
+			t.Fatalf("%s is not set aside after %d jobs: %+v", sick, len(jobs), a.worker(sick))
+		}
+		var ids []string
+		for i := range 4 {
+			ids = append(ids, a.submit(fmt.Sprintf("user00%d", i+1), samplerGraph("sick", 10*round+i)).ID)
+		}
+		ev.waitDone(60*time.Second, ids...)
+		for _, id := range ids {
+			jobs = append(jobs, a.job(id))
+		}
+	}
+	return jobs
 }
 
 // A GPU host whose agent is killed stays listed, disconnected, with the
