@@ -213,6 +213,8 @@ func (s *Server) routes() {
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
+	a.Post("/workers/:agent/:instance/put-back", s.putBackWorker)
+	a.Delete("/workers/:agent/:instance", s.forgetWorker)
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})

@@ -138,7 +138,7 @@ func (p *Proxy) gpuCount() gpus {
 	}
 	for _, w := range p.cfg.Workers() {
 		g.total++
-		if w.Connected && !w.Draining {
+		if w.TakesJobs() {
 			g.connected++
 		}
 	}

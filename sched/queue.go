@@ -69,8 +69,9 @@ type Queue struct {
 	orderCache []*entry
 	positions  map[*entry]int
 
-	slots  int           // connected worker slots, for estimates
-	avgRun time.Duration // moving average of run time, for estimates
+	workers []string      // the workers that take jobs now (SetWorkers)
+	slots   int           // connected worker slots, for estimates
+	avgRun  time.Duration // moving average of run time, for estimates
 }
 
 // Settings names in the store.
@@ -175,6 +176,11 @@ func (q *Queue) entryOf(j *workshop.Job) *entry {
 	}
 	if j.LeaseExpires != nil {
 		e.leaseExp = *j.LeaseExpires
+	}
+	for _, f := range j.Failures {
+		if !slices.Contains(e.avoid, f.Worker) {
+			e.avoid = append(e.avoid, f.Worker)
+		}
 	}
 	if j.Top > 0 {
 		e.order = -j.Top

@@ -59,9 +59,10 @@ func command(o *options) *cli.Command {
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
-	faults := []string{"fail-node", "fail-message", "hang-node", "crash-node", "drop-ws-at-step", "view-delay", "view-bytes-per-sec", "progress-text"}
+	faults := []string{"fail-node", "fail-message", "oom-node", "hang-node", "crash-node", "drop-ws-at-step", "view-delay", "view-bytes-per-sec", "progress-text"}
 	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "this `node` (id or class) raises an exception (execution_error)")
 	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "exception `text` for --fail-node")
+	fs.StringVar(&c.Faults.OOMNode, "oom-node", "", "this `node` (id or class; * for every node) fails with torch.OutOfMemoryError, as a GPU out of memory does")
 	fs.StringVar(&c.Faults.HangNode, "hang-node", "", "this `node` (id or class) blocks until interrupted")
 	fs.StringVar(&c.Faults.CrashNode, "crash-node", "", "the process exits (status 3) when this `node` (id or class) starts")
 	fs.IntVar(&c.Faults.DropWSAtStep, "drop-ws-at-step", 0, "cut every WebSocket when a sampler reaches this `step` (once per prompt)")

@@ -275,12 +275,7 @@ type serverStatus struct {
 		Mode    string         `json:"mode"`
 		Paused  bool           `json:"paused"`
 		Counts  map[string]int `json:"counts"`
-		Workers []struct {
-			ID       string `json:"id"`
-			State    string `json:"state"`
-			Current  string `json:"current_job"`
-			JobsDone int    `json:"jobs_done"`
-		} `json:"workers"`
+		Workers []workerRow    `json:"workers"`
 	}
 	Seats struct {
 		Seats []seatRow `json:"seats"`
@@ -339,14 +334,68 @@ func statusCommand() *cli.Command {
 			fmt.Printf("queue       %s%s: %d pending, %d running, %d completed, %d failed, %d cancelled\n", q.Mode, paused,
 				q.Counts["pending"], q.Counts["running"], q.Counts["completed"], q.Counts["failed"], q.Counts["cancelled"])
 			fmt.Printf("seats       %d\n", len(st.Seats.Seats))
-			fmt.Printf("GPUs        %d instance(s)\n", len(q.Workers))
+			fmt.Printf("GPUs        %s\n", gpuSummary(q.Workers))
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			for _, w := range q.Workers {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d done\n", w.ID, w.State, w.Current, w.JobsDone)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d done\t%s\n", w.ID, strings.ReplaceAll(w.State, "_", " "), w.Current, w.JobsDone, w.note())
 			}
 			return tw.Flush()
 		},
 	})
+}
+
+// workerRow is one GPU instance as `workshop status` shows it.
+type workerRow struct {
+	ID              string   `json:"id"`
+	State           string   `json:"state"`
+	Current         string   `json:"current_job"`
+	JobsDone        int      `json:"jobs_done"`
+	HeldJobs        []string `json:"held_jobs"`
+	GraceRemainingS *float64 `json:"grace_remaining_s"`
+	SetAside        *struct {
+		Reason string `json:"reason"`
+	} `json:"set_aside"`
+}
+
+// note says what needs the operator's eye: jobs waiting for a lost
+// instance, an instance set aside.
+func (w workerRow) note() string {
+	var parts []string
+	if n := len(w.HeldJobs); n > 0 {
+		p := fmt.Sprintf("holds %d job(s)", n)
+		if w.GraceRemainingS != nil {
+			p += fmt.Sprintf(", back to the queue in %ds unless it returns", int(*w.GraceRemainingS+0.5))
+		}
+		parts = append(parts, p)
+	}
+	if w.SetAside != nil {
+		parts = append(parts, "set aside, as "+w.SetAside.Reason+" (put it back from the admin page once fixed)")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// gpuSummary is "3 instance(s): 1 disconnected, 1 set aside".
+func gpuSummary(ws []workerRow) string {
+	counts := map[string]int{}
+	for _, w := range ws {
+		switch {
+		case w.State == "disconnected" || w.State == "unreachable":
+			counts[w.State]++
+		case w.SetAside != nil:
+			counts["set aside"]++
+		}
+	}
+	s := fmt.Sprintf("%d instance(s)", len(ws))
+	var parts []string
+	for _, k := range []string{"disconnected", "unreachable", "set aside"} {
+		if counts[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+		}
+	}
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ")
+	}
+	return s
 }
 
 func adminCommand() *cli.Command {

@@ -53,6 +53,7 @@ type serveConfig struct {
 	Prefetch       int
 	Grace          time.Duration
 	JobTimeout     time.Duration
+	SetAsideAfter  int
 	OpenSeats      bool
 	PublicURL      string
 	NodesAllow     string
@@ -132,6 +133,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.Prefetch, "prefetch", 1, "jobs queued on each ComfyUI instance behind the running one, so the GPU never waits (0: off)")
 	fs.DurationVar(&c.Grace, "grace", 60*time.Second, "how long a job waits for its lost GPU agent or instance to come back before it is requeued")
 	fs.DurationVar(&c.JobTimeout, "job-timeout", time.Hour, "a job running longer is interrupted and failed")
+	fs.IntVar(&c.SetAsideAfter, "set-aside-after", 3, "set a GPU instance aside (no new jobs until put back) after `N` jobs in a row fail there for its own reasons: out of memory, a crash (0: never)")
 	fs.BoolVar(&c.OpenSeats, "open-seats", false, "no join codes: anyone may open any seat (trusted LAN only)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the `URL` participants reach this server at, for join links and the QR sheet, e.g. https://workshop.example.org or http://192.168.1.20:8080 (default: the address the admin page was opened at)")
 	fs.StringVar(&c.NodesAllow, "nodes-allow", "", "comma-separated node `types` participants may use (default: all)")
@@ -233,6 +235,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.JobTimeout < time.Second {
 		return usagef("--job-timeout %s: want at least 1s", c.JobTimeout)
+	}
+	if c.SetAsideAfter < 0 {
+		return usagef("--set-aside-after %d: want 0 (never) or more", c.SetAsideAfter)
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
@@ -386,7 +391,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	})
 	disp := dispatch.New(dispatch.Config{
 		Queue: q, Files: files, Tunnels: tunnels, DB: db, Log: log.With("part", "dispatch"),
-		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout,
+		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout, SetAsideAfter: c.SetAsideAfter,
 		MaxOutputs: c.MaxOutputs, MaxOutputBytes: c.MaxOutputMB << 20,
 	})
 	mir, closeMirror := newMirror(disp, c.Data, log)
