@@ -262,17 +262,6 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	if st := s.a.do("PUT", "/api/workflows/day-image.json/default", nil, nil); st != 200 {
 		t.Fatalf("mark the default workflow: %d", st)
 	}
-	if js := os.Getenv("DEBUGJS"); js != "" {
-		d.do("debug boot", chromedp.Navigate(s.base+"/join/"+s.seatCode(1)), d.poll(`!!document.querySelector('[data-testid="queue-button"]')`))
-		time.Sleep(10 * time.Second)
-		for i, step := range strings.Split(js, ";;") {
-			v, err := chromedp.Run(d.ctx, chromedp.Evaluate[any](step, chromedp.EvalAwaitPromise))
-			t.Logf("js %d: %v %v", i, v, err)
-			time.Sleep(2 * time.Second)
-			d.shot(fmt.Sprintf("debug%d", i))
-		}
-		t.FailNow()
-	}
 	// Boot: the first-run Templates dialog offers the day's workflows
 	// (v1.44.17 opens on its core "Getting Started" category, empty without
 	// the comfyui-workflow-templates package, and lists the workshop's pack

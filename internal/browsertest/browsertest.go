@@ -118,17 +118,45 @@ func TextContains(sel, want string) chromedp.Action[chromedp.Void] {
 	}
 }
 
-// AcceptDialogs answers every JavaScript dialog of the tab with OK, as a
-// person who means it would: "Leave site?" on a reload with unsaved work,
-// a confirm. It runs until ctx ends.
-func AcceptDialogs(ctx context.Context) {
+// Dialogs answers every JavaScript dialog of a tab with OK, as a person
+// who means it would ("Leave site?" on a reload with unsaved work, a
+// confirm; a prompt gets the text SetPrompt gave), and keeps their
+// messages.
+type Dialogs struct {
+	mu       sync.Mutex
+	prompt   string
+	messages []string
+}
+
+// AcceptDialogs starts answering the tab's dialogs until ctx ends.
+func AcceptDialogs(ctx context.Context) *Dialogs {
+	d := &Dialogs{}
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	go func() {
-		for _, err := range dialogs {
+		for ev, err := range dialogs {
 			if err != nil {
 				return
 			}
-			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			d.mu.Lock()
+			d.messages = append(d.messages, ev.Message)
+			text := d.prompt
+			d.mu.Unlock()
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true, PromptText: text})
 		}
 	}()
+	return d
+}
+
+// SetPrompt sets what the next prompts are answered with.
+func (d *Dialogs) SetPrompt(text string) {
+	d.mu.Lock()
+	d.prompt = text
+	d.mu.Unlock()
+}
+
+// Messages returns the dialogs' messages so far.
+func (d *Dialogs) Messages() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.messages...)
 }
