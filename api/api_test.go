@@ -30,9 +30,14 @@ type env struct {
 	t    *testing.T
 	base string
 	q    *sched.Queue
+	db   *store.DB
 }
 
-func start(t testing.TB, cfg sched.Config) *env {
+func start(t testing.TB, cfg sched.Config) *env { return startWith(t, cfg, nil) }
+
+// startWith is start with more of the server wired by more (seats, the
+// activity log...).
+func startWith(t testing.TB, cfg sched.Config, more func(db *store.DB, q *sched.Queue, c *api.Config)) *env {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := store.Open(t.TempDir(), quiet)
@@ -44,7 +49,11 @@ func start(t testing.TB, cfg sched.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{Queue: q, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 12 << 20})
+	c := api.Config{Queue: q, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 12 << 20}
+	if more != nil {
+		more(db, q, &c)
+	}
+	srv := api.New(c)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +64,7 @@ func start(t testing.TB, cfg sched.Config) *env {
 		db.Close()
 	})
 	tt, _ := t.(*testing.T)
-	return &env{t: tt, base: "http://" + ln.Addr().String(), q: q}
+	return &env{t: tt, base: "http://" + ln.Addr().String(), q: q, db: db}
 }
 
 // call sends a request with the admin token (unless tok is "-") and decodes

@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
@@ -38,10 +39,11 @@ type Config struct {
 	// TLS reports the certificate in use (mode, expiry) for /health; nil
 	// without TLS.
 	TLS func() (mode string, expires time.Time)
-	// Activity records an entry in the activity log (actor, kind, action,
-	// detail); nil: none is kept.
-	Activity     func(actor, kind, action, detail string)
-	ActivityList func(kind, text string, limit int) (any, error)
+	// Activity records an entry in the activity log; nil: none is kept.
+	// ActivityList reads it: newest first, of one kind (or any), containing
+	// text (or anything).
+	Activity     func(activity.Entry)
+	ActivityList func(kind, text string, limit int) ([]activity.Entry, error)
 	WorkflowsDir string // the workshop workflows every participant sees
 	// Metrics serves Prometheus metrics at /metrics, to the admin.
 	Metrics http.Handler
@@ -161,6 +163,12 @@ func (s *Server) routes() {
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
+	// The admin page's job desk and QR sheet.
+	a.Get("/jobs/:id/detail", s.jobDetail)
+	a.Post("/queue/cancel", s.cancelMany)
+	a.Get("/sheet", s.getSheet)
+	a.Put("/sheet", s.putSheet)
+	a.Get("/sheet/wifi.png", s.wifiQR)
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})
@@ -200,7 +208,8 @@ func (s *Server) requireAdmin(c *fiber.Ctx) error {
 		}
 		return s.nextRecorded(c)
 	}
-	if _, ok := s.adminSession(c); ok {
+	if ses, ok := s.adminSession(c); ok {
+		c.Locals(localActor, sessionActor(ses))
 		if changes(c) {
 			if err := s.checkCSRF(c); err != nil {
 				return err
@@ -224,7 +233,7 @@ func changes(c *fiber.Ctx) bool {
 func (s *Server) nextRecorded(c *fiber.Ctx) error {
 	err := c.Next()
 	if err == nil && changes(c) && c.Response().StatusCode() < 400 && !(c.Method() == fiber.MethodPost && c.Path() == "/api/jobs") {
-		s.record(c, "admin", c.Method()+" "+strings.TrimPrefix(c.Path(), "/api"), "")
+		s.record(s.adminEntry(c))
 	}
 	return err
 }
