@@ -209,8 +209,8 @@ func TestCancelMany(t *testing.T) {
 }
 
 type detail struct {
-	Job     workshop.Job `json:"job"`
-	Seat    *struct {
+	Job  workshop.Job `json:"job"`
+	Seat *struct {
 		Seat int    `json:"seat"`
 		Name string `json:"name"`
 	} `json:"seat"`
