@@ -206,6 +206,20 @@ func TestCancelMany(t *testing.T) {
 	if st := r.call("POST", "/api/queue/cancel", `{"status":"active"}`, &got); st != 200 || got.Count != 1 || got.Counts["running"] != 1 {
 		t.Errorf("cancel everything: %d %+v", st, got)
 	}
+
+	// With ids, only what the confirmation showed: not a job that came since.
+	r.submit("user003")
+	r.submit("user003")
+	r.call("POST", "/api/queue/cancel", `{"seat":3,"dry_run":true}`, &dry)
+	late := r.submit("user003")
+	ids, _ := json.Marshal([]string{dry.Jobs[0].ID, dry.Jobs[1].ID})
+	if st := r.call("POST", "/api/queue/cancel", `{"seat":3,"ids":`+string(ids)+`}`, &got); st != 200 || got.Count != 2 {
+		t.Errorf("cancel the confirmed ones: %d %+v", st, got)
+	}
+	var still workshop.Job
+	if r.call("GET", "/api/jobs/"+late.ID, "", &still); still.Status != "pending" {
+		t.Errorf("the job submitted after the confirmation was cancelled: %+v", still)
+	}
 }
 
 type detail struct {

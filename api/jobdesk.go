@@ -85,18 +85,20 @@ func (s *Server) jobByNumber(c *fiber.Ctx, raw string) error {
 	return c.JSON(fiber.Map{"jobs": jobs, "next_cursor": ""})
 }
 
-// cancelMany is POST /api/queue/cancel {user_id | seat, status, dry_run}:
+// cancelMany is POST /api/queue/cancel {user_id | seat, status, ids, dry_run}:
 // cancel every active job of one participant ("everything of seat 7"),
 // every pending job ("clear pending"), or every running one. status is
 // pending, running or active (both; the default when a participant is
 // named). It answers what it cancelled (or, with dry_run, would cancel),
-// each with the status it had, so the page can confirm with numbers.
+// each with the status it had, so the page can confirm with numbers; ids
+// then limits the real change to the jobs the confirmation showed.
 func (s *Server) cancelMany(c *fiber.Ctx) error {
 	var req struct {
-		UserID string `json:"user_id"`
-		Seat   int    `json:"seat"`
-		Status string `json:"status"`
-		DryRun bool   `json:"dry_run"`
+		UserID string   `json:"user_id"`
+		Seat   int      `json:"seat"`
+		Status string   `json:"status"`
+		IDs    []string `json:"ids"`
+		DryRun bool     `json:"dry_run"`
 	}
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
 		return workshop.Errorf(workshop.EINVALID, `the body must be {"user_id" or "seat", "status": "pending", "running" or "active", "dry_run"?}`)
@@ -110,7 +112,10 @@ func (s *Server) cancelMany(c *fiber.Ctx) error {
 		}
 		req.UserID = workshop.UserID(req.Seat)
 	}
-	sel := sched.Selector{UserID: req.UserID}
+	if len(req.IDs) > sched.MaxListLimit*10 {
+		return workshop.Errorf(workshop.EINVALID, "at most %d ids at once", sched.MaxListLimit*10)
+	}
+	sel := sched.Selector{UserID: req.UserID, IDs: req.IDs}
 	switch req.Status {
 	case "pending", "running":
 		sel.Status = workshop.JobStatus(req.Status)

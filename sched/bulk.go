@@ -10,10 +10,13 @@ import (
 )
 
 // Selector picks active jobs for a change to many at once: one
-// participant's (or everyone's), pending, running or both (Status "").
+// participant's (or everyone's), pending, running or both (Status ""); with
+// IDs, only those of them (what a confirmation showed, not what arrived
+// since).
 type Selector struct {
 	UserID string
 	Status workshop.JobStatus
+	IDs    []string
 }
 
 func (s Selector) check() error {
@@ -92,10 +95,18 @@ func (q *Queue) CancelSelected(ctx context.Context, sel Selector, reason string)
 // selectLocked is the entries sel picks, running (by number) then
 // pending in dispatch order; mu held.
 func (q *Queue) selectLocked(sel Selector) []*entry {
+	var only map[string]bool
+	if sel.IDs != nil {
+		only = make(map[string]bool, len(sel.IDs))
+		for _, id := range sel.IDs {
+			only[id] = true
+		}
+	}
+	picks := func(e *entry) bool { return (sel.UserID == "" || e.user == sel.UserID) && (only == nil || only[e.id]) }
 	var running []*entry
 	if sel.Status != workshop.StatusPending {
 		for _, e := range q.active {
-			if e.status == workshop.StatusRunning && (sel.UserID == "" || e.user == sel.UserID) {
+			if e.status == workshop.StatusRunning && picks(e) {
 				running = append(running, e)
 			}
 		}
@@ -104,7 +115,7 @@ func (q *Queue) selectLocked(sel Selector) []*entry {
 	out := running
 	if sel.Status != workshop.StatusRunning {
 		for _, e := range q.order() {
-			if sel.UserID == "" || e.user == sel.UserID {
+			if picks(e) {
 				out = append(out, e)
 			}
 		}
