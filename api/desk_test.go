@@ -278,7 +278,7 @@ func TestJobDetailAndNumber(t *testing.T) {
 	}
 	var d2 detail
 	r.call("GET", "/api/jobs/"+other.ID+"/detail", "", &d2)
-	if d2.Run != nil || d2.Job.Error == nil || len(d2.Outputs) != 0 || d2.Outputs == nil || len(d2.History) != 3 || d2.History[1].Actor != "admin token" {
+	if d2.Run != nil || d2.Job.Error == nil || len(d2.Outputs) != 0 || d2.Outputs == nil || len(d2.History) != 3 || d2.History[0].Action != "submitted" {
 		t.Errorf("cancelled job detail %+v", d2)
 	}
 	r.expectError("GET", "/api/jobs/01a00000-0000-7000-8000-000000000000/detail", "", 404)
