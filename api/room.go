@@ -78,6 +78,7 @@ func (s *Server) seatQR(c *fiber.Ctx) error {
 // outputView is one output in the gallery.
 type outputView struct {
 	JobID     string    `json:"job_id"`
+	JobNumber uint64    `json:"job_number"`
 	UserID    string    `json:"user_id"`
 	Name      string    `json:"name"`
 	URL       string    `json:"url"`
@@ -96,7 +97,7 @@ func outputsOfJob(j *workshop.Job) []outputView {
 		at = *j.CompletedAt
 	}
 	for _, o := range j.Result.Outputs {
-		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
+		out = append(out, outputView{JobID: j.ID, JobNumber: j.Seq, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
 			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out
