@@ -25,6 +25,13 @@ type room struct {
 	*env
 	seats *seats.Service
 	acts  *sched.Subscription
+	log   *activity.Log
+}
+
+// storedLog is the activity log as stored, after what was queued to it.
+func (r *room) storedLog() ([]activity.Entry, error) {
+	r.db.Write(context.Background(), func(*store.Tx) error { return nil })
+	return r.log.List("", "", 1000)
 }
 
 func startRoom(t *testing.T, nSeats int) *room {
@@ -37,6 +44,7 @@ func startRoom(t *testing.T, nSeats int) *room {
 			t.Fatal(err)
 		}
 		log := activity.New(db, q.Events(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r.log = log
 		r.acts = q.Events().Subscribe(4096, func(e sched.Event) bool { return e.Type == activity.EventActivity })
 		go log.Run(ctx)
 		c.DB, c.Seats, c.Activity, c.ActivityList = db, r.seats, log.Record, log.List
@@ -169,6 +177,12 @@ func TestCancelMany(t *testing.T) {
 	}
 	if c := r.q.Status().Counts; c[workshop.StatusPending] != 4 || c[workshop.StatusRunning] != 1 {
 		t.Fatalf("the dry run changed the queue: %v", c)
+	}
+	entries, _ := r.storedLog()
+	for _, e := range entries {
+		if e.Kind == "admin" && e.Actor == "Ann" && e.Action != "signed in" {
+			t.Errorf("the dry run was logged: %+v", e)
+		}
 	}
 
 	var got cancelAnswer

@@ -142,7 +142,9 @@ func (s *Server) cancelMany(c *fiber.Ctx) error {
 	for _, p := range picked {
 		counts[p.Status]++
 	}
-	if !req.DryRun {
+	if req.DryRun {
+		noteNothing(c)
+	} else {
 		note(c, activity.Entry{Action: "cancelled " + manyWords(len(picked), sel), UserID: sel.UserID})
 	}
 	if picked == nil {

@@ -233,7 +233,9 @@ func changes(c *fiber.Ctx) bool {
 func (s *Server) nextRecorded(c *fiber.Ctx) error {
 	err := c.Next()
 	if err == nil && changes(c) && c.Response().StatusCode() < 400 && !(c.Method() == fiber.MethodPost && c.Path() == "/api/jobs") {
-		s.record(s.adminEntry(c))
+		if e, ok := s.adminEntry(c); ok {
+			s.record(e)
+		}
 	}
 	return err
 }

@@ -26,6 +26,9 @@ const (
 // in when it is recorded).
 func note(c *fiber.Ctx, e activity.Entry) { c.Locals(localNote, &e) }
 
+// noteNothing keeps a request that changed nothing (a dry run) out of the log.
+func noteNothing(c *fiber.Ctx) { c.Locals(localNote, (*activity.Entry)(nil)) }
+
 // noteJob words an action on one job: "cancelled job #42 of seat 7".
 func noteJob(c *fiber.Ctx, verb string, j *workshop.Job, rest string) {
 	note(c, activity.Entry{Action: verb + " " + jobWords(j) + rest, JobID: j.ID, JobNumber: j.Seq, UserID: j.UserID})
@@ -77,10 +80,14 @@ var routeWords = map[string]func(c *fiber.Ctx) string{
 	},
 }
 
-// adminEntry is the activity entry of a successful admin change.
-func (s *Server) adminEntry(c *fiber.Ctx) activity.Entry {
+// adminEntry is the activity entry of a successful admin change; false
+// for one that changed nothing.
+func (s *Server) adminEntry(c *fiber.Ctx) (activity.Entry, bool) {
 	var e activity.Entry
 	if n, ok := c.Locals(localNote).(*activity.Entry); ok {
+		if n == nil {
+			return e, false
+		}
 		e = *n
 	} else if words, ok := routeWords[c.Method()+" "+c.Route().Path]; ok {
 		e.Action = words(c)
@@ -88,7 +95,7 @@ func (s *Server) adminEntry(c *fiber.Ctx) activity.Entry {
 		e.Action = c.Method() + " " + strings.TrimPrefix(c.Path(), "/api")
 	}
 	e.Actor, e.Kind = s.actor(c), "admin"
-	return e
+	return e, true
 }
 
 // actor names who acted: the name given at sign-in, "Instructor" for a

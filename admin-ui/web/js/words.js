@@ -18,6 +18,7 @@ export function actorWords(ctx, e) {
     default:
       if (e.actor === 'admin') return 'Instructor'; // entries from before names
       if (e.actor === 'system') return 'Workshop';
+      if (e.actor === 'admin token') return 'Admin token'; // a script or the CLI
       return e.actor || '—';
   }
 }
@@ -37,6 +38,8 @@ export function entryWords(ctx, e) {
         case 'failed':
           return ['Job ', job(), ` of ${who} failed${on}`, e.detail ? `: ${e.detail}` : ''];
         case 'cancelled':
+          // "cancelled by the instructor" says it all; other reasons follow.
+          if (/^cancelled /.test(e.detail || '')) return ['Job ', job(), ` of ${who} was ${e.detail}`];
           return ['Job ', job(), ` of ${who} was cancelled`, e.detail && e.detail !== 'cancelled' ? ` (${e.detail})` : ''];
         case 'requeued':
           return ['Job ', job(), ` of ${who} went back to the queue`, e.worker ? ` from ${e.worker}` : '', e.detail ? `: ${e.detail}` : ''];
