@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -14,48 +13,19 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
-	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/sched"
-	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// room is the API with seats and the activity log, as the admin page uses it.
-type room struct {
-	*env
-	seats *seats.Service
-	acts  *sched.Subscription
-	log   *activity.Log
-}
-
 // storedLog is the activity log as stored, after what was queued to it.
-func (r *room) storedLog() ([]activity.Entry, error) {
+func (r *roomEnv) storedLog() ([]activity.Entry, error) {
 	r.db.Write(context.Background(), func(*store.Tx) error { return nil })
 	return r.log.List("", "", 1000)
 }
 
-func startRoom(t *testing.T, nSeats int) *room {
-	t.Helper()
-	r := &room{}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.env = startWith(t, sched.Config{Mode: workshop.ModeFIFO}, func(db *store.DB, q *sched.Queue, c *api.Config) {
-		r.seats = seats.New(db)
-		if err := r.seats.Ensure(ctx, nSeats); err != nil {
-			t.Fatal(err)
-		}
-		log := activity.New(db, q.Events(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-		r.log = log
-		r.acts = q.Events().Subscribe(4096, func(e sched.Event) bool { return e.Type == activity.EventActivity })
-		go log.Run(ctx)
-		c.DB, c.Seats, c.Activity, c.ActivityList = db, r.seats, log.Record, log.List
-	})
-	t.Cleanup(func() { cancel(); r.acts.Close() })
-	return r
-}
-
 // activity waits for an activity entry that satisfies ok, then for the
 // store to hold it (a write after the entry's commits behind it).
-func (r *room) activity(what string, ok func(activity.Entry) bool) activity.Entry {
+func (r *roomEnv) activity(what string, ok func(activity.Entry) bool) activity.Entry {
 	r.t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
@@ -75,7 +45,7 @@ func (r *room) activity(what string, ok func(activity.Entry) bool) activity.Entr
 	}
 }
 
-func (r *room) submit(user string) workshop.Job {
+func (r *roomEnv) submit(user string) workshop.Job {
 	r.t.Helper()
 	var j workshop.Job
 	if st := r.call("POST", "/api/jobs", `{"user_id":"`+user+`","workflow":`+graph+`}`, &j); st != 201 {
@@ -85,7 +55,7 @@ func (r *room) submit(user string) workshop.Job {
 }
 
 // complete runs the next job to the end with outputs named after it.
-func (r *room) complete(names ...string) *workshop.Job {
+func (r *roomEnv) complete(names ...string) *workshop.Job {
 	r.t.Helper()
 	ctx := context.Background()
 	j, err := r.q.Lease(ctx, "gpu-a/0", time.Minute)
@@ -106,12 +76,12 @@ func (r *room) complete(names ...string) *workshop.Job {
 
 // browser is a signed-in admin browser: the session cookie and its CSRF token.
 type browser struct {
-	r      *room
+	r      *roomEnv
 	client *http.Client
 	csrf   string
 }
 
-func (r *room) login(name string) *browser {
+func (r *roomEnv) login(name string) *browser {
 	r.t.Helper()
 	jar, _ := cookiejar.New(nil)
 	b := &browser{r: r, client: &http.Client{Jar: jar}}
@@ -154,7 +124,7 @@ type cancelAnswer struct {
 // what they did, refused without CSRF or with a vague or bad selector, and
 // logged in words under the instructor's name.
 func TestCancelMany(t *testing.T) {
-	r := startRoom(t, 3)
+	r := startRoom(t, "", 3)
 	var jobs []workshop.Job
 	for _, u := range []string{"user002", "user001", "user002", "user003", "user002"} {
 		jobs = append(jobs, r.submit(u))
@@ -253,7 +223,7 @@ type detail struct {
 // One job in full, and a job found by its number; the log says what
 // happened to it in words, with its number and instance.
 func TestJobDetailAndNumber(t *testing.T) {
-	r := startRoom(t, 2)
+	r := startRoom(t, "", 2)
 	r.call("PATCH", "/api/seats/2", `{"name":"Alice"}`, nil)
 	first := r.submit("user002")
 	other := r.submit("user001")
@@ -327,6 +297,7 @@ type seatPage struct {
 		Pending  *int   `json:"pending"`
 		Done     *int   `json:"done"`
 	} `json:"seats"`
+	Warning string         `json:"join_warning"`
 	Total   int            `json:"total"`
 	Offset  int            `json:"offset"`
 	Limit   int            `json:"limit"`
@@ -344,7 +315,7 @@ func (p seatPage) numbers() string {
 // 2,000 seats: pages, search by number, name and code, filters by state,
 // and the live counts for the page shown.
 func TestSeatsPagedAndSearched(t *testing.T) {
-	r := startRoom(t, 2000)
+	r := startRoom(t, "", 2000)
 	r.call("PATCH", "/api/seats/7", `{"name":"Alice Liddell"}`, nil)
 	r.call("PATCH", "/api/seats/1207", `{"name":"alice b."}`, nil)
 	r.call("PATCH", "/api/seats/9", `{"disabled":true}`, nil)
@@ -356,6 +327,9 @@ func TestSeatsPagedAndSearched(t *testing.T) {
 	var p seatPage
 	if st := r.call("GET", "/api/seats?limit=50&offset=100", "", &p); st != 200 || p.Total != 2000 || len(p.Seats) != 50 || p.Seats[0].Seat != 101 || p.Offset != 100 || p.Limit != 50 {
 		t.Fatalf("page 3: %d total %d, %d seats from %v", st, p.Total, len(p.Seats), p.numbers())
+	}
+	if !strings.Contains(p.Warning, "127.0.0.1") {
+		t.Errorf("a page without the loopback warning: %q", p.Warning)
 	}
 	if p.Summary["seats"] != 2000 || p.Summary["disabled"] != 1 || p.Summary["busy"] != 2 || p.Summary["online"] != 0 {
 		t.Errorf("summary %v", p.Summary)
@@ -413,14 +387,14 @@ func TestSeatsPagedAndSearched(t *testing.T) {
 	if len(all.Seats) != 2000 || all.Total != 0 || all.Seats[6].Done == nil || *all.Seats[6].Done != 1 {
 		t.Errorf("all: %d seats, total %d", len(all.Seats), all.Total)
 	}
-	if len(names.Seats) != 2000 || names.Seats[6].Name != "Alice Liddell" || names.Seats[6].Done != nil || names.Seats[6].Online != nil {
+	if len(names.Seats) != 2000 || names.Warning == "" || names.Seats[6].Name != "Alice Liddell" || names.Seats[6].Done != nil || names.Seats[6].Online != nil {
 		t.Errorf("names: %d seats, %+v", len(names.Seats), names.Seats[6])
 	}
 }
 
 // The QR sheet's text is stored once; bad values are refused whole.
 func TestSheetSettings(t *testing.T) {
-	r := startRoom(t, 1)
+	r := startRoom(t, "", 1)
 	var sh map[string]string
 	if st := r.call("GET", "/api/sheet", "", &sh); st != 200 || sh["title"] != "" || len(sh) != 4 {
 		t.Fatalf("empty sheet: %d %v", st, sh)
@@ -441,9 +415,7 @@ func TestSheetSettings(t *testing.T) {
 	if fmt.Sprint(again) != fmt.Sprint(sh) {
 		t.Errorf("a refused change changed the sheet: %v", again)
 	}
-	req, _ := http.NewRequest("GET", r.base+"/api/sheet/wifi.png", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(r.authed("GET", "/api/sheet/wifi.png"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +429,7 @@ func TestSheetSettings(t *testing.T) {
 // The gallery's orders, a seat's outputs alone, and pages that add up to
 // the whole list in every order.
 func TestOutputsOrders(t *testing.T) {
-	r := startRoom(t, 3)
+	r := startRoom(t, "", 3)
 	var order []string // job ids, oldest first
 	for i, u := range []string{"user002", "user001", "user003", "user002", "user001"} {
 		r.submit(u)
@@ -526,7 +498,7 @@ func TestOutputsOrders(t *testing.T) {
 
 // Admin actions are logged in words under who did them.
 func TestAdminActivityInWords(t *testing.T) {
-	r := startRoom(t, 3)
+	r := startRoom(t, "", 3)
 	b := r.login("Ann")
 	j := r.submit("user003")
 	steps := []struct{ method, path, body, want string }{

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,12 +36,36 @@ func (s *Server) seatView(c *fiber.Ctx, seat *workshop.Seat) seatView {
 	return seatView{Seat: seat, UserID: workshop.UserID(seat.Number), JoinURL: s.baseURL(c) + "/join/" + seat.Code}
 }
 
-// baseURL is the public address of this server, as the request reached it.
+// baseURL is the public address of this server: --public-url, else as
+// the request reached it.
 func (s *Server) baseURL(c *fiber.Ctx) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
 	return c.Protocol() + "://" + string(c.Request().Host())
+}
+
+// joinWarning says why join links built on base would not open on a
+// participant's device, or "".
+func (s *Server) joinWarning(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || !IsLoopback(u.Hostname()) {
+		return ""
+	}
+	fix := "open the admin page at an address participants' devices can reach, or start the server with --public-url"
+	if s.cfg.PublicURL != "" {
+		fix = "start the server with a --public-url that participants' devices can reach"
+	}
+	return fmt.Sprintf("Join links and QR codes point at %s, which only this machine can open: %s.", u.Host, fix)
+}
+
+// IsLoopback says whether host (a name or an IP) is this machine only.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listSeats lists the seats with their live state (online, pending,
@@ -55,12 +81,15 @@ func (s *Server) listSeats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	base := s.baseURL(c)
+	answer := fiber.Map{"join_base": base, "join_warning": s.joinWarning(base)}
 	if c.Query("live") == "0" {
 		out := make([]seatView, 0, len(all))
 		for _, seat := range all {
 			out = append(out, s.seatView(c, seat))
 		}
-		return c.JSON(fiber.Map{"seats": out})
+		answer["seats"] = out
+		return c.JSON(answer)
 	}
 	paged := c.Query("q") != "" || c.Query("state") != "" || c.Query("offset") != "" || c.Query("limit") != ""
 	views := make([]seatView, 0, len(all))
@@ -101,10 +130,11 @@ func (s *Server) listSeats(c *fiber.Ctx) error {
 	if err := s.fillDone(views); err != nil {
 		return err
 	}
-	if !paged {
-		return c.JSON(fiber.Map{"seats": views})
+	answer["seats"] = views
+	if paged {
+		answer["total"], answer["offset"], answer["limit"], answer["summary"] = total, offset, limit, summary
 	}
-	return c.JSON(fiber.Map{"seats": views, "total": total, "offset": offset, "limit": limit, "summary": summary})
+	return c.JSON(answer)
 }
 
 // seatMatcher is the filter of listSeats' q and state.

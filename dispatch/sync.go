@@ -11,6 +11,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -76,7 +77,8 @@ func (w *worker) reconcile() error {
 
 	mine := map[string]bool{}
 	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
-	var collect, requeue []string
+	var collect, requeue, failedAway []string
+	failedEntry := map[string]*comfy.HistoryEntry{}
 	for _, job := range leased {
 		engineID := job.EngineID
 		if engineID == "" {
@@ -106,7 +108,8 @@ func (w *worker) reconcile() error {
 			collect = append(collect, job.ID)
 		case ok && entry.Status != nil && entry.Status.StatusStr == "error":
 			w.untrack(job.ID)
-			w.fail(job.ID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(entry)})
+			failedAway = append(failedAway, job.ID)
+			failedEntry[job.ID] = entry
 		case onInstance[engineID] != "":
 			stage := onInstance[engineID]
 			t := w.ensureTracked(&summary, engineID, stage)
@@ -124,15 +127,28 @@ func (w *worker) reconcile() error {
 			lostAnswer[job.ID] = answerLost
 		}
 	}
+	for _, id := range failedAway {
+		w.failedWhileAway(id, failedEntry[id])
+	}
+	struck := false
 	for _, id := range requeue {
 		reason := "the GPU instance lost the job (it restarted or was cleared)"
 		if lostAnswer[id] {
 			reason = "the GPU instance did not take the job"
 		}
 		w.log.Warn("the instance does not have a job it should hold; requeueing it", "job", id, "reason", reason)
-		if _, err := w.q.Requeue(context.Background(), id, w.id, reason); err != nil {
+		j, err := w.q.Requeue(context.Background(), id, w.id, reason)
+		if err != nil {
 			w.log.Warn("requeue", "job", id, "err", err)
+			continue
 		}
+		// A loss of the instance (a crash, a restart) is one strike against
+		// it, however many jobs it held; a job out of attempts is forgiven.
+		if lostAnswer[id] || (struck && j.Status != workshop.StatusFailed) {
+			continue
+		}
+		w.d.failed(ctx, w, j, workshop.Failure{Reason: sched.FailureLost, Message: reason})
+		struck = struck || j.Status != workshop.StatusFailed
 	}
 	// Forget jobs that were taken from us while we were away.
 	w.mu.Lock()
@@ -193,6 +209,25 @@ func historyMessages(e *comfy.HistoryEntry) json.RawMessage {
 	}
 	b, _ := json.Marshal(e.Status.Messages)
 	return b
+}
+
+// failedWhileAway ends a job that failed on the instance while its socket
+// was down: ComfyUI's history keeps the execution_error it sent, which
+// tells, as a live one does, whether to try another instance.
+func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
+	var m comfy.ExecutionError
+	for _, msg := range e.Status.Messages {
+		if msg.Event == comfy.EventExecutionError && json.Unmarshal(msg.Data, &m) == nil {
+			jerr := executionError(&m, msg.Data)
+			if reason, ok := executionFault(&m); ok {
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr, nil)
+			} else {
+				w.fail(jobID, jerr)
+			}
+			return
+		}
+	}
+	w.fail(jobID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(e)})
 }
 
 // collect waits for the job's history entry, streams every output file into
@@ -266,7 +301,7 @@ func (w *worker) collectOnce(t *track) error {
 		})
 	}
 	raw, _ := json.Marshal(entry.Outputs)
-	_, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
+	done, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
 	w.untrack(job.ID)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ECONFLICT {
@@ -279,7 +314,7 @@ func (w *worker) collectOnce(t *track) error {
 		}
 		return err
 	}
-	w.d.jobDone(w.id)
+	w.d.completed(context.Background(), w.id, done)
 	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
 	return nil
 }
