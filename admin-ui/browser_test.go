@@ -311,7 +311,6 @@ func TestAdminUI(t *testing.T) {
 	if v := eval[bool](t, ctx, `window.__xss === undefined && document.querySelector("#seat-rows img, .who img") === null`); !v {
 		t.Error("a seat name was parsed as HTML")
 	}
-	screenshot(t, ctx, "participants")
 	do(t, ctx, "rename seat 1",
 		js(`document.querySelector('#seat-rows tr[data-seat="1"] input.name').value = ""`),
 		chromedp.SendKeys(sel(`#seat-rows tr[data-seat="1"] input.name`), "Ada L.\r"),
@@ -772,6 +771,18 @@ func TestAdminParticipantsAndSheet(t *testing.T) {
 		until(fmt.Sprintf(`!%s.includes(%q)`, visible, code7)),
 		chromedp.Click(sel("#hide-codes")), browsertest.TextContains(row7+" .code", code7))
 
+	// ---- links no phone can open are called out ----
+	do(t, ctx, "no warning for public links", chromedp.WaitNotVisible(sel("#join-warning")))
+	f.mu.Lock()
+	for _, s := range f.seats[:20] {
+		s.JoinURL = "http://127.0.0.1:8080/join/" + s.Code
+	}
+	f.mu.Unlock()
+	do(t, ctx, "a warning for loopback links", chromedp.Click(sel("#seats-next")), browsertest.TextContains("#seats-range", "51–100"),
+		chromedp.Click(sel("#seats-prev")),
+		browsertest.TextContains("#seats-range", "1–50 of 2000"), chromedp.WaitVisible(sel(`#seat-rows tr[data-seat="3"]`)),
+		chromedp.WaitVisible(sel("#join-warning")), browsertest.TextContains("#join-warning", "--public-url"))
+
 	// ---- a quota is saved, and says so ----
 	do(t, ctx, "set seat 3's quota",
 		js(`document.querySelector('#seat-rows tr[data-seat="3"] input.quota').value = ""`),
@@ -785,6 +796,12 @@ func TestAdminParticipantsAndSheet(t *testing.T) {
 	// ---- the QR sheet, of 15 seats: 3 unnamed ----
 	f.mu.Lock()
 	f.seats = f.seats[:15]
+	links := func(base string) {
+		for _, s := range f.seats {
+			s.JoinURL = base + "/join/" + s.Code
+		}
+	}
+	links("http://workshop.example.org")
 	f.mu.Unlock()
 	do(t, ctx, "the sheet", chromedp.Navigate(f.base+"/admin/seats/print"), until(`document.body.dataset.ready === "1"`),
 		chromedp.SendKeys(sel("#sheet-title"), "ComfyUI day · Room 3"),
@@ -825,6 +842,11 @@ func TestAdminParticipantsAndSheet(t *testing.T) {
 		t.Errorf("the test needs a named and an unnamed card: %v %v", named, unnamed)
 	}
 	screenshotPage(t, ctx, "qr-sheet")
+	f.mu.Lock()
+	links("http://127.0.0.1:8080")
+	f.mu.Unlock()
+	do(t, ctx, "the sheet warns of links no phone can open", chromedp.Reload(), until(`document.body.dataset.ready === "1"`),
+		browsertest.TextContains("#join-warning", "only this machine can open"))
 }
 
 // Outputs: the orders, one seat's, the lightbox with its keys, downloads.

@@ -767,8 +767,12 @@ func (f *fake) routes(app *fiber.App) {
 		defer f.mu.Unlock()
 		all := append([]*fseat(nil), f.seats...)
 		sort.Slice(all, func(a, b int) bool { return all[a].Seat < all[b].Seat })
+		warning := "Join links and QR codes point at 127.0.0.1, which only this machine can open: start the server with --public-url."
+		if !strings.Contains(f.seats[0].JoinURL, "127.0.0.1") {
+			warning = ""
+		}
 		if c.Query("q") == "" && c.Query("state") == "" && c.Query("offset") == "" && c.Query("limit") == "" {
-			return c.JSON(fiber.Map{"seats": all})
+			return c.JSON(fiber.Map{"seats": all, "join_warning": warning})
 		}
 		q := strings.ToLower(c.Query("q"))
 		sum := map[string]int{"seats": len(all), "online": 0, "disabled": 0, "busy": 0}
@@ -788,7 +792,7 @@ func (f *fake) routes(app *fiber.App) {
 		if page == nil {
 			page = []*fseat{}
 		}
-		return c.JSON(fiber.Map{"seats": page, "total": len(match), "offset": off, "limit": lim, "summary": sum})
+		return c.JSON(fiber.Map{"seats": page, "total": len(match), "offset": off, "limit": lim, "summary": sum, "join_warning": warning})
 	})
 	app.Post("/api/seats", func(c *fiber.Ctx) error {
 		var req struct {

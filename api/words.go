@@ -65,6 +65,12 @@ var routeWords = map[string]func(c *fiber.Ctx) string{
 	"POST /api/workers/:agent/:instance/undrain": func(c *fiber.Ctx) string {
 		return "gave GPU " + c.Params("agent") + "/" + c.Params("instance") + " new jobs again"
 	},
+	"POST /api/workers/:agent/:instance/put-back": func(c *fiber.Ctx) string {
+		return "put GPU " + c.Params("agent") + "/" + c.Params("instance") + " back to work"
+	},
+	"DELETE /api/workers/:agent/:instance": func(c *fiber.Ctx) string {
+		return "removed the disconnected GPU " + c.Params("agent") + "/" + c.Params("instance")
+	},
 	"DELETE /api/seats/:n":          func(c *fiber.Ctx) string { return "removed seat " + c.Params("n") },
 	"DELETE /api/announcements/:id": func(*fiber.Ctx) string { return "withdrew an announcement" },
 	"PUT /api/admin/password":       func(*fiber.Ctx) string { return "changed the admin password" },

@@ -88,6 +88,8 @@ async function boot() {
     await api.refreshSession();
     const [r, sh] = await Promise.all([api.get('/api/seats?live=0'), api.get('/api/sheet')]);
     seats = (r && r.seats) || [];
+    $('#join-warning').hidden = !(r && r.join_warning);
+    setText($('#join-warning'), (r && r.join_warning) || '');
     sheet = {...sheet, ...(sh || {})};
     fill();
     render();

@@ -22,6 +22,7 @@ export default function participantsView(ctx) {
   const tbody = h('tbody', {id: 'seat-rows'});
   const empty = h('p', {class: 'empty'}, 'No seats yet. Add one below.');
   const summary = h('p', {class: 'summary', id: 'seat-summary', role: 'status'});
+  const warning = h('p', {class: 'warning', id: 'join-warning', role: 'alert', hidden: true});
 
   // ---- search, filter, pages, hide codes ----
   const q = h('input', {type: 'search', id: 'seat-search', autocomplete: 'off', placeholder: 'seat number, name or code'});
@@ -69,7 +70,7 @@ export default function participantsView(ctx) {
       h('label', {for: 'seat-search'}, 'Find'), q,
       h('label', {for: 'seat-state'}, 'Show'), state,
       h('label', {class: 'switch', for: 'hide-codes'}, hide, h('span', null, 'Hide codes'))),
-    summary,
+    warning, summary,
     h('div', {class: 'table-wrap'},
       h('table', {class: 'seats'},
         h('thead', null, h('tr', null,
@@ -211,6 +212,9 @@ export default function participantsView(ctx) {
     prev.disabled = page.offset <= 0;
     next.disabled = page.offset + seats.length >= page.total;
     el.classList.toggle('codes-hidden', hideCodes);
+    // Links no phone can open (the server reached as 127.0.0.1): say so here.
+    warning.hidden = !page.join_warning;
+    setText(warning, page.join_warning || '');
   }
 
   // Live counts come from the server: refresh the page shown, quietly.
