@@ -476,6 +476,9 @@ func (f *fake) routes(app *fiber.App) {
 				}
 			}
 		}()
+		// The library reuses the Conn once this returns: the reader must be
+		// done. (Close does nothing on a hijacked connection; a deadline does.)
+		defer func() { conn.SetReadDeadline(time.Now()); <-gone }()
 		if conn.WriteMessage(websocket.TextMessage, first) != nil {
 			return
 		}

@@ -387,3 +387,48 @@ func TestListLimitCapped(t *testing.T) {
 		t.Errorf("second page %+v", list)
 	}
 }
+
+// A socket dropped for being too slow ends cleanly while its client is
+// still talking: the server's reader is done before the connection is
+// handed back to the library, which reuses it.
+func TestEventsSocketDroppedWhileClientTalks(t *testing.T) {
+	e := start(t, sched.Config{})
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.base, "http")+"/ws?token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	talked := make(chan struct{})
+	go func() {
+		defer close(talked)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello"}`)) != nil {
+				return
+			}
+		}
+	}()
+	// The client reads nothing while the queue changes more than the
+	// socket's buffer holds: the server drops it.
+	for i := 0; i < 3000; i++ {
+		e.q.Events().Publish(sched.Event{Type: sched.EventQueueChanged, Queue: &sched.Status{}})
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			break // closed by the server, as it should be
+		}
+	}
+	close(stop)
+	<-talked
+	// The server still answers.
+	var st map[string]any
+	if code := e.call("GET", "/api/queue/status", "", &st); code != 200 {
+		t.Errorf("after the drop: %d", code)
+	}
+}
