@@ -172,6 +172,10 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			}
 		}
 	}()
+	// The library reuses the Conn once this returns, so the reader must be
+	// done first (Close does nothing on a hijacked connection; a deadline
+	// ends the read).
+	defer func() { conn.SetReadDeadline(time.Now()); <-gone }()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
