@@ -48,9 +48,10 @@ func (s *Server) retryJob(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	noteJob(c, "retried", job, "")
 	if old, err := s.cfg.Queue.Get(c.Params("id")); err == nil {
 		noteJob(c, "retried", old, fmt.Sprintf(" as job #%d", job.Seq))
+	} else {
+		noteJob(c, "queued", job, " again (a retry)")
 	}
 	job.Workflow = nil
 	return c.Status(fiber.StatusCreated).JSON(job)
