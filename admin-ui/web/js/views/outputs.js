@@ -6,8 +6,6 @@ import {h, setText, setAttr, reconcile, safeUrl, fmtBytes, fmtTime, seatOf} from
 import {mimeOf, outputMedia, downloadName} from '../job.js';
 import {modal} from '../dialogs.js';
 
-export {mimeOf};
-
 const PAGE = 60;
 const MAX = 600;
 const ORDERS = [['newest', 'Newest first'], ['oldest', 'Oldest first'], ['seat', 'By seat']];

@@ -9,8 +9,6 @@ import {h, setText, setAttr, reconcile, fmtAge, fmtEta, fmtDuration, safeUrl, de
 import {PRIORITIES, prioName, FINISHED, errorSummary, errorBody, instanceOf} from '../job.js';
 import {confirmAction} from '../dialogs.js';
 
-export {PRIORITIES};
-
 const PENDING_LIMIT = 500;
 const RECENT_LIMIT = 100;
 const UNDO_MS = 5000;
