@@ -510,6 +510,7 @@ func TestAdminActivityInWords(t *testing.T) {
 		{"PATCH", "/api/seats/2", `{"disabled":true,"max_pending":-1}`, "disabled seat 2; put seat 2 back on the default limit of pending jobs"},
 		{"PATCH", "/api/seats/1", `{"max_pending":1,"rotate_code":true}`, "let seat 1 hold 1 pending job at a time; gave seat 1 a new join code"},
 		{"POST", "/api/seats", `{"name":"Guest"}`, "added seat 4 (Guest)"},
+		{"POST", "/api/seats/3/signout", "", "signed seat 3 out"},
 		{"DELETE", "/api/seats/4", "", "removed seat 4"},
 		{"PUT", "/api/sheet", `{"title":"Day one"}`, "updated the QR sheet"},
 	}

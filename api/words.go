@@ -71,6 +71,13 @@ var routeWords = map[string]func(c *fiber.Ctx) string{
 	"DELETE /api/workers/:agent/:instance": func(c *fiber.Ctx) string {
 		return "removed the disconnected GPU " + c.Params("agent") + "/" + c.Params("instance")
 	},
+	"POST /api/seats/:n/signout": func(c *fiber.Ctx) string { return "signed seat " + c.Params("n") + " out" },
+	"POST /api/agents": func(c *fiber.Ctx) string {
+		var b struct{ Name string }
+		json.Unmarshal(c.Body(), &b)
+		return "made a token for GPU host " + b.Name
+	},
+	"DELETE /api/agents/:name":      func(c *fiber.Ctx) string { return "revoked the token of GPU host " + c.Params("name") },
 	"DELETE /api/seats/:n":          func(c *fiber.Ctx) string { return "removed seat " + c.Params("n") },
 	"DELETE /api/announcements/:id": func(*fiber.Ctx) string { return "withdrew an announcement" },
 	"PUT /api/admin/password":       func(*fiber.Ctx) string { return "changed the admin password" },

@@ -1,7 +1,7 @@
 // Participants: seats with name, join link and code, status, quota;
-// rename, quota, disable/enable, rotate code, add, remove; the QR sheet.
-// The server pages and searches (2,000 seats stay quick); "Hide codes"
-// masks the join codes while the screen is projected.
+// rename, quota, disable/enable, rotate code, sign out, add, remove; the QR
+// sheet. The server pages and searches (2,000 seats stay quick); "Hide
+// codes" masks the join codes while the screen is projected.
 
 import {h, setText, setAttr, reconcile, safeUrl, confirmButton, debounce} from '../dom.js';
 
@@ -152,12 +152,18 @@ export default function participantsView(ctx) {
         (s) => `Seat ${s.seat} ${s.disabled ? 'disabled' : 'enabled'}`));
     tr.rotate = confirmButton('New code', 'Sure? Old link stops', () =>
       patchSeat(tr.seat, {rotate_code: true}, 'Rotate the code', null, (s) => `Seat ${s.seat} has a new join code`), {class: 'small'});
+    tr.signOut = confirmButton('Sign out', 'Sure? Sign out', () =>
+      ctx.act(`Sign out seat ${tr.seat.seat}`, async () => {
+        const r = await api.post(`/api/seats/${seg(tr.seat.seat)}/signout`, {});
+        await Promise.all([ctx.reloadSeats(), reload()]);
+        return r;
+      }, {ok: (r) => `Seat ${tr.seat.seat} signed out` + (r ? ` (${r.sessions_ended} session${r.sessions_ended === 1 ? '' : 's'})` : '')}), {class: 'small'});
     tr.removeBtn = confirmButton('Remove', 'Sure? Remove', () =>
       ctx.act(`Remove seat ${tr.seat.seat}`, async () => {
         await api.del(`/api/seats/${seg(tr.seat.seat)}`);
         await Promise.all([ctx.reloadSeats(), reload()]);
       }), {class: 'small danger'});
-    tr.actions = h('div', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.removeBtn);
+    tr.actions = h('div', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.signOut, tr.removeBtn);
     tr.append(tr.seatNo, h('td', null, tr.name), h('td', null, tr.status), tr.pending, tr.running, tr.done,
       h('td', null, tr.quota),
       h('td', {class: 'join-cell'}, tr.link, ' ', tr.reveal, ' ', tr.copy),
@@ -195,6 +201,7 @@ export default function participantsView(ctx) {
     setText(tr.toggle, s.disabled ? 'Enable' : 'Disable');
     setAttr(tr.toggle, 'aria-label', `${s.disabled ? 'Enable' : 'Disable'} seat ${s.seat}`);
     setAttr(tr.rotate, 'aria-label', `New join code for seat ${s.seat}`);
+    setAttr(tr.signOut, 'aria-label', `Sign out every browser of seat ${s.seat}`);
     setAttr(tr.removeBtn, 'aria-label', `Remove seat ${s.seat}`);
   }
 
