@@ -158,8 +158,13 @@ export default function outputsView(ctx) {
     return p;
   };
 
+  // Changing the order and the seat quickly sends two loads: only the
+  // latest one's answer counts.
+  let seq = 0;
   async function load() {
+    const mine = ++seq;
     const r = await api.get(`/api/outputs?${query()}`);
+    if (mine !== seq) return;
     outputs = (r && r.outputs) || [];
     next = (r && r.next) || '';
     render();
@@ -169,7 +174,9 @@ export default function outputsView(ctx) {
     if (!next) return;
     const p = query();
     p.set('before', next);
+    const mine = seq;
     const r = await api.get(`/api/outputs?${p}`);
+    if (mine !== seq) return; // the order or the seat changed meanwhile
     const have = new Set(outputs.map(keyOf));
     outputs = outputs.concat(((r && r.outputs) || []).filter((o) => !have.has(keyOf(o))));
     next = (r && r.next) || '';
