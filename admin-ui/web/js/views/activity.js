@@ -66,9 +66,12 @@ export default function activityView(ctx) {
     setText(shown, `${list.length} of ${entries.length}`);
   }
 
+  let seq = 0; // only the latest load's answer counts
   async function load() {
     const k = kind.value;
+    const mine = ++seq;
     const r = await api.get(`/api/activity?kind=${encodeURIComponent(k)}&limit=${LIMIT}`);
+    if (mine !== seq) return;
     entries = (r && r.entries) || [];
     render();
   }
