@@ -310,6 +310,17 @@ func (q *Queue) SetQuota(user string, n int) {
 // fill sets the computed fields of a job from its entry; mu held.
 func (q *Queue) fill(j *workshop.Job, e *entry) {
 	j.Position, j.ETASeconds = 0, nil
+	if e != nil && e.status == workshop.StatusRunning && !e.leaseExp.IsZero() {
+		// Leases are renewed in memory only: the stored expiry is the first.
+		exp := e.leaseExp
+		j.LeaseExpires = &exp
+		if !exp.After(q.now()) {
+			// Its worker stopped renewing it, and the next sweep (within a
+			// second) puts it back in the queue: it is not running.
+			j.Status, j.Worker, j.LeaseExpires, j.StartedAt = workshop.StatusPending, "", nil, nil
+		}
+		return
+	}
 	if e == nil || e.status != workshop.StatusPending {
 		return
 	}
