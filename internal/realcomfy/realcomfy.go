@@ -222,9 +222,21 @@ type Instance struct {
 // the test failed.
 func Start(t testing.TB, v Version, opts Options) *Instance {
 	t.Helper()
-	port, err := freePort()
+	in, err := newInstance(t, v, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := in.start(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// newInstance picks a port and folder for v and registers its cleanup.
+func newInstance(t testing.TB, v Version, opts Options) (*Instance, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
 	}
 	in := &Instance{Version: v, Port: port, URL: "http://127.0.0.1:" + strconv.Itoa(port),
 		Work: t.TempDir(), t: t, opts: opts}
@@ -235,10 +247,30 @@ func Start(t testing.TB, v Version, opts Options) *Instance {
 			t.Logf("ComfyUI %s (%s) log, last lines:\n%s", v.Name, in.URL, in.log.tail(60))
 		}
 	})
-	if err := in.start(); err != nil {
+	return in, nil
+}
+
+// StartAll starts one instance of each version at once (each takes 2-20 s
+// to come up, so a test with several waits for the slowest, not the sum).
+func StartAll(t testing.TB, vs []Version, opts Options) []*Instance {
+	t.Helper()
+	out := make([]*Instance, len(vs))
+	errs := make([]error, len(vs))
+	var wg sync.WaitGroup
+	for i, v := range vs {
+		in, err := newInstance(t, v, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = in
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = in.start() }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	return in
+	return out
 }
 
 func (in *Instance) start() error {
