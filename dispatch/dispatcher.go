@@ -343,17 +343,30 @@ func (d *Dispatcher) Workers() []WorkerStatus {
 func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, network, addr string) (net.Conn, error), ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Ranked: taking jobs (a drained instance may be on its way out, and
+	// with mixed versions its object_info is not what jobs will run on),
+	// then idle, then by id.
 	var pick *worker
-	pickIdle := false
+	rank := func(w *worker) int {
+		r := 0
+		if !w.draining {
+			r += 2
+		}
+		if w.executing == "" {
+			r++
+		}
+		return r
+	}
+	pickRank := -1
 	for _, w := range d.workers {
 		w.mu.Lock()
-		up, idle := w.connected, w.executing == ""
+		up, r := w.connected, rank(w)
 		w.mu.Unlock()
 		if !up {
 			continue
 		}
-		if pick == nil || (idle && !pickIdle) || (idle == pickIdle && w.id < pick.id) {
-			pick, pickIdle = w, idle
+		if r > pickRank || (r == pickRank && w.id < pick.id) {
+			pick, pickRank = w, r
 		}
 	}
 	if pick == nil {

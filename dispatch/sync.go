@@ -11,6 +11,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -265,8 +266,9 @@ func (w *worker) collectOnce(t *track) error {
 			Size: saved.Size, SHA256: saved.SHA256, URL: w.d.cfg.OutputURL(job.ID, name),
 		})
 	}
-	raw, _ := json.Marshal(entry.Outputs)
-	_, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
+	res := &workshop.Result{Outputs: outputs}
+	res.Raw, res.Meta, res.Messages = historyParts(entry, t.engineID, job.ID)
+	_, err := w.q.Complete(context.Background(), job.ID, w.id, res)
 	w.untrack(job.ID)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ECONFLICT {
@@ -282,6 +284,26 @@ func (w *worker) collectOnce(t *track) error {
 	w.d.jobDone(w.id)
 	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
 	return nil
+}
+
+// historyParts takes the outputs, meta and status messages of an engine's
+// history entry in the engine's own key order (nodes in the order they ran),
+// with the engine's prompt id renamed to the job's.
+func historyParts(e *comfy.HistoryEntry, engineID, jobID string) (outputs, meta, messages json.RawMessage) {
+	entry, err := jsonobj.Parse(e.Raw)
+	if err != nil {
+		b, _ := json.Marshal(e.Outputs)
+		return b, nil, nil
+	}
+	outputs, _ = entry.Get("outputs")
+	meta, _ = entry.Get("meta")
+	if status, ok := entry.Get("status"); ok {
+		if st, err := jsonobj.Parse(status); err == nil {
+			messages, _ = st.Get("messages")
+		}
+	}
+	messages = comfy.RenamePrompt(messages, false, engineID, jobID)
+	return outputs, meta, messages
 }
 
 // outputName gives a stored output a unique, safe name: StoredName,
