@@ -63,9 +63,19 @@ func (s *sim) stats(t testing.TB) (st struct {
 
 func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 	t.Helper()
-	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
+	var urls []string
 	for _, s := range sims {
-		args = append(args, "--comfy", s.base)
+		urls = append(urls, s.base)
+	}
+	return startAgentFor(t, server, name, urls...)
+}
+
+// startAgentFor runs a gpu-agent for the ComfyUI instances at urls.
+func startAgentFor(t testing.TB, server, name string, urls ...string) *proc {
+	t.Helper()
+	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
+	for _, u := range urls {
+		args = append(args, "--comfy", u)
 	}
 	return startProc(t, "gpu-agent", args...)
 }
