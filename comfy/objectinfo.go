@@ -14,7 +14,7 @@ type ObjectInfo map[string]NodeInfo
 type NodeInfo struct {
 	Input          NodeInputs          `json:"input"`
 	InputOrder     map[string][]string `json:"input_order"`
-	IsInputList    bool                `json:"is_input_list"`
+	IsInputList    bool                `json:"is_input_list,omitempty"`
 	Output         []IOType            `json:"output"`
 	OutputIsList   []bool              `json:"output_is_list"`
 	OutputName     []string            `json:"output_name"`

@@ -24,6 +24,9 @@ type ValidateOptions struct {
 	// MissingNodeType reports an unknown class as "missing_node_type" (how
 	// ComfyUI words it since February 2026) instead of "invalid_prompt".
 	MissingNodeType bool
+	// Legacy words errors as ComfyUI before 2025 does
+	// ("images, SAMPLER != IMAGE" for a type mismatch).
+	Legacy bool
 }
 
 // ValidatePrompt checks an API-format graph against object_info the way
@@ -250,8 +253,12 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 			received := srcInfo.Output[idx]
 			if !typesMatch(received, spec) {
 				rName := ioTypeRepr(received)
+				details := fmt.Sprintf("%s, received_type(%s) mismatch input_type(%s)", x, rName, specTypeRepr(spec))
+				if v.opts.Legacy {
+					details = fmt.Sprintf("%s, %s != %s", x, rName, specTypeRepr(spec))
+				}
 				errs = append(errs, errorDraft{Type: ErrReturnTypeMismatch, Message: "Return type mismatch between linked nodes",
-					Details: fmt.Sprintf("%s, received_type(%s) mismatch input_type(%s)", x, rName, specTypeRepr(spec)),
+					Details: details,
 					Extra:   jsonobj.Of("input_name", x, "input_config", inputConfig, "received_type", received, "linked_node", val)})
 				continue
 			}

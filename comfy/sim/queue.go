@@ -21,6 +21,7 @@ type job struct {
 	prompt   comfy.Prompt
 	raw      json.RawMessage // the prompt after validation, as stored
 	extra    map[string]any
+	extraRaw json.RawMessage // extra as ComfyUI keeps it, in its order
 	outputs  []string
 	faults   Faults // per-prompt faults from extra_data["sim"]
 }
@@ -31,8 +32,7 @@ func (j *job) clientID() (string, bool) {
 }
 
 func (j *job) item() comfy.QueueItem {
-	extra, _ := json.Marshal(j.extra)
-	return comfy.QueueItem{Number: j.number, PromptID: j.id, Prompt: j.raw, ExtraData: extra, OutputsToExecute: j.outputs}
+	return comfy.QueueItem{Number: j.number, PromptID: j.id, Prompt: j.raw, ExtraData: j.extraRaw, OutputsToExecute: j.outputs}
 }
 
 // jobHeap orders jobs as ComfyUI's heapq does: by number (then, since

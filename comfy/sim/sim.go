@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // Config sets up a simulator. Every field is optional.
@@ -56,6 +57,11 @@ type Config struct {
 	// PromptIDAny (mid-2025 ComfyUI: any string) or PromptIDIgnore
 	// (ComfyUI before mid-2025: a new id is always minted).
 	PromptIDs PromptIDPolicy
+	// Legacy behaves as ComfyUI before mid-2025 does (the kit's 2024-08-15):
+	// a client's prompt_id is ignored (a new one is always made), errors
+	// come in the older shapes ({"error": "no prompt"}, node_errors []
+	// when there are none), and no progress_state is sent.
+	Legacy bool
 	// MissingNodeType words an unknown class as ComfyUI does since
 	// February 2026 ("missing_node_type") instead of "invalid_prompt".
 	MissingNodeType bool
@@ -215,9 +221,9 @@ func (s *Server) queueInfo() comfy.QueueStatus {
 
 // queueUpdated is PromptServer.queue_updated: a status broadcast.
 func (s *Server) queueUpdated() {
-	s.hub.sendJSON(nil, comfy.EventStatus, map[string]any{"status": s.queueInfo()})
+	s.hub.sendJSON(nil, comfy.EventStatus, jsonobj.Of("status", s.queueInfo()))
 }
 
-func (s *Server) features() map[string]any {
-	return map[string]any{"supports_preview_metadata": true, "max_upload_size": s.cfg.MaxUploadSize}
+func (s *Server) features() jsonobj.Object {
+	return jsonobj.Of("supports_preview_metadata", true, "max_upload_size", s.cfg.MaxUploadSize)
 }

@@ -231,7 +231,8 @@ func walk(dec *json.Decoder, at string, out *[]string) error {
 
 // Shape describes the structure of a JSON value for comparing two answers
 // that hold different data: objects list their keys in order with each
-// value's shape, arrays the shape of their first element, and scalars
+// value's shape; arrays whose elements all have one shape give it once,
+// others (tuples such as [event, data]) every element's; scalars give
 // their kind (string, number, bool, null).
 func Shape(b []byte) (string, error) {
 	if !json.Valid(b) {
@@ -272,11 +273,25 @@ func shape(b []byte, out *bytes.Buffer) error {
 		if err := json.Unmarshal(b, &items); err != nil {
 			return err
 		}
-		out.WriteByte('[')
-		if len(items) > 0 {
-			if err := shape(items[0], out); err != nil {
+		shapes := make([]string, len(items))
+		same := true
+		for i, it := range items {
+			var b bytes.Buffer
+			if err := shape(it, &b); err != nil {
 				return err
 			}
+			shapes[i] = b.String()
+			same = same && shapes[i] == shapes[0]
+		}
+		if same && len(shapes) > 1 {
+			shapes = shapes[:1]
+		}
+		out.WriteByte('[')
+		for i, sh := range shapes {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			out.WriteString(sh)
 		}
 		out.WriteByte(']')
 	case '"':

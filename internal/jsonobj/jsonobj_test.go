@@ -75,8 +75,8 @@ func TestKeyPathsAndShape(t *testing.T) {
 	if slices.Equal(pa, ps) {
 		t.Error("swapped keys compare equal")
 	}
-	s, err := jsonobj.Shape([]byte(`{"a": [1, "x"], "b": {"c": null, "d": true}, "e": []}`))
-	if err != nil || s != `{a:[number],b:{c:null,d:bool},e:[]}` {
+	s, err := jsonobj.Shape([]byte(`{"a": [1, "x"], "b": {"c": null, "d": true}, "e": [], "f": [{"k": 1}, {"k": 2}]}`))
+	if err != nil || s != `{a:[number,string],b:{c:null,d:bool},e:[],f:[{k:number}]}` {
 		t.Errorf("shape %s %v", s, err)
 	}
 }
