@@ -45,9 +45,11 @@ func TestRealComfy(t *testing.T) {
 	for _, in := range ins {
 		t.Run(in.Version.Name, func(t *testing.T) {
 			only(t, s.a, workerOf(in))
-			t.Run("object_info keeps the instance's key order", func(t *testing.T) { objectInfoOrder(t, p, in) })
-			t.Run("identical graphs", func(t *testing.T) { identicalGraphs(t, s, p, ws, in) })
-			t.Run("interrupt", func(t *testing.T) { interruptRunning(t, s, p, ws) })
+			t.Run("object_info keeps the instance's key order", func(t *testing.T) { objectInfoOrder(t, p, in.URL) })
+			t.Run("identical graphs", func(t *testing.T) { identicalGraphs(t, s, p, ws, in.URL, in.Version.AcceptsPromptID) })
+			t.Run("interrupt", func(t *testing.T) {
+				interruptRunning(t, s, p, ws, p.prompt(longGraph(int(time.Now().UnixNano()%0xffffff))))
+			})
 			t.Run("errors in the newest shapes", func(t *testing.T) { errorShapes(t, p, ins) })
 			t.Run("npm clients", func(t *testing.T) { npmClients(t, s, p) })
 		})
@@ -65,6 +67,46 @@ func TestRealComfy(t *testing.T) {
 	startAgentFor(t, srv.base, "gpu-mixed", urls...)
 	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
 	t.Run("one host, mixed versions", func(t *testing.T) { spreadJobs(t, s, p, ws, len(ins)) })
+}
+
+// The same checks, fast and without a real ComfyUI, against comfysim in
+// the older version's mode (its own prompt ids, older shapes): one
+// instance that finishes every prompt before it answers the post, as a
+// real one does with a cached graph, and one that runs at its own pace.
+func TestSimulatedOldComfyUI(t *testing.T) {
+	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
+	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
+	instant, legacy := startSim(t, "--legacy", "--instant"), startSim(t, "--legacy")
+	startAgentFor(t, srv.base, "gpu-sim", instant.base, legacy.base)
+	s.ev.waitWorkers(s.a, 2, 30*time.Second)
+	p := s.join(1)
+	ws := p.socket("sim-tier")
+	t.Run("identical graphs, events before the answer", func(t *testing.T) {
+		only(t, s.a, "gpu-sim/0")
+		identicalGraphs(t, s, p, ws, instant.base, false)
+	})
+	t.Run("npm clients", func(t *testing.T) { npmClients(t, s, p) })
+	t.Run("interrupt", func(t *testing.T) {
+		only(t, s.a, "gpu-sim/1")
+		hang := map[string]any{"sim": map[string]any{"hang_node": "2"}}
+		interruptRunning(t, s, p, ws, p.promptWith(imageGraph("hang", 1), hang))
+	})
+}
+
+// promptWith queues a graph with extra_data through the participant's
+// ComfyUI and returns its id.
+func (p *participant) promptWith(graph, extra map[string]any) string {
+	p.t.Helper()
+	b, _ := json.Marshal(map[string]any{"prompt": graph, "client_id": "test", "extra_data": extra})
+	st, body := p.do("POST", fmt.Sprintf("/user/%d/api/prompt", p.seat), bytes.NewReader(b), "")
+	var r struct {
+		PromptID string `json:"prompt_id"`
+	}
+	json.Unmarshal(body, &r)
+	if st != 200 || r.PromptID == "" {
+		p.t.Fatalf("prompt: %d %s", st, body)
+	}
+	return r.PromptID
 }
 
 // hostOf names the GPU host of one instance in the separate-hosts layout.
@@ -166,8 +208,8 @@ func spreadJobs(t *testing.T, s *stack, p *participant, ws *userSocket, instance
 
 // objectInfoOrder compares /user/1/object_info with the instance's own,
 // key by key, at every level of every node class.
-func objectInfoOrder(t *testing.T, p *participant, in *realcomfy.Instance) {
-	direct := get(t, in.URL+"/object_info")
+func objectInfoOrder(t *testing.T, p *participant, instance string) {
+	direct := get(t, instance+"/object_info")
 	want, err := jsonobj.KeyPaths(direct)
 	if err != nil {
 		t.Fatal(err)
@@ -211,8 +253,9 @@ func objectInfoOrder(t *testing.T, p *participant, in *realcomfy.Instance) {
 // identicalGraphs is the issue's check: twelve identical graphs posted back
 // to back (all but the first fully cached, finished in milliseconds, their
 // events ahead of ComfyUI's answer) all complete, and everything the
-// participant sees carries the workshop's ids.
-func identicalGraphs(t *testing.T, s *stack, p *participant, ws *userSocket, in *realcomfy.Instance) {
+// participant sees carries the workshop's ids. instance is the ComfyUI
+// they run on, whose own history entry the participant's must match.
+func identicalGraphs(t *testing.T, s *stack, p *participant, ws *userSocket, instance string, acceptsPromptID bool) {
 	graph := realGraph(int(time.Now().UnixNano() % 0xffffff))
 	var ids []string
 	for range 12 {
@@ -238,10 +281,10 @@ func identicalGraphs(t *testing.T, s *stack, p *participant, ws *userSocket, in 
 	if engineID.EngineID != "" {
 		eid = engineID.EngineID
 	}
-	if !in.Version.AcceptsPromptID && eid == ids[0] {
-		t.Errorf("ComfyUI %s kept the workshop's id, so this test does not test the id mapping", in.Version.Name)
+	if !acceptsPromptID && eid == ids[0] {
+		t.Errorf("the instance kept the workshop's id, so this test does not test the id mapping")
 	}
-	real := historyOf(t, get(t, in.URL+"/history/"+eid), eid)
+	real := historyOf(t, get(t, instance+"/history/"+eid), eid)
 	_, body := p.do("GET", "/user/1/api/history/"+ids[0], nil, "")
 	mine := historyOf(t, body, ids[0])
 	for _, key := range []string{"outputs", "status", "meta"} {
@@ -277,9 +320,9 @@ func identicalGraphs(t *testing.T, s *stack, p *participant, ws *userSocket, in 
 	}
 }
 
-// interruptRunning interrupts a running job from the participant's side.
-func interruptRunning(t *testing.T, s *stack, p *participant, ws *userSocket) {
-	id := p.prompt(longGraph(int(time.Now().UnixNano() % 0xffffff)))
+// interruptRunning interrupts job id, a long one, from the participant's
+// side once it runs.
+func interruptRunning(t *testing.T, s *stack, p *participant, ws *userSocket, id string) {
 	ws.waitFor(t, "execution_start of "+id, 60*time.Second, func(evs []wsEvent) bool {
 		return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "execution_start" && e.PromptID == id })
 	})

@@ -63,6 +63,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.DisableMetadata, "disable-metadata", false, "leave prompt/workflow metadata out of PNGs")
 	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id handling: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
 	fs.BoolVar(&c.MissingNodeType, "missing-node-type", false, "report unknown nodes as missing_node_type (ComfyUI since Feb 2026)")
+	fs.BoolVar(&c.Legacy, "legacy", false, "behave as ComfyUI before mid-2025 (2024-08-15): ignore client prompt_ids, older error shapes, no progress_state or feature flags")
+	fs.BoolVar(&c.Instant, "instant", false, "run prompts at once and answer POST /prompt only after every event of the run is sent (as a cached graph on a real ComfyUI)")
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
 	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "fault: this node `id or class` raises an exception (execution_error)")
 	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "fault: exception text for --fail-node")

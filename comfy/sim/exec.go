@@ -247,6 +247,7 @@ func (e *executor) run(j *job) bool {
 		s.hub.sendJSON(sid, comfy.EventExecuting, jsonobj.Of("node", nil, "prompt_id", j.id))
 	}
 	e.setRunning(nil, nil)
+	j.end()
 	return true
 }
 

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"image/color"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/google/uuid"
 )
 
 func TestEmptyImageRunsInComfyOrder(t *testing.T) {
@@ -354,5 +357,41 @@ func TestPromptIDPolicies(t *testing.T) {
 	var pe *comfy.PromptError
 	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrInvalidPromptID {
 		t.Fatalf("uuid policy: %v", err)
+	}
+}
+
+// Instant answers a post only after the prompt has run and every event is
+// sent; Legacy then names its own id, as ComfyUI before mid-2025 did. A
+// client that waits for the answer before it listens misses the run.
+func TestInstantLegacyRunsBeforeTheAnswer(t *testing.T) {
+	e := start(t, sim.Config{Instant: true, Legacy: true, StepDelay: time.Second})
+	f := e.follow("c")
+	resp, err := e.c.QueuePrompt(ctx(t), comfy.PromptRequest{Prompt: txt2imgGraph(5, "instant", 3), ClientID: "c", PromptID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Done by the time of the answer (a step of a second is not waited for).
+	if h, ok, err := e.c.PromptHistory(ctx(t), resp.PromptID); err != nil || !ok || !h.Succeeded() {
+		t.Fatalf("history at the answer: %v %v %+v", ok, err, h)
+	}
+	evs := e.collect(f, resp.PromptID)
+	if slices.Contains(types(evs), comfy.EventProgressState) {
+		t.Errorf("the older ComfyUI sends no progress_state: %v", types(evs))
+	}
+	if st := e.sim.Stats(); st.Executions[resp.PromptID] != 1 {
+		t.Errorf("executions %v", st.Executions)
+	}
+	// The older error shapes, which the client still reads.
+	_, err = e.c.QueuePrompt(ctx(t), comfy.PromptRequest{})
+	var pe *comfy.PromptError
+	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrNoPrompt || string(pe.Body) != `{"error":"no prompt","node_errors":[]}` {
+		t.Errorf("no prompt: %v", err)
+	}
+	_, err = e.c.QueuePrompt(ctx(t), comfy.PromptRequest{Prompt: comfy.Prompt{"1": {ClassType: "EmptyImage", Inputs: map[string]any{"width": 8, "height": 8, "batch_size": 1, "color": 0}}}})
+	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrPromptNoOutputs || !strings.HasSuffix(string(pe.Body), `"node_errors":[]}`) {
+		t.Errorf("no outputs: %v", err)
+	}
+	if st, _, _ := get(t, e.hs.URL+"/features"); st != 404 {
+		t.Errorf("/features: %d", st)
 	}
 }

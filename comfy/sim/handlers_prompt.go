@@ -107,7 +107,7 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 		b, _ := json.Marshal(prompt)
 		raw.Write(b)
 	}
-	j := &job{number: number, id: promptID, prompt: prompt, raw: raw.Bytes(), extra: extra, extraRaw: extraRaw, outputs: outputs}
+	j := &job{number: number, id: promptID, prompt: prompt, raw: raw.Bytes(), extra: extra, extraRaw: extraRaw, outputs: outputs, ended: make(chan struct{})}
 	j.priority, _ = number.Float64()
 	if f, ok := extra["sim"]; ok {
 		b, _ := json.Marshal(f)
@@ -123,6 +123,15 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 				c.Close()
 				return
 			}
+		}
+	}
+	if s.cfg.Instant {
+		// As a real ComfyUI may, with a cached graph: the prompt runs to
+		// its end, every event sent, before the post is answered.
+		select {
+		case <-j.ended:
+		case <-s.closing:
+		case <-r.Context().Done():
 		}
 	}
 	writeJSON(w, http.StatusOK, jsonobj.Of("prompt_id", promptID, "number", number, "node_errors", nonNil(nodeErrors)))

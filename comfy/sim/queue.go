@@ -24,7 +24,13 @@ type job struct {
 	extraRaw json.RawMessage // extra as ComfyUI keeps it, in its order
 	outputs  []string
 	faults   Faults // per-prompt faults from extra_data["sim"]
+	// ended is closed when the job leaves the queue: run, deleted or
+	// cleared (Instant answers the post then).
+	ended   chan struct{}
+	endOnce sync.Once
 }
+
+func (j *job) end() { j.endOnce.Do(func() { close(j.ended) }) }
 
 func (j *job) clientID() (string, bool) {
 	id, ok := j.extra["client_id"].(string)
@@ -220,6 +226,9 @@ func (q *promptQueue) runningID() string {
 
 func (q *promptQueue) wipe() {
 	q.mu.Lock()
+	for _, j := range q.pending {
+		j.end()
+	}
 	q.pending = nil
 	q.idleLocked()
 	q.mu.Unlock()
@@ -233,6 +242,7 @@ func (q *promptQueue) delete(id string) bool {
 	for i, j := range q.pending {
 		if j.id == id {
 			heap.Remove(&q.pending, i)
+			j.end()
 			found = true
 			break
 		}

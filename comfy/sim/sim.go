@@ -57,6 +57,10 @@ type Config struct {
 	// PromptIDAny (mid-2025 ComfyUI: any string) or PromptIDIgnore
 	// (ComfyUI before mid-2025: a new id is always minted).
 	PromptIDs PromptIDPolicy
+	// Instant runs every prompt at once (no step delay) and answers its
+	// POST /prompt only when it has run to its end and every event is
+	// sent, as a real ComfyUI may for a fully cached graph.
+	Instant bool
 	// Legacy behaves as ComfyUI before mid-2025 does (the kit's 2024-08-15):
 	// a client's prompt_id is ignored (a new one is always made), errors
 	// come in the older shapes ({"error": "no prompt"}, node_errors []
@@ -131,6 +135,9 @@ func New(cfg Config) (*Server, error) {
 	case PromptIDUUID, PromptIDAny, PromptIDIgnore:
 	default:
 		return nil, fmt.Errorf("sim: unknown prompt id policy %q", cfg.PromptIDs)
+	}
+	if cfg.Instant {
+		cfg.StepDelay = 0
 	}
 	if cfg.Steps < 0 || cfg.StepDelay < 0 {
 		return nil, fmt.Errorf("sim: steps and step delay must not be negative")
