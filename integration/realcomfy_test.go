@@ -93,22 +93,6 @@ func TestSimulatedOldComfyUI(t *testing.T) {
 	})
 }
 
-// promptWith queues a graph with extra_data through the participant's
-// ComfyUI and returns its id.
-func (p *participant) promptWith(graph, extra map[string]any) string {
-	p.t.Helper()
-	b, _ := json.Marshal(map[string]any{"prompt": graph, "client_id": "test", "extra_data": extra})
-	st, body := p.do("POST", fmt.Sprintf("/user/%d/api/prompt", p.seat), bytes.NewReader(b), "")
-	var r struct {
-		PromptID string `json:"prompt_id"`
-	}
-	json.Unmarshal(body, &r)
-	if st != 200 || r.PromptID == "" {
-		p.t.Fatalf("prompt: %d %s", st, body)
-	}
-	return r.PromptID
-}
-
 // hostOf names the GPU host of one instance in the separate-hosts layout.
 func hostOf(in *realcomfy.Instance) string {
 	return "gpu-" + strings.ReplaceAll(in.Version.Name, ".", "-")

@@ -94,8 +94,7 @@ func (tr *transcript) add(name string, o *observation) {
 func script(t *testing.T, base string) *transcript {
 	t.Helper()
 	tr := &transcript{seen: map[string]*observation{}}
-	get := func(path string) *observation {
-		resp, err := http.Get(base + path)
+	observe := func(resp *http.Response, err error) *observation {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,18 +106,9 @@ func script(t *testing.T, base string) *transcript {
 		}
 		return o
 	}
+	get := func(path string) *observation { return observe(http.Get(base + path)) }
 	post := func(path, contentType string, body []byte) *observation {
-		resp, err := http.Post(base+path, contentType, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		o := &observation{status: resp.StatusCode}
-		if json.Valid(b) {
-			o.body = b
-		}
-		return o
+		return observe(http.Post(base+path, contentType, bytes.NewReader(body)))
 	}
 
 	for _, path := range []string{"/prompt", "/queue", "/system_stats", "/features", "/embeddings", "/extensions",
