@@ -190,7 +190,8 @@ func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	}
 	json.Unmarshal(c.Body(), &req)
 	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
-		if req.PromptID != "" && (req.PromptID != j.ID || j.Status != workshop.StatusRunning) || req.PromptID == "" && !executing(j) {
+		named := req.PromptID == j.ID && j.Status == workshop.StatusRunning
+		if req.PromptID != "" && !named || req.PromptID == "" && !executing(j) {
 			continue
 		}
 		jerr := &workshop.JobError{Type: "cancelled", Message: "interrupted by its owner", Details: p.interruptedAt(j)}
@@ -268,9 +269,10 @@ func (p *Proxy) historyEntry(c *fiber.Ctx, j *workshop.Job) jsonobj.Object {
 	if meta == nil {
 		meta = metaOf(outputs)
 	}
-	status := jsonobj.Of("status_str", "success", "completed", true, "messages", historyMessages(j))
-	if j.Status != workshop.StatusCompleted {
-		status = jsonobj.Of("status_str", "error", "completed", false, "messages", historyMessages(j))
+	done := j.Status == workshop.StatusCompleted
+	status := jsonobj.Of("status_str", "error", "completed", done, "messages", historyMessages(j))
+	if done {
+		status.Set("status_str", jsonobj.Raw("success"))
 	}
 	return jsonobj.Of("prompt", queueItem(j, p.outputNodes(c, j.Workflow)), "outputs", outputs, "status", status, "meta", meta)
 }
