@@ -30,6 +30,15 @@ func SeatOf(user string) (int, bool) {
 	return n, true
 }
 
+// Who names a participant for people: "seat 7" for seat 7's id, else
+// the id itself (a job submitted through the API for another name).
+func Who(user string) string {
+	if n, ok := SeatOf(user); ok {
+		return fmt.Sprintf("seat %d", n)
+	}
+	return user
+}
+
 // Announcement is a message from the instructor to every participant.
 type Announcement struct {
 	ID        string    `json:"id"`

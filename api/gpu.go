@@ -21,6 +21,8 @@ import (
 type Workers interface {
 	Workers() []dispatch.WorkerStatus
 	Drain(ctx context.Context, id string, on bool) (dispatch.WorkerStatus, error)
+	PutBack(ctx context.Context, id string) (dispatch.WorkerStatus, error)
+	Forget(ctx context.Context, id string) error
 	Preflight(ctx context.Context, workflows map[string]comfy.Needs) []dispatch.PreflightReport
 }
 
@@ -94,14 +96,41 @@ func (s *Server) listWorkers(c *fiber.Ctx) error {
 }
 
 func (s *Server) drainWorker(on bool) fiber.Handler {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return s.cfg.Workers.Drain(ctx, id, on)
+	})
+}
+
+// putBackWorker returns an instance that was set aside (it kept failing
+// jobs) to service.
+func (s *Server) putBackWorker(c *fiber.Ctx) error {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return s.cfg.Workers.PutBack(ctx, id)
+	})(c)
+}
+
+// forgetWorker removes a disconnected instance from the list and gives the
+// jobs it still holds back to the queue at once.
+func (s *Server) forgetWorker(c *fiber.Ctx) error {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return dispatch.WorkerStatus{}, s.cfg.Workers.Forget(ctx, id)
+	}, fiber.StatusNoContent)(c)
+}
+
+// onWorker answers a change to the instance named in the path with its new
+// status (or with status, when given, and no body).
+func (s *Server) onWorker(change func(ctx context.Context, id string) (dispatch.WorkerStatus, error), status ...int) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if s.cfg.Workers == nil {
 			return workshop.Errorf(workshop.ENOTFOUND, "no GPU instances")
 		}
 		id := dispatch.WorkerID(c.Params("agent"), c.Params("instance"))
-		st, err := s.cfg.Workers.Drain(c.UserContext(), id, on)
+		st, err := change(c.UserContext(), id)
 		if err != nil {
 			return err
+		}
+		if len(status) > 0 {
+			return c.SendStatus(status[0])
 		}
 		return c.JSON(st)
 	}

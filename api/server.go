@@ -22,9 +22,6 @@ import (
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
-// Version is reported by /health; cmd sets it from the build.
-var Version = "dev"
-
 // Config wires the API to the rest of the server.
 type Config struct {
 	Queue     *sched.Queue
@@ -34,6 +31,7 @@ type Config struct {
 	Seats     *seats.Service
 	DB        *store.DB
 	PublicURL string // how participants reach the server, for join links
+	Version   string // of the build, for /health
 	Mount     []func(*fiber.App)
 	// TLS reports the certificate in use (mode, expiry) for /health; nil
 	// without TLS.
@@ -69,6 +67,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = workshop.MaxWorkflowSize + 64<<10
@@ -161,6 +162,8 @@ func (s *Server) routes() {
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
+	a.Post("/workers/:agent/:instance/put-back", s.putBackWorker)
+	a.Delete("/workers/:agent/:instance", s.forgetWorker)
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})
@@ -180,7 +183,7 @@ func (s *Server) health(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{
 		"tls":      tls,
 		"status":   status,
-		"version":  Version,
+		"version":  s.cfg.Version,
 		"uptime_s": int(time.Since(s.started).Seconds()),
 		"queue":    fiber.Map{"mode": st.Mode, "paused": st.Paused, "pending": st.Counts[workshop.StatusPending], "running": st.Counts[workshop.StatusRunning]},
 	})

@@ -12,6 +12,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/internal/jsonobj"
+	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -77,7 +78,8 @@ func (w *worker) reconcile() error {
 
 	mine := map[string]bool{}
 	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
-	var collect, requeue []string
+	var collect, requeue, failedAway []string
+	failedEntry := map[string]*comfy.HistoryEntry{}
 	for _, job := range leased {
 		engineID := job.EngineID
 		if engineID == "" {
@@ -107,7 +109,8 @@ func (w *worker) reconcile() error {
 			collect = append(collect, job.ID)
 		case ok && entry.Status != nil && entry.Status.StatusStr == "error":
 			w.untrack(job.ID)
-			w.fail(job.ID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(entry)})
+			failedAway = append(failedAway, job.ID)
+			failedEntry[job.ID] = entry
 		case onInstance[engineID] != "":
 			stage := onInstance[engineID]
 			t := w.ensureTracked(&summary, engineID, stage)
@@ -125,15 +128,28 @@ func (w *worker) reconcile() error {
 			lostAnswer[job.ID] = answerLost
 		}
 	}
+	for _, id := range failedAway {
+		w.failedWhileAway(id, failedEntry[id])
+	}
+	struck := false
 	for _, id := range requeue {
 		reason := "the GPU instance lost the job (it restarted or was cleared)"
 		if lostAnswer[id] {
 			reason = "the GPU instance did not take the job"
 		}
 		w.log.Warn("the instance does not have a job it should hold; requeueing it", "job", id, "reason", reason)
-		if _, err := w.q.Requeue(context.Background(), id, w.id, reason); err != nil {
+		j, err := w.q.Requeue(context.Background(), id, w.id, reason)
+		if err != nil {
 			w.log.Warn("requeue", "job", id, "err", err)
+			continue
 		}
+		// A loss of the instance (a crash, a restart) is one strike against
+		// it, however many jobs it held; a job out of attempts is forgiven.
+		if lostAnswer[id] || (struck && j.Status != workshop.StatusFailed) {
+			continue
+		}
+		w.d.failed(ctx, w, j, workshop.Failure{Reason: sched.FailureLost, Message: reason})
+		struck = struck || j.Status != workshop.StatusFailed
 	}
 	// Forget jobs that were taken from us while we were away.
 	w.mu.Lock()
@@ -194,6 +210,27 @@ func historyMessages(e *comfy.HistoryEntry) json.RawMessage {
 	}
 	b, _ := json.Marshal(e.Status.Messages)
 	return b
+}
+
+// failedWhileAway ends a job that failed on the instance while its socket
+// was down: ComfyUI's history keeps the execution_error it sent, which
+// tells, as a live one does, whether to try another instance.
+func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
+	var m comfy.ExecutionError
+	for _, msg := range e.Status.Messages {
+		if msg.Event == comfy.EventExecutionError && json.Unmarshal(msg.Data, &m) == nil {
+			// e.PromptID is the instance's id of it; the record carries the job's.
+			jerr := executionError(&m, comfy.RenamePrompt(msg.Data, false, e.PromptID, jobID))
+			if reason, ok := executionFault(&m); ok {
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
+			} else {
+				w.fail(jobID, jerr)
+			}
+			return
+		}
+	}
+	w.fail(jobID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance",
+		Details: comfy.RenamePrompt(historyMessages(e), false, e.PromptID, jobID)})
 }
 
 // collect waits for the job's history entry, streams every output file into
@@ -268,7 +305,7 @@ func (w *worker) collectOnce(t *track) error {
 	}
 	res := &workshop.Result{Outputs: outputs}
 	res.Raw, res.Meta, res.Messages = historyParts(entry, t.engineID, job.ID)
-	_, err := w.q.Complete(context.Background(), job.ID, w.id, res)
+	done, err := w.q.Complete(context.Background(), job.ID, w.id, res)
 	w.untrack(job.ID)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ECONFLICT {
@@ -281,7 +318,7 @@ func (w *worker) collectOnce(t *track) error {
 		}
 		return err
 	}
-	w.d.jobDone(w.id)
+	w.d.completed(context.Background(), w.id, done)
 	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
 	return nil
 }

@@ -63,9 +63,9 @@ func (s *sim) stats(t testing.TB) (st struct {
 
 func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 	t.Helper()
-	var urls []string
-	for _, s := range sims {
-		urls = append(urls, s.base)
+	urls := make([]string, len(sims))
+	for i, s := range sims {
+		urls[i] = s.base
 	}
 	return startAgentFor(t, server, name, urls...)
 }
@@ -120,7 +120,13 @@ type job struct {
 	Status   string `json:"status"`
 	Attempts int    `json:"attempts"`
 	Worker   string `json:"worker"`
-	Error    *struct {
+	EngineID string `json:"engine_prompt_id"`
+	Failures []struct {
+		Worker  string `json:"worker"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"failures"`
+	Error *struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"error"`

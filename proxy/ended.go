@@ -12,23 +12,22 @@ import (
 // A job's end, told as ComfyUI tells it: on the socket its end event
 // (execution_success, execution_error or execution_interrupted), then a
 // status, then executing with node null; in the history the same events
-// among the status messages. The workshop tells it when the job is done in
-// its own queue, with the outputs home, so a client that reads the history
-// or the files on execution_success finds them; the instance's own
-// execution_success and executing null are not relayed.
+// among the status messages. The workshop tells it from its own record,
+// when the job is done in its queue (outputs home, not retried elsewhere),
+// so a client that reads the history or the files on execution_success
+// finds them; the instance's own end events are not relayed.
 
-// endEvent is the event a finished job's end is told with, and whether it
-// is the instance's own, already relayed as it came (an execution_error,
-// or an interrupt on the GPU host). typ is "" for a job that never ran
-// (taken out of the queue before it started): it has no end to tell.
-func endEvent(j *workshop.Job) (typ string, data json.RawMessage, relayed bool) {
+// endEvent is the event a finished job's end is told with. typ is "" for a
+// job that never ran (taken out of the queue before it started): it has no
+// end to tell.
+func endEvent(j *workshop.Job) (typ string, data json.RawMessage) {
 	at := millis(j.CompletedAt)
 	switch j.Status {
 	case workshop.StatusCompleted:
-		return "execution_success", raw(jsonobj.Of("prompt_id", j.ID, "timestamp", at)), false
+		return "execution_success", raw(jsonobj.Of("prompt_id", j.ID, "timestamp", at))
 	case workshop.StatusCancelled:
 		if j.StartedAt == nil {
-			return "", nil, false
+			return "", nil
 		}
 		var where struct {
 			NodeID   string `json:"node_id"`
@@ -38,14 +37,15 @@ func endEvent(j *workshop.Job) (typ string, data json.RawMessage, relayed bool) 
 			json.Unmarshal(j.Error.Details, &where)
 		}
 		return "execution_interrupted", raw(jsonobj.Of("prompt_id", j.ID, "node_id", where.NodeID, "node_type", where.NodeType,
-			"executed", []string{}, "timestamp", at)), false
+			"executed", []string{}, "timestamp", at))
 	case workshop.StatusFailed:
+		// The instance's own words where it sent them (under the job's id).
 		if j.Error != nil && bytes.HasPrefix(bytes.TrimSpace(j.Error.Details), []byte("{")) {
 			switch j.Error.Type {
 			case "execution_error":
-				return "execution_error", j.Error.Details, true
+				return "execution_error", j.Error.Details
 			case "interrupted":
-				return "execution_interrupted", j.Error.Details, true
+				return "execution_interrupted", j.Error.Details
 			}
 		}
 		msg, typ := "the job failed", "error"
@@ -54,9 +54,9 @@ func endEvent(j *workshop.Job) (typ string, data json.RawMessage, relayed bool) 
 		}
 		return "execution_error", raw(jsonobj.Of("prompt_id", j.ID, "node_id", "", "node_type", "", "executed", []string{},
 			"exception_message", msg, "exception_type", typ, "traceback", []string{},
-			"current_inputs", jsonobj.Object{}, "current_outputs", []string{}, "timestamp", at)), false
+			"current_inputs", jsonobj.Object{}, "current_outputs", []string{}, "timestamp", at))
 	}
-	return "", nil, false
+	return "", nil
 }
 
 // historyMessages are a finished job's status messages: the instance's
@@ -72,7 +72,7 @@ func historyMessages(j *workshop.Job) json.RawMessage {
 			[]any{"execution_start", jsonobj.Of("prompt_id", j.ID, "timestamp", at)},
 			[]any{"execution_cached", jsonobj.Of("nodes", []string{}, "prompt_id", j.ID, "timestamp", at)})
 	}
-	if typ, data, _ := endEvent(j); typ != "" {
+	if typ, data := endEvent(j); typ != "" {
 		msgs = append(msgs, []any{typ, data})
 	}
 	if msgs == nil {

@@ -88,6 +88,9 @@ func (p *Proxy) Run(ctx context.Context) {
 
 // Register adds the routes.
 func (p *Proxy) Register(app *fiber.App) {
+	app.Get("/", p.start)
+	app.Get("/join", p.start)
+	app.Get("/join/", p.start)
 	app.Get("/join/:code", p.join)
 	app.Get("/user/:seat", func(c *fiber.Ctx) error {
 		return c.Redirect("/user/"+c.Params("seat")+"/", fiber.StatusMovedPermanently)
@@ -175,6 +178,13 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	if err != nil || n < 1 || n > seats.MaxSeats {
 		return workshop.Errorf(workshop.ENOTFOUND, "no seat %q", c.Params("seat"))
 	}
+	// A disabled seat says so on every route, signed in or not (its
+	// sessions ended when it was disabled).
+	if seat, err := p.cfg.Seats.Get(n); err != nil {
+		return err
+	} else if seat.Disabled {
+		return disabledSeat(c, n)
+	}
 	ok := false
 	if ses, found := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); found && (ses.Admin || ses.Seat == n) {
 		ok = true
@@ -190,14 +200,9 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	}
 	if !ok {
 		if wantsHTML(c) {
-			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(joinPage)
+			return signInFirst(c, n)
 		}
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "sign in with your join link first")
-	}
-	if seat, err := p.cfg.Seats.Get(n); err != nil {
-		return err
-	} else if seat.Disabled {
-		return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
 	}
 	c.Locals(keyUser, workshop.UserID(n))
 	c.Locals(keySeat, n)
@@ -226,19 +231,13 @@ func (p *Proxy) setCookie(c *fiber.Ctx, token string) {
 func (p *Proxy) join(c *fiber.Ctx) error {
 	ip := c.IP()
 	if !p.joinLimit.Allow(ip) {
-		c.Set(fiber.HeaderRetryAfter, "60")
-		return c.Status(fiber.StatusTooManyRequests).Type("html").SendString(page("Too many tries",
-			"Too many wrong join codes from this address. Wait a minute, then scan your code again."))
+		return tooManyTries(c)
 	}
-	seat, token, err := p.cfg.Seats.Join(c.UserContext(), c.Params("code"))
+	code := normalizeCode(c.Params("code"))
+	seat, token, err := p.cfg.Seats.Join(c.UserContext(), code)
 	if err != nil {
 		p.joinLimit.Fail(ip)
-		status := fiber.StatusNotFound
-		msg := "This join link is not valid. Check the code on your card, or ask the instructor."
-		if workshop.ErrorCode(err) == workshop.EFORBIDDEN {
-			status, msg = fiber.StatusForbidden, workshop.ErrorMessage(err)
-		}
-		return c.Status(status).Type("html").SendString(page("Join link not valid", msg))
+		return joinFailed(c, code, err)
 	}
 	p.setCookie(c, token)
 	p.log.Info("participant joined", "seat", seat.Number, "ip", ip)

@@ -255,8 +255,8 @@ func (p *Proxy) jobChanged(write func(int, []byte) error, status func() error, j
 	if !j.Status.Finished() {
 		return status()
 	}
-	typ, data, relayed := endEvent(j)
-	if typ != "" && !relayed {
+	typ, data := endEvent(j)
+	if typ != "" {
 		if err := write(websocket.TextMessage, frame(typ, data)); err != nil {
 			return err
 		}
@@ -269,8 +269,9 @@ func (p *Proxy) jobChanged(write func(int, []byte) error, status func() error, j
 
 // relay passes one engine frame on: executed outputs renamed to where this
 // server serves them, type-4 previews turned into type 1 for clients that
-// did not ask for metadata. The instance's execution_success and executing
-// null are not: the job's end is told when the workshop has finished it.
+// did not ask for metadata. The instance's end events (execution_success,
+// execution_error, execution_interrupted, executing null) are not: the
+// job's end is told when the workshop has finished it.
 func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadata bool) error {
 	if e.Binary {
 		frame := e.Frame
@@ -307,7 +308,8 @@ func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadat
 		return write(websocket.TextMessage, e.Frame)
 	}
 	switch {
-	case m.Type == "execution_success", m.Type == "executing" && (m.Data.Node == nil || string(m.Data.Node) == "null"):
+	case m.Type == "execution_success", m.Type == "execution_error", m.Type == "execution_interrupted",
+		m.Type == "executing" && (m.Data.Node == nil || string(m.Data.Node) == "null"):
 		return nil
 	case m.Type == "executed":
 		if b, ok, err := jsonobj.Edit(e.Frame, []string{"data", "output"}, func(out json.RawMessage) (json.RawMessage, error) {

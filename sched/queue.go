@@ -69,8 +69,9 @@ type Queue struct {
 	orderCache []*entry
 	positions  map[*entry]int
 
-	slots  int           // connected worker slots, for estimates
-	avgRun time.Duration // moving average of run time, for estimates
+	workers []string      // the workers that take jobs now (SetWorkers)
+	slots   int           // connected worker slots, for estimates
+	avgRun  time.Duration // moving average of run time, for estimates
 }
 
 // Settings names in the store.
@@ -176,6 +177,11 @@ func (q *Queue) entryOf(j *workshop.Job) *entry {
 	if j.LeaseExpires != nil {
 		e.leaseExp = *j.LeaseExpires
 	}
+	for _, f := range j.Failures {
+		if !slices.Contains(e.avoid, f.Worker) {
+			e.avoid = append(e.avoid, f.Worker)
+		}
+	}
 	if j.Top > 0 {
 		e.order = -j.Top
 		q.top = max(q.top, j.Top)
@@ -248,7 +254,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	q.mu.Lock()
 	if limit := q.limitFor(s.UserID); limit > 0 && q.pendingBy[s.UserID] >= limit {
 		q.mu.Unlock()
-		return nil, workshop.Errorf(workshop.ETOOMANY, "%s already has %d pending jobs (the limit): wait for one to finish", s.UserID, limit)
+		return nil, quotaError(s.UserID, limit)
 	}
 	q.pendingBy[s.UserID]++
 	q.seq++
@@ -293,6 +299,14 @@ func (q *Queue) limitFor(user string) int {
 		return n
 	}
 	return q.cfg.MaxPending
+}
+
+// quotaError says that user is at their cap of limit pending jobs.
+func quotaError(user string, limit int) error {
+	if limit == 1 {
+		return workshop.Errorf(workshop.ETOOMANY, "%s already has 1 job waiting, the most it may queue: wait until it starts", workshop.Who(user))
+	}
+	return workshop.Errorf(workshop.ETOOMANY, "%s already has %d jobs waiting, the most it may queue: wait until one starts", workshop.Who(user), limit)
 }
 
 // SetQuota sets one participant's cap on pending jobs (0: unlimited,
@@ -820,18 +834,7 @@ type Pruned struct{ ID, UserID string }
 
 // Prune deletes finished jobs created before cutoff and returns them.
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
-	var victims []*workshop.Job
-	err := q.db.View(func(tx *store.Tx) error {
-		return tx.EachJob(func(j *workshop.Job) bool {
-			if !j.CreatedAt.Before(cutoff) {
-				return false // ids are time-ordered: the rest are newer
-			}
-			if j.Status.Finished() {
-				victims = append(victims, j)
-			}
-			return true
-		})
-	})
+	victims, err := q.prunable(cutoff)
 	if err != nil {
 		return nil, err
 	}
@@ -858,4 +861,27 @@ func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 		q.mu.Unlock()
 	}
 	return out, nil
+}
+
+// PruneCount is how many jobs Prune would delete with this cutoff.
+func (q *Queue) PruneCount(cutoff time.Time) (int, error) {
+	victims, err := q.prunable(cutoff)
+	return len(victims), err
+}
+
+// prunable lists the finished jobs created before cutoff.
+func (q *Queue) prunable(cutoff time.Time) ([]*workshop.Job, error) {
+	var victims []*workshop.Job
+	err := q.db.View(func(tx *store.Tx) error {
+		return tx.EachJob(func(j *workshop.Job) bool {
+			if !j.CreatedAt.Before(cutoff) {
+				return false // ids are time-ordered: the rest are newer
+			}
+			if j.Status.Finished() {
+				victims = append(victims, j)
+			}
+			return true
+		})
+	})
+	return victims, err
 }

@@ -175,6 +175,11 @@ func checkName(name string) error {
 	return nil
 }
 
+// Disabled is the one answer, on every route, to a disabled seat.
+func Disabled(n int) error {
+	return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+}
+
 // Join checks a join code and opens a session for its seat, returning the
 // session token (for the cookie).
 func (s *Service) Join(ctx context.Context, code string) (*workshop.Seat, string, error) {
@@ -187,7 +192,7 @@ func (s *Service) Join(ctx context.Context, code string) (*workshop.Seat, string
 		return nil, "", err
 	}
 	if seat.Disabled {
-		return nil, "", workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", seat.Number)
+		return nil, "", Disabled(seat.Number)
 	}
 	token, err := s.open(ctx, store.Session{Seat: seat.Number})
 	return seat, token, err
@@ -200,7 +205,7 @@ func (s *Service) OpenSeat(ctx context.Context, n int) (string, error) {
 		return "", err
 	}
 	if seat.Disabled {
-		return "", workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+		return "", Disabled(n)
 	}
 	return s.open(ctx, store.Session{Seat: n})
 }

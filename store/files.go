@@ -209,18 +209,32 @@ func (f *Files) List(kind, user string) ([]string, error) {
 // folders left empty; it returns how many files went.
 func (f *Files) PruneKind(kind string, cutoff time.Time) (int, error) {
 	n := 0
+	err := f.eachOlder(kind, cutoff, func(p string) {
+		if os.Remove(p) == nil {
+			n++
+			os.Remove(filepath.Dir(p)) // fails unless empty
+		}
+	})
+	return n, err
+}
+
+// CountOlder is how many files PruneKind would delete.
+func (f *Files) CountOlder(kind string, cutoff time.Time) (int, error) {
+	n := 0
+	err := f.eachOlder(kind, cutoff, func(string) { n++ })
+	return n, err
+}
+
+// eachOlder calls fn with every file of kind last changed before cutoff.
+func (f *Files) eachOlder(kind string, cutoff time.Time, fn func(path string)) error {
 	root := filepath.Join(f.root, kind)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			if os.Remove(p) == nil {
-				n++
-				os.Remove(filepath.Dir(p)) // fails unless empty
-			}
+			fn(p)
 		}
 		return nil
 	})
-	return n, err
 }

@@ -98,10 +98,13 @@ type promptQueue struct {
 	history  map[string]*historyEntry
 	closed   bool
 	idle     chan struct{} // closed when the queue next becomes empty
-	onChange func()        // called after every change, without the lock
+	// onChange is PromptServer.queue_updated: called after every change
+	// with the queue's length, the lock held, so the status it sends comes
+	// before anything the change lets happen (as in ComfyUI).
+	onChange func(remaining int)
 }
 
-func newPromptQueue(onChange func()) *promptQueue {
+func newPromptQueue(onChange func(remaining int)) *promptQueue {
 	q := &promptQueue{history: map[string]*historyEntry{}, onChange: onChange}
 	q.notEmpty = sync.NewCond(&q.mu)
 	return q
@@ -135,9 +138,9 @@ func (q *promptQueue) put(j *job) {
 	q.seq++
 	j.seq = q.seq
 	heap.Push(&q.pending, j)
+	q.onChange(q.remainingLocked())
 	q.notEmpty.Signal()
 	q.mu.Unlock()
-	q.onChange()
 }
 
 // get blocks until a job is pending and marks it running; nil when closed.
@@ -152,8 +155,8 @@ func (q *promptQueue) get() *job {
 	}
 	j := heap.Pop(&q.pending).(*job)
 	q.running = j
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 	return j
 }
 
@@ -176,8 +179,8 @@ func (q *promptQueue) done(j *job, e *historyEntry) {
 	q.histIDs = append(q.histIDs, j.id)
 	q.history[j.id] = e
 	q.idleLocked()
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 }
 
 func (q *promptQueue) removeHistoryLocked(id string) {
@@ -193,6 +196,10 @@ func (q *promptQueue) removeHistoryLocked(id string) {
 func (q *promptQueue) remaining() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.remainingLocked()
+}
+
+func (q *promptQueue) remainingLocked() int {
 	n := len(q.pending)
 	if q.running != nil {
 		n++
@@ -231,8 +238,8 @@ func (q *promptQueue) wipe() {
 	}
 	q.pending = nil
 	q.idleLocked()
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 }
 
 // delete removes the first pending job with the id, as ComfyUI does.
@@ -248,10 +255,10 @@ func (q *promptQueue) delete(id string) bool {
 		}
 	}
 	q.idleLocked()
-	q.mu.Unlock()
 	if found {
-		q.onChange()
+		q.onChange(q.remainingLocked())
 	}
+	q.mu.Unlock()
 	return found
 }
 

@@ -227,8 +227,8 @@ func (s *Server) queueInfo() comfy.QueueStatus {
 }
 
 // queueUpdated is PromptServer.queue_updated: a status broadcast.
-func (s *Server) queueUpdated() {
-	s.hub.sendJSON(nil, comfy.EventStatus, jsonobj.Of("status", s.queueInfo()))
+func (s *Server) queueUpdated(remaining int) {
+	s.hub.sendJSON(nil, comfy.EventStatus, jsonobj.Of("status", comfy.QueueStatus{ExecInfo: comfy.ExecInfo{QueueRemaining: remaining}}))
 }
 
 func (s *Server) features() jsonobj.Object {
