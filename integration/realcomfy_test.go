@@ -101,24 +101,11 @@ func hostOf(in *realcomfy.Instance) string {
 // instances from 0).
 func workerOf(in *realcomfy.Instance) string { return hostOf(in) + "/0" }
 
-type workerList struct {
-	Workers []struct {
-		ID        string `json:"id"`
-		Agent     string `json:"agent"`
-		Instance  string `json:"instance"`
-		Connected bool   `json:"connected"`
-		Draining  bool   `json:"draining"`
-		JobsDone  int    `json:"jobs_done"`
-	} `json:"workers"`
-}
-
 // only drains every connected worker but id, and undrains id ("" undrains
 // all), so the next jobs run on that instance alone.
 func only(t *testing.T, a admin, id string) {
 	t.Helper()
-	var ws workerList
-	a.do("GET", "/api/workers", nil, &ws)
-	for _, w := range ws.Workers {
+	for _, w := range a.workers() {
 		if !w.Connected {
 			continue
 		}
@@ -156,8 +143,7 @@ func longGraph(color int) map[string]any {
 // resume every instance leases its share at once, and checks they all
 // complete on every instance with the workshop's ids on the socket.
 func spreadJobs(t *testing.T, s *stack, p *participant, ws *userSocket, instances int) {
-	var before workerList
-	s.a.do("GET", "/api/workers", nil, &before)
+	before := s.a.workers()
 	if st := s.a.do("POST", "/api/queue/pause", nil, nil); st != 200 {
 		t.Fatalf("pause: %d", st)
 	}
@@ -169,14 +155,13 @@ func spreadJobs(t *testing.T, s *stack, p *participant, ws *userSocket, instance
 		t.Fatalf("resume: %d", st)
 	}
 	ws.waitSuccess(t, 120*time.Second, ids...)
-	var after workerList
-	s.a.do("GET", "/api/workers", nil, &after)
+	after := s.a.workers()
 	done := map[string]int{}
-	for _, w := range before.Workers {
+	for _, w := range before {
 		done[w.ID] -= w.JobsDone
 	}
 	used := 0
-	for _, w := range after.Workers {
+	for _, w := range after {
 		if w.Connected {
 			if done[w.ID]+w.JobsDone > 0 {
 				used++
@@ -184,7 +169,7 @@ func spreadJobs(t *testing.T, s *stack, p *participant, ws *userSocket, instance
 		}
 	}
 	if used != instances {
-		t.Errorf("jobs ran on %d of %d instances: %+v", used, instances, after.Workers)
+		t.Errorf("jobs ran on %d of %d instances: %+v", used, instances, after)
 	}
 	ws.onlyIDs(t, s.allIDs(p))
 }
