@@ -34,17 +34,17 @@ func TestRealComfy(t *testing.T) {
 	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
 	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
 	var agents []*proc
-	for _, in := range ins {
-		agents = append(agents, startAgentFor(t, srv.base, hostOf(in), in.URL))
+	for i, in := range ins {
+		agents = append(agents, startAgentFor(t, srv.base, hostOf(i), in.URL))
 	}
 	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
 	p := s.join(1)
 	ws := p.socket("real-tier")
 
 	t.Run("separate hosts", func(t *testing.T) { spreadJobs(t, s, p, ws, len(ins)) })
-	for _, in := range ins {
+	for i, in := range ins {
 		t.Run(in.Version.Name, func(t *testing.T) {
-			only(t, s.a, workerOf(in))
+			only(t, s.a, hostOf(i)+"/0") // the agent numbers its instances from 0
 			t.Run("object_info keeps the instance's key order", func(t *testing.T) { objectInfoOrder(t, p, in.URL) })
 			t.Run("identical graphs", func(t *testing.T) { identicalGraphs(t, s, p, ws, in.URL, in.Version.AcceptsPromptID) })
 			t.Run("interrupt", func(t *testing.T) {
@@ -92,14 +92,9 @@ func TestSimulatedOldComfyUI(t *testing.T) {
 	})
 }
 
-// hostOf names the GPU host of one instance in the separate-hosts layout.
-func hostOf(in *realcomfy.Instance) string {
-	return "gpu-" + strings.ReplaceAll(in.Version.Name, ".", "-")
-}
-
-// workerOf is the instance's worker id there (the agent numbers its
-// instances from 0).
-func workerOf(in *realcomfy.Instance) string { return hostOf(in) + "/0" }
+// hostOf names the GPU host of the i-th instance in the separate-hosts
+// layout (by number: two checkouts in COMFYUI_DIRS may be one version).
+func hostOf(i int) string { return fmt.Sprintf("gpu-%d", i+1) }
 
 // only drains every connected worker but id, and undrains id ("" undrains
 // all), so the next jobs run on that instance alone.

@@ -182,7 +182,8 @@ func (p *Proxy) postQueue(c *fiber.Ctx) error {
 
 // interrupt is POST /interrupt: as in ComfyUI, stop what runs, here the
 // participant's executing job (with a prompt_id, only that one, if it is
-// running). The job is cancelled; its end is told as ComfyUI tells an
+// executing; one waiting in the queue is left alone, as ComfyUI leaves
+// it). The job is cancelled; its end is told as ComfyUI tells an
 // interrupt, naming the node it was at. Always 200, as ComfyUI.
 func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	var req struct {
@@ -190,8 +191,7 @@ func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	}
 	json.Unmarshal(c.Body(), &req)
 	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
-		named := req.PromptID == j.ID && j.Status == workshop.StatusRunning
-		if req.PromptID != "" && !named || req.PromptID == "" && !executing(j) {
+		if !executing(j) || req.PromptID != "" && req.PromptID != j.ID {
 			continue
 		}
 		jerr := &workshop.JobError{Type: "cancelled", Message: "interrupted by its owner", Details: p.interruptedAt(j)}
