@@ -57,6 +57,14 @@ func StoredName(filename, subfolder, typ string) string {
 	if typ == "temp" {
 		name = "temp_" + name
 	}
+	// A name made from a participant's filename_prefix: what could break
+	// a header, a log line or a listing becomes "_".
+	name = strings.Map(func(r rune) rune {
+		if !SafeText(string(r)) {
+			return '_'
+		}
+		return r
+	}, strings.ToValidUTF8(name, "_"))
 	name = strings.TrimLeft(name, ".")
 	if name == "" || len(name) > 200 || strings.ContainsAny(name, "/\\:\x00") {
 		return "output"

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,7 +64,8 @@ func (s *Server) agentTunnel(c *fiber.Ctx) error {
 	if s.cfg.Tunnel == nil {
 		return workshop.Errorf(workshop.ENOTFOUND, "this server takes no GPU agents")
 	}
-	if err := s.cfg.Tunnel.Authorize(c.Get(fiber.HeaderAuthorization)); err != nil {
+	id, err := s.cfg.Tunnel.Authenticate(c.Get(fiber.HeaderAuthorization))
+	if err != nil {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="gpu-agent"`)
 		s.log.Warn("GPU agent refused: bad token", "remote", c.IP())
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "invalid or missing agent token")
@@ -79,7 +81,7 @@ func (s *Server) agentTunnel(c *fiber.Ctx) error {
 		if err := tunnel.WriteUpgradeResponse(conn); err != nil {
 			return
 		}
-		_ = srv.ServeConn(context.Background(), conn)
+		_ = srv.ServeAgent(context.Background(), conn, id)
 	})
 	return nil
 }
@@ -142,7 +144,11 @@ func (s *Server) jobOutput(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.sendOutput(c, job, c.Params("name"))
+	name, err := url.PathUnescape(c.Params("name"))
+	if err != nil {
+		return workshop.Errorf(workshop.EINVALID, "bad output name")
+	}
+	return s.sendOutput(c, job, name)
 }
 
 // sendOutput streams a job's output file, found by its stored name.
@@ -151,16 +157,18 @@ func (s *Server) sendOutput(c *fiber.Ctx, job *workshop.Job, name string) error 
 		return workshop.Errorf(workshop.ENOTFOUND, "job %s has no outputs", job.ID)
 	}
 	for _, o := range job.Result.Outputs {
-		if o.Filename != name {
+		// The stored name, as the gallery's URLs give it: for an output
+		// saved in a subfolder it differs from the engine's file name.
+		if o.Name != name {
 			continue
 		}
-		f, fi, err := s.cfg.Files.Open(store.Outputs, job.UserID, job.ID, name)
+		f, fi, err := s.cfg.Files.Open(store.Outputs, job.UserID, job.ID, o.Name)
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderContentType, store.ContentType(name))
-		c.Set(fiber.HeaderContentDisposition, `inline; filename="`+name+`"`)
-		c.Set("X-Content-Type-Options", "nosniff")
+		for k, v := range store.DeliveryOfFile(f, o.Name).Headers(o.Name) {
+			c.Set(k, v)
+		}
 		c.Set(fiber.HeaderETag, strconv.Quote(o.SHA256))
 		// Streamed from the file, never read whole into memory.
 		return c.SendStream(f, int(fi.Size()))

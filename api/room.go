@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -92,7 +93,7 @@ func outputsOfJob(j *workshop.Job) []outputView {
 		at = *j.CompletedAt
 	}
 	for _, o := range j.Result.Outputs {
-		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
+		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + url.PathEscape(o.Name),
 			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out
@@ -182,11 +183,12 @@ func (s *Server) putSpotlight(c *fiber.Ctx, o *outputView) error {
 
 // Workshop workflows: the JSON files every participant sees.
 
-func (s *Server) workflowPath(name string) (string, error) {
+func (s *Server) workflowPath(raw string) (string, error) {
 	if s.cfg.WorkflowsDir == "" {
 		return "", workshop.Errorf(workshop.ENOTFOUND, "no workflows folder")
 	}
-	if !strings.HasSuffix(name, ".json") || !store.SafeName(name) {
+	name, err := url.PathUnescape(raw) // the route's parameter is as sent
+	if err != nil || !strings.HasSuffix(name, ".json") || !store.SafeName(name) {
 		return "", workshop.Errorf(workshop.EINVALID, "a workflow name is one file name ending in .json")
 	}
 	return filepath.Join(s.cfg.WorkflowsDir, name), nil
@@ -223,7 +225,7 @@ func (s *Server) putWorkflow(c *fiber.Ctx) error {
 	if err := os.Rename(tmp, p); err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"name": c.Params("name"), "size": len(body)})
+	return c.JSON(fiber.Map{"name": filepath.Base(p), "size": len(body)})
 }
 
 func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
@@ -233,11 +235,11 @@ func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
 	}
 	if err := os.Remove(p); err != nil {
 		if os.IsNotExist(err) {
-			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", c.Params("name"))
+			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", filepath.Base(p))
 		}
 		return err
 	}
-	return c.JSON(fiber.Map{"removed": c.Params("name")})
+	return c.JSON(fiber.Map{"removed": filepath.Base(p)})
 }
 
 func (s *Server) listActivity(c *fiber.Ctx) error {

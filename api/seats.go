@@ -151,6 +151,20 @@ func (s *Server) deleteSeat(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"removed": n})
 }
 
+// signOutSeat ends every session of a seat (a participant left a browser
+// signed in somewhere); the join code stays, so they can join again.
+func (s *Server) signOutSeat(c *fiber.Ctx) error {
+	n, err := seatParam(c)
+	if err != nil {
+		return err
+	}
+	ended, err := s.cfg.Seats.SignOut(c.UserContext(), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"seat": n, "sessions_ended": ended})
+}
+
 func (s *Server) listAnnouncements(c *fiber.Ctx) error {
 	var notes []workshop.Announcement
 	err := s.cfg.DB.View(func(tx *store.Tx) (err error) {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -51,11 +52,23 @@ type Config struct {
 	JobTimeout time.Duration
 	// OutputURL builds the download URL of a stored output.
 	OutputURL func(jobID, name string) string
+	// MaxOutputs and MaxOutputBytes cap what one job may bring back from
+	// a GPU host (files, and bytes in all); a job past either fails.
+	// Defaults DefaultMaxOutputs, DefaultMaxOutputBytes.
+	MaxOutputs     int
+	MaxOutputBytes int64
 	// SetAsideAfter is how many jobs in a row may fail on an instance for
 	// the instance's own reasons (out of memory, a crash) before it is set
 	// aside: given no new jobs until the instructor puts it back. 0 never.
 	SetAsideAfter int
 }
+
+// Defaults of Config's output caps: far above a workshop's batch of images
+// or a video, far below what fills the server's disk.
+const (
+	DefaultMaxOutputs     = 500
+	DefaultMaxOutputBytes = 2 << 30
+)
 
 // Dispatcher runs the workers.
 type Dispatcher struct {
@@ -93,8 +106,14 @@ func New(cfg Config) *Dispatcher {
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = time.Hour
 	}
+	if cfg.MaxOutputs <= 0 {
+		cfg.MaxOutputs = DefaultMaxOutputs
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
 	if cfg.OutputURL == nil {
-		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + name }
+		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + url.PathEscape(name) }
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Log,

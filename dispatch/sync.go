@@ -233,10 +233,17 @@ func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
 		Details: comfy.RenamePrompt(historyMessages(e), false, e.PromptID, jobID)})
 }
 
+// collectAttempts bounds the tries to bring a job's outputs home while its
+// instance stays connected: one that keeps failing then is not a blip.
+const collectAttempts = 8
+
 // collect waits for the job's history entry, streams every output file into
 // the output store and completes the job. If the instance goes away midway
 // it gives up; the next reconcile starts it again (files are written whole
-// or not at all, and only the first completion counts).
+// or not at all, and only the first completion counts). A failure that
+// retrying cannot mend (outputs over the caps, a file the instance will not
+// give), or one that lasts collectAttempts tries, fails the job with the
+// reason: nothing is retried forever.
 func (w *worker) collect(jobID string) {
 	w.mu.Lock()
 	t := w.jobs[jobID]
@@ -244,17 +251,44 @@ func (w *worker) collect(jobID string) {
 	if t == nil {
 		return
 	}
-	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+	for attempt := 1; w.ctx.Err() == nil; attempt++ {
 		err := w.collectOnce(t)
 		if err == nil {
 			return
 		}
-		w.log.Warn("collecting outputs failed; retrying", "job", jobID, "err", err)
+		var final *finalError
+		if errors.As(err, &final) || attempt >= collectAttempts {
+			if w.ctx.Err() != nil {
+				return // the instance went away: the next reconcile collects
+			}
+			w.log.Warn("collecting outputs failed; failing the job", "job", jobID, "attempts", attempt, "err", err)
+			w.untrack(jobID)
+			w.d.cfg.Files.RemoveGroup(store.Outputs, t.job.UserID, jobID)
+			w.fail(jobID, &workshop.JobError{Type: "output_error", Message: "the job's outputs could not be stored: " + errorText(err)})
+			return
+		}
+		w.log.Warn("collecting outputs failed; retrying", "job", jobID, "attempt", attempt, "err", err)
 		select {
 		case <-w.ctx.Done():
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// finalError is a collection failure that retrying cannot mend.
+type finalError struct{ msg string }
+
+func (e *finalError) Error() string { return e.msg }
+
+func finalf(format string, args ...any) error { return &finalError{fmt.Sprintf(format, args...)} }
+
+// errorText is err for a job's reason: the workshop's own message when it
+// has one.
+func errorText(err error) string {
+	if m := workshop.ErrorMessage(err); m != "" && workshop.ErrorCode(err) != workshop.EINTERNAL {
+		return m
+	}
+	return err.Error()
 }
 
 // errNotYet means ComfyUI has not written the history entry yet: it sends
@@ -285,18 +319,33 @@ func (w *worker) collectOnce(t *track) error {
 		}
 	}
 	files := entry.Files()
+	if max := w.d.cfg.MaxOutputs; len(files) > max {
+		return finalf("the job made %d output files; the workshop keeps at most %d per job", len(files), max)
+	}
 	outputs := make([]workshop.Output, 0, len(files))
 	used := map[string]bool{}
+	budget := w.d.cfg.MaxOutputBytes
 	for _, f := range files {
 		name := outputName(f, used)
 		dl, err := w.client.View(ctx, f.FileRef)
 		if err != nil {
+			var he *comfy.HTTPError
+			if errors.As(err, &he) && he.StatusCode >= 400 && he.StatusCode < 500 {
+				return finalf("the GPU host would not give output %q (%d)", f.Filename, he.StatusCode)
+			}
 			return fmt.Errorf("download %s: %w", f.Filename, err)
 		}
-		saved, err := w.d.cfg.Files.Save(store.Outputs, job.UserID, job.ID, name, dl, 0)
+		saved, err := w.d.cfg.Files.Save(store.Outputs, job.UserID, job.ID, name, dl, budget)
 		dl.Close()
+		if workshop.ErrorCode(err) == workshop.ETOOLARGE {
+			return finalf("the job's outputs are over %d MB, the most the workshop keeps per job", w.d.cfg.MaxOutputBytes>>20)
+		}
 		if err != nil {
 			return fmt.Errorf("store %s: %w", f.Filename, err)
+		}
+		budget -= saved.Size
+		if budget <= 0 && len(outputs)+1 < len(files) {
+			return finalf("the job's outputs are over %d MB, the most the workshop keeps per job", w.d.cfg.MaxOutputBytes>>20)
 		}
 		outputs = append(outputs, workshop.Output{
 			Node: f.NodeID, Name: name, Filename: f.Filename, Subfolder: f.Subfolder, Type: f.Type,

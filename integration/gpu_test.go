@@ -73,11 +73,7 @@ func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 // startAgentFor runs a gpu-agent for the ComfyUI instances at urls.
 func startAgentFor(t testing.TB, server, name string, urls ...string) *proc {
 	t.Helper()
-	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
-	for _, u := range urls {
-		args = append(args, "--comfy", u)
-	}
-	return startProc(t, "gpu-agent", args...)
+	return startAgentWithToken(t, server, name, agentToken, urls...)
 }
 
 func startGPUServer(t testing.TB, data string, extra ...string) *server {

@@ -25,6 +25,10 @@ type pageData struct {
 	Form    bool   // ask for the join code
 	Code    string // typed before, to correct
 	Seat    int    // signed in at this seat: offer to go on
+	// Switch is the seat whose join link a browser signed in to Seat
+	// opened: it is asked (a POST form) before it is moved.
+	Switch     int
+	SwitchCode string
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -47,7 +51,8 @@ footer{margin-top:2rem;font-size:.9rem;color:#999}a{color:#8cb4ff}
 <h1>{{.Title}}</h1>
 {{if .Error}}<p class="error" id="join-error" role="alert">{{.Error}}</p>{{end}}
 {{if .Message}}<p id="join-message">{{.Message}}</p>{{end}}
-{{if .Seat}}<a class="button continue" id="join-continue" href="/user/{{.Seat}}/">Open your ComfyUI (seat {{.Seat}})</a>{{end}}
+{{if .Switch}}<form method="post" action="/join/{{.SwitchCode}}" id="join-switch"><button type="submit">Switch to seat {{.Switch}}</button></form>{{end}}
+{{if .Seat}}<a class="button continue" id="join-continue" href="/user/{{.Seat}}/">{{if .Switch}}Stay in seat {{.Seat}}{{else}}Open your ComfyUI (seat {{.Seat}}){{end}}</a>{{end}}
 {{if .Form}}<form method="get" action="/join" id="join-form">
 <label for="join-code">Join code</label>
 <input id="join-code" name="code" value="{{.Code}}" autocomplete="off" autocapitalize="none" autocorrect="off" spellcheck="false" required{{if not .Code}} autofocus{{end}} placeholder="abcd2345ef">
@@ -109,7 +114,14 @@ func joinFailed(c *fiber.Ctx, code string, err error) error {
 func tooManyTries(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderRetryAfter, "60")
 	return sendPage(c, fiber.StatusTooManyRequests, pageData{Title: "Too many tries",
-		Error: "Too many wrong join codes from this address. Wait a minute, then try your code again."})
+		Error: "Too many wrong join codes. Wait a minute, then try your code again."})
+}
+
+// switchSeats asks a browser signed in to one seat whether to move to
+// another: a join link must not silently switch someone's seat.
+func switchSeats(c *fiber.Ctx, from, to int, code string) error {
+	return sendPage(c, fiber.StatusOK, pageData{Title: "Switch to seat " + strconv.Itoa(to) + "?",
+		Message: "This browser is signed in to seat " + strconv.Itoa(from) + ".", Seat: from, Switch: to, SwitchCode: url.PathEscape(code)})
 }
 
 // signInFirst is /user/{n}/ in a browser without a session for it.

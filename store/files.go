@@ -39,9 +39,9 @@ func NewFiles(dir string) (*Files, error) {
 }
 
 // SafeName reports whether name can be one path part: no separators, no
-// dot-dot, no control characters, not hidden, at most 200 bytes.
+// dot-dot, no control or bidi characters, not hidden, at most 200 bytes.
 func SafeName(name string) bool {
-	if name == "" || len(name) > 200 || name == "." || name == ".." || strings.HasPrefix(name, ".") {
+	if name == "" || len(name) > 200 || name == "." || name == ".." || strings.HasPrefix(name, ".") || !workshop.SafeText(name) {
 		return false
 	}
 	for _, r := range name {
@@ -203,6 +203,27 @@ func (f *Files) List(kind, user string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Usage is the bytes a participant's files of a kind take.
+func (f *Files) Usage(kind, user string) (int64, error) {
+	if !SafeName(user) {
+		return 0, workshop.Errorf(workshop.EINVALID, "bad user %q", user)
+	}
+	var total int64
+	err := filepath.WalkDir(filepath.Join(f.root, kind, user), func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total, err
 }
 
 // PruneKind deletes files of a kind last changed before cutoff, and the

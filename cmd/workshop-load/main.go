@@ -76,8 +76,8 @@ func command(o *options) *cli.Command {
 	return &cli.Command{
 		Name: "workshop-load", FlagSet: fs, Env: "WORKSHOP", EnvFlags: []string{"server", "admin-token"},
 		Long: "Simulates N participants (--participants) against a running workshop server, which needs at\n" +
-			"least --seats-from+N-1 seats ('workshop serve --seats N'). Live progress goes to stderr,\n" +
-			"the report to stdout.",
+			"least --seats-from+N-1 seats ('workshop serve --seats N'; from one machine, past about 1,000\n" +
+			"participants, also --max-conns-per-ip 0). Live progress goes to stderr, the report to stdout.",
 		Footer: "Exit status: 0, 1 when the run failed, 2 on invalid flags, 3 with --strict when a job failed,\n" +
 			"was lost or errored.\n\nExample:\n" +
 			"  workshop-load --server http://127.0.0.1:8080 --admin-token T --participants 200 --rate 20 --duration 60s",

@@ -171,7 +171,7 @@ func seatNumber(arg string) (int, error) {
 func seatsCommand() *cli.Command {
 	list := newRemote("list")
 	asJSON := list.fs.Bool("json", false, "print the server's JSON instead of a table")
-	add, rename, remove := newRemote("add"), newRemote("rename"), newRemote("remove")
+	add, rename, signout, remove := newRemote("add"), newRemote("rename"), newRemote("signout"), newRemote("remove")
 	return &cli.Command{
 		Name: "seats", Short: "manage participant seats on a running server",
 		Subcommands: []*cli.Command{
@@ -222,6 +222,23 @@ func seatsCommand() *cli.Command {
 						return err
 					}
 					printSeats(s)
+					return nil
+				},
+			}),
+			signout.command(&cli.Command{
+				Name: "signout", Args: "SEAT", MinArgs: 1, MaxArgs: 1, Short: "end every browser session of a seat (its join code still works)",
+				Run: func(ctx context.Context, args []string) error {
+					n, err := seatNumber(args[0])
+					if err != nil {
+						return err
+					}
+					var res struct {
+						Ended int `json:"sessions_ended"`
+					}
+					if err := signout.do(ctx, "POST", "/api/seats/"+strconv.Itoa(n)+"/signout", nil, &res); err != nil {
+						return err
+					}
+					fmt.Printf("seat %d signed out (%d sessions ended)\n", n, res.Ended)
 					return nil
 				},
 			}),

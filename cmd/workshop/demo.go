@@ -46,24 +46,23 @@ func demoCommand() *cli.Command {
 			}
 			defer stop()
 			agentDone := make(chan error, 1)
-			return serve(ctx, serveConfig{
-				Data: *data, Listen: *listen, TLS: "off", AdminToken: adminToken, AgentToken: agentToken,
-				Seats: 20, QueueMode: "round-robin", MaxPending: 10, EnablePriority: true,
-				MaxAttempts: 3, Prefetch: 1, Grace: 60 * time.Second, JobTimeout: time.Hour, SetAsideAfter: 3,
-				LogLevel: "info", LogFormat: "text", out: &quietLines{}, local: true,
-				onReady: func(base string) error {
-					agent, err := tunnel.NewAgent(tunnel.AgentConfig{
-						ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version.String(),
-						Instances: instances, Logger: log.With("part", "gpu-agent"),
-					})
-					if err != nil {
-						return err
-					}
-					go func() { agentDone <- agent.Run(ctx) }()
-					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
-					return nil
-				},
-			})
+			// serve's defaults, as `workshop serve` would take them.
+			c := defaultServeConfig()
+			c.Data, c.Listen, c.TLS, c.AdminToken, c.AgentToken = *data, *listen, "off", adminToken, agentToken
+			c.out, c.local = &quietLines{}, true
+			c.onReady = func(base string) error {
+				agent, err := tunnel.NewAgent(tunnel.AgentConfig{
+					ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version.String(),
+					Instances: instances, Logger: log.With("part", "gpu-agent"),
+				})
+				if err != nil {
+					return err
+				}
+				go func() { agentDone <- agent.Run(ctx) }()
+				printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
+				return nil
+			}
+			return serve(ctx, c)
 		},
 	}
 }

@@ -25,7 +25,7 @@ func rootCommand() *cli.Command {
 		Short: "ComfyUI Workshop server",
 		Long: "ComfyUI Workshop runs one queue of ComfyUI jobs for a room of participants on shared GPUs.\n" +
 			"'workshop serve' runs the server; the other commands work on a running server, or its data.",
-		Subcommands: []*cli.Command{serveCommand(), demoCommand(), seatsCommand(), statusCommand(), backupCommand(),
+		Subcommands: []*cli.Command{serveCommand(), demoCommand(), seatsCommand(), agentsCommand(), statusCommand(), backupCommand(),
 			restoreCommand(), pruneCommand(), preflightCommand(), adminCommand(), versionCommand()},
 	}
 }

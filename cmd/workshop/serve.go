@@ -71,6 +71,16 @@ type serveConfig struct {
 	MetricsListen  string
 	LogLevel       string
 	LogFormat      string
+	// Limits on what participants, visitors and GPU hosts can make the
+	// server do (see docs/SECURITY.md).
+	MaxNodes         int
+	UploadQuotaMB    int64
+	MaxSockets       int
+	HeaderTimeout    time.Duration
+	MaxConnsPerIP    int
+	MaxOutputs       int
+	MaxOutputMB      int64
+	SharedAgentToken bool
 
 	// Set by demo, not by flags.
 	out     io.Writer               // where the one-time lines for the operator go
@@ -131,6 +141,22 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.Workflows, "workflows", "", "extra `folder` of workshop workflows (*.json) shown to every participant, besides DATA/workflows")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
+	fs.IntVar(&c.MaxNodes, "max-nodes", workshop.DefaultMaxNodes, "most nodes in one participant's graph, refused before validation")
+	fs.Int64Var(&c.UploadQuotaMB, "upload-quota-mb", 1024, "`MB` of uploads one seat may keep (0: no quota)")
+	fs.IntVar(&c.MaxSockets, "max-sockets", proxy.DefaultMaxSockets, "ComfyUI pages (sockets) one seat may have open")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; slower connections are closed")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 2000, "open connections from one address (a venue's NAT is one address for the whole room; 0: no cap)")
+	fs.IntVar(&c.MaxOutputs, "max-outputs", dispatch.DefaultMaxOutputs, "output files one job may bring back; a job with more fails")
+	fs.Int64Var(&c.MaxOutputMB, "max-output-mb", dispatch.DefaultMaxOutputBytes>>20, "`MB` of output files one job may bring back; a job with more fails")
+	fs.BoolVar(&c.SharedAgentToken, "shared-agent-token", true, "accept the shared --agent-token (any agent name without a token of its own); false: only tokens from 'workshop agents add'")
+}
+
+// defaultServeConfig is serve's configuration with every flag at its
+// default.
+func defaultServeConfig() serveConfig {
+	var c serveConfig
+	serveFlags(flag.NewFlagSet("serve", flag.ContinueOnError), &c)
+	return c
 }
 
 func serveCommand() *cli.Command {
@@ -149,6 +175,7 @@ func serveCommand() *cli.Command {
 			{Title: "TLS", Flags: []string{"tls", "domain", "email", "acme-ca", "cert", "key", "hosts", "http-listen"}},
 			{Title: "Queue and GPUs", Flags: []string{"queue-mode", "max-pending", "enable-priority", "max-attempts", "prefetch", "grace", "job-timeout", "agent-token"}},
 			{Title: "Participants", Flags: []string{"seats", "public-url", "open-seats", "nodes-allow", "nodes-deny", "workflows"}},
+			{Title: "Limits (docs/SECURITY.md)", Flags: []string{"max-nodes", "upload-quota-mb", "max-sockets", "max-outputs", "max-output-mb", "header-timeout", "max-conns-per-ip", "shared-agent-token"}},
 		},
 		Run: func(ctx context.Context, _ []string) error {
 			c.out = os.Stdout
@@ -224,6 +251,18 @@ func (c *serveConfig) check() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usagef("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.MaxNodes < 1 {
+		return usagef("--max-nodes %d: want 1 or more", c.MaxNodes)
+	}
+	if c.UploadQuotaMB < 0 || c.MaxConnsPerIP < 0 {
+		return usagef("--upload-quota-mb and --max-conns-per-ip: want 0 (none) or more")
+	}
+	if c.MaxSockets < 1 || c.MaxOutputs < 1 || c.MaxOutputMB < 1 {
+		return usagef("--max-sockets, --max-outputs and --max-output-mb: want 1 or more")
+	}
+	if c.HeaderTimeout < 100*time.Millisecond {
+		return usagef("--header-timeout %s: want at least 100ms", c.HeaderTimeout)
 	}
 	return nil
 }
@@ -344,13 +383,16 @@ func serve(ctx context.Context, c serveConfig) error {
 		}
 	}
 	go reloadOnHangup(ctx, tlsm, log)
+	agentTokens := auth.NewAgentTokens(db)
 	tunnels := tunnel.NewServer(tunnel.ServerConfig{
-		CheckToken: func(token string) bool { return auth.TokenMatches(agentHash, token) },
-		Logger:     log.With("part", "tunnel"),
+		Identify: agentIdentity(agentTokens, agentHash, c.SharedAgentToken),
+		Reserved: agentTokens.Has,
+		Logger:   log.With("part", "tunnel"),
 	})
 	disp := dispatch.New(dispatch.Config{
 		Queue: q, Files: files, Tunnels: tunnels, DB: db, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout, SetAsideAfter: c.SetAsideAfter,
+		MaxOutputs: c.MaxOutputs, MaxOutputBytes: c.MaxOutputMB << 20,
 	})
 	mir, closeMirror := newMirror(disp, c.Data, log)
 	defer closeMirror()
@@ -368,6 +410,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path, TestPage: testPage(c),
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
+		MaxNodes: c.MaxNodes, UploadQuota: c.UploadQuotaMB << 20, MaxSockets: c.MaxSockets,
 	})
 	prom := telemetry.New(q, disp.Workers)
 	if c.MetricsListen != "" {
@@ -382,8 +425,10 @@ func serve(ctx context.Context, c serveConfig) error {
 		defer ms.Close()
 	}
 	srv := api.New(api.Config{
-		BodyLimit: 110 << 20, // uploads: ComfyUI's default limit is 100 MiB
-		Queue:     q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
+		LargeBody: participants.BodyLimit, OpenSeats: c.OpenSeats,
+		HeaderTimeout: c.HeaderTimeout, MaxConnsPerIP: c.MaxConnsPerIP,
+		AgentTokens: agentTokens, SharedAgentToken: c.SharedAgentToken,
+		Queue: q, Tunnel: tunnels, Workers: disp, Files: files, Seats: seatSvc, DB: db,
 		PublicURL: linkBase(c, scheme, ln.Addr()), Version: version.String(), AdminTokenHash: adminHash, Log: log,
 		Mount: []func(*fiber.App){
 			func(app *fiber.App) { app.Use(prom.Middleware) },
@@ -411,7 +456,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	if freshAdmin != "" {
 		fmt.Fprintf(c.out, "workshop: admin token (shown once, stored hashed): %s\n", freshAdmin)
 	}
-	if freshAgent != "" {
+	if freshAgent != "" && c.SharedAgentToken {
 		fmt.Fprintf(c.out, "workshop: agent token (shown once, stored hashed): %s\n", freshAgent)
 	}
 	abs, _ := filepath.Abs(c.Data)
@@ -506,6 +551,20 @@ func printWelcome(c serveConfig, public string, freshToken bool, log *slog.Logge
 			why = "--public-url points at this machine only: participants' devices cannot open the join links"
 		}
 		log.Warn(why, "public_url", public)
+	}
+}
+
+// agentIdentity says who an agent token is: a GPU host's own token (bound
+// to its name), or the shared token (any name without one of its own).
+func agentIdentity(tokens *auth.AgentTokens, sharedHash string, shared bool) func(string) (tunnel.Identity, bool) {
+	return func(token string) (tunnel.Identity, bool) {
+		if t, ok := tokens.Identify(token); ok {
+			return tunnel.Identity{Key: t.Hash, Name: t.Name}, true
+		}
+		if shared && auth.TokenMatches(sharedHash, token) {
+			return tunnel.Identity{Key: sharedHash}, true
+		}
+		return tunnel.Identity{}, false
 	}
 }
 
