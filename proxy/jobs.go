@@ -129,7 +129,7 @@ func (p *Proxy) listJobs(c *fiber.Ctx) error {
 	}
 	var items []jobItem
 	err := p.eachJob(userOf(c), func(j *workshop.Job) {
-		if j.Status == workshop.StatusCancelled && j.StartedAt == nil {
+		if j.Status.Finished() && !inHistory(j) {
 			return // taken out of the queue: ComfyUI keeps no trace of those
 		}
 		it := itemOf(j)
@@ -348,67 +348,40 @@ func outputsSummary(outputs json.RawMessage) (int, map[string]any) {
 }
 
 // executionError is a failed job's error as the frontend's schema wants it
-// (node_id, node_type, exception_*, traceback...): ComfyUI's own
-// execution_error when the job failed in ComfyUI, else one made from the
-// workshop's reason, so one failure never breaks the whole list.
+// (node_id, node_type, exception_*, traceback...): the execution_error its
+// end is told with (ComfyUI's own when it failed in ComfyUI), completed
+// with empty fields, so one failure never breaks the whole list. One
+// interrupted while it ran gets ComfyUI's InterruptProcessingException.
 func executionError(j *workshop.Job) json.RawMessage {
 	e := map[string]any{}
-	if j.Error != nil {
-		var event map[string]any
-		if json.Unmarshal(j.Error.Details, &event) == nil && event["exception_message"] != nil {
-			e = event
-		} else if ev := historyError(j.Error.Details); ev != nil {
-			e = ev
-		}
-		if e["exception_message"] == nil {
-			e["exception_message"] = j.Error.Message
-			e["exception_type"] = j.Error.Type
-		}
+	if typ, data := endEvent(j); typ == "execution_error" {
+		json.Unmarshal(data, &e)
 	}
-	if j.Status == workshop.StatusCancelled {
+	if j.Error != nil && e["exception_message"] == nil {
+		e["exception_message"], e["exception_type"] = j.Error.Message, j.Error.Type
+	}
+	if j.Status == workshop.StatusCancelled || (j.Error != nil && j.Error.Type == "interrupted") {
 		e["exception_type"] = "InterruptProcessingException"
 	}
-	defaults := map[string]any{"prompt_id": j.ID, "node_id": "", "node_type": "", "exception_message": "", "exception_type": "",
-		"traceback": []string{}, "current_inputs": map[string]any{}, "current_outputs": map[string]any{}}
-	for k, v := range defaults {
-		switch e[k].(type) {
-		case string:
-			if _, want := v.(string); want {
-				continue
-			}
-		case []any:
-			if _, want := v.([]string); want {
-				continue
-			}
-		case map[string]any:
-			if _, want := v.(map[string]any); want {
-				continue
-			}
+	// The frontend's schema types these; the rest it takes as they come.
+	for _, k := range []string{"node_id", "node_type", "exception_message", "exception_type"} {
+		if _, ok := e[k].(string); !ok {
+			e[k] = ""
 		}
-		e[k] = v
+	}
+	if _, ok := e["traceback"].([]any); !ok {
+		e["traceback"] = []string{}
+	}
+	for _, k := range []string{"current_inputs", "current_outputs"} {
+		if e[k] == nil {
+			e[k] = map[string]any{}
+		}
+	}
+	if e["prompt_id"] == nil {
+		e["prompt_id"] = j.ID
 	}
 	b, _ := json.Marshal(e)
 	return b
-}
-
-// historyError finds the execution_error in a history entry's messages
-// ([[event, data]...]), which is what a job failed while the server was
-// away keeps.
-func historyError(raw json.RawMessage) map[string]any {
-	var msgs [][]json.RawMessage
-	if json.Unmarshal(raw, &msgs) != nil {
-		return nil
-	}
-	for _, m := range msgs {
-		var name string
-		if len(m) == 2 && json.Unmarshal(m[0], &name) == nil && name == "execution_error" {
-			var data map[string]any
-			if json.Unmarshal(m[1], &data) == nil {
-				return data
-			}
-		}
-	}
-	return nil
 }
 
 // cancelOne is POST /api/jobs/{id}/cancel: {"cancelled": true} when a

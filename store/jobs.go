@@ -297,15 +297,5 @@ func (tx *Tx) CountByStatus() (map[workshop.JobStatus]int, error) {
 // EachJob walks every job oldest first, without workflows, until fn
 // returns false. It reads every record: for reports, not hot paths.
 func (tx *Tx) EachJob(fn func(*workshop.Job) bool) error {
-	c := tx.tx.Bucket(bucketJobs).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		j, err := decodeJobSummary(v)
-		if err != nil {
-			return err
-		}
-		if !fn(j) {
-			return nil
-		}
-	}
-	return nil
+	return tx.EachJobAfter("", fn)
 }
