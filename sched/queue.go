@@ -132,11 +132,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		for _, c := range q.served {
 			q.clock = max(q.clock, c)
 		}
-		counts, err := tx.CountByStatus()
-		if err != nil {
-			return err
-		}
-		for st, n := range counts {
+		for st, n := range tx.JobCounts() {
 			if st.Finished() {
 				q.finished[st] = n
 			}
@@ -252,6 +248,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	}
 	q.pendingBy[s.UserID]++
 	q.seq++
+	now := q.now().UTC()
 	job := &workshop.Job{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		Seq:       q.seq,
@@ -259,7 +256,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 		Workflow:  s.Workflow,
 		Priority:  prio,
 		Status:    workshop.StatusPending,
-		CreatedAt: q.now().UTC(),
+		CreatedAt: now,
 		Metadata:  s.Metadata,
 		ExtraData: s.ExtraData,
 		Inputs:    s.Inputs,
@@ -801,28 +798,34 @@ func (q *Queue) publish(typ string, j *workshop.Job) {
 // Pruned is a job Prune deleted, for removing its files.
 type Pruned struct{ ID, UserID string }
 
+// pruneBatch is how many jobs Prune reads and deletes per transaction, so
+// that it never holds a long read transaction or one huge write, and
+// submissions keep committing between its batches.
+const pruneBatch = 500
+
 // Prune deletes finished jobs created before cutoff and returns them.
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
-	var victims []*workshop.Job
-	err := q.db.View(func(tx *store.Tx) error {
-		return tx.EachJob(func(j *workshop.Job) bool {
-			if !j.CreatedAt.Before(cutoff) {
-				return false // ids are time-ordered: the rest are newer
-			}
-			if j.Status.Finished() {
-				victims = append(victims, j)
-			}
-			return true
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
 	var out []Pruned
-	for len(victims) > 0 {
-		batch := victims[:min(len(victims), 500)]
-		victims = victims[len(batch):]
-		err := q.db.Write(ctx, func(tx *store.Tx) error {
+	for after := ""; ; {
+		var batch []*workshop.Job
+		full := false
+		err := q.db.View(func(tx *store.Tx) error {
+			return tx.EachJobAfter(after, func(j *workshop.Job) bool {
+				if !j.CreatedAt.Before(cutoff) {
+					return false // ids are time-ordered: the rest are newer
+				}
+				after = j.ID
+				if j.Status.Finished() {
+					batch = append(batch, j)
+				}
+				full = len(batch) == pruneBatch
+				return !full
+			})
+		})
+		if err != nil || len(batch) == 0 {
+			return out, err
+		}
+		err = q.db.Write(ctx, func(tx *store.Tx) error {
 			for _, j := range batch {
 				if err := tx.DeleteJob(j.ID); err != nil && workshop.ErrorCode(err) != workshop.ENOTFOUND {
 					return err
@@ -839,6 +842,8 @@ func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 			out = append(out, Pruned{ID: j.ID, UserID: j.UserID})
 		}
 		q.mu.Unlock()
+		if !full {
+			return out, nil
+		}
 	}
-	return out, nil
 }

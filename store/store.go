@@ -24,8 +24,12 @@ import (
 )
 
 // SchemaVersion is the layout of the bbolt file this build reads and writes.
-// Open refuses a file written by a newer build rather than misread it.
-const SchemaVersion = 1
+// Open refuses a file written by a newer build rather than misread it, and
+// migrates an older one (see migrate.go).
+//
+//  1. jobs, indexes by activity and participant, settings, seats, activity.
+//  2. counters in meta, the finished index, the report's running totals.
+const SchemaVersion = 2
 
 var (
 	bucketMeta     = []byte("meta")
@@ -34,6 +38,7 @@ var (
 	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> nothing
 	bucketSettings = []byte("settings")  // name -> JSON value
 	bucketServed   = []byte("served")    // user -> round-robin clock of their last dispatch
+	bucketFinished = []byte("finished")  // status \x00 job id -> nothing: finished jobs by status
 
 	keySchema = []byte("schema_version")
 )
@@ -110,27 +115,40 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
+var allBuckets = [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed,
+	bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity, bucketFinished, bucketReport}
+
 func (db *DB) init() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed, bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity} {
+	have := 0
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		// A file without jobs is new: it starts at this build's schema.
+		fresh := tx.Bucket(bucketJobs) == nil
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		v := meta.Get(keySchema)
-		if v == nil {
+		if v == nil && fresh {
+			have = SchemaVersion
 			return meta.Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
 		}
-		var have int
-		if _, err := fmt.Sscan(string(v), &have); err != nil {
-			return fmt.Errorf("store %s: unreadable schema version %q", db.path, v)
+		have = 1 // files from before the version was written
+		if v != nil {
+			if _, err := fmt.Sscan(string(v), &have); err != nil {
+				return fmt.Errorf("store %s: unreadable schema version %q", db.path, v)
+			}
 		}
 		if have > SchemaVersion {
 			return fmt.Errorf("store %s has schema version %d, newer than this build's %d: run the newer workshop binary", db.path, have, SchemaVersion)
 		}
 		return nil
 	})
+	if err != nil || have == SchemaVersion {
+		return err
+	}
+	return db.migrate(have)
 }
 
 // Path is the bbolt file's path.
@@ -230,7 +248,7 @@ func (db *DB) commit(batch []*write) {
 				return &batchError{i, err}
 			}
 		}
-		return nil
+		return tx.flush()
 	})
 	var be *batchError
 	if errors.As(err, &be) && len(batch) > 1 {
@@ -265,7 +283,8 @@ func (db *DB) View(fn func(*Tx) error) error {
 
 // Tx is a transaction with the store's typed accessors.
 type Tx struct {
-	tx *bolt.Tx
+	tx    *bolt.Tx
+	count counters
 }
 
 // Backup writes a consistent copy of the store to w while it serves: one

@@ -104,7 +104,7 @@ func TestIndexesFollowStatus(t *testing.T) {
 		if string(full.Workflow) != string(job(4).Workflow) {
 			t.Errorf("workflow stored as %s", full.Workflow)
 		}
-		counts, _ := tx.CountByStatus()
+		counts := tx.JobCounts()
 		if counts[workshop.StatusPending] != 3 || counts[workshop.StatusCompleted] != 1 {
 			t.Errorf("counts %v", counts)
 		}
