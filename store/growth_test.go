@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,4 +185,56 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if v, err := store.Check(filepath.Join(dir, "workshop.db")); err != nil || v != store.SchemaVersion {
 		t.Errorf("schema after migration %d, %v", v, err)
 	}
+}
+
+// A store whose file is mostly free pages (after deleting most jobs) is
+// compacted when it is opened: a smaller file, every kept job intact.
+func TestSparseStoreCompactedAtOpen(t *testing.T) {
+	defer store.SetCompactMinFree(1 << 20)()
+	dir := t.TempDir()
+	db := open(t, dir)
+	write(t, db, func(tx *store.Tx) error {
+		for i := 1; i <= 5000; i++ {
+			j := finish(i, workshop.StatusCompleted, "gpu/0")
+			j.Metadata = json.RawMessage(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 600)))
+			if err := tx.PutJob(j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	write(t, db, func(tx *store.Tx) error {
+		for i := 1; i <= 4900; i++ {
+			if err := tx.DeleteJob(job(i).ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	path := filepath.Join(dir, "workshop.db")
+	before := size(t, path)
+	db = open(t, dir)
+	if after := size(t, path); after > before/2 {
+		t.Errorf("file %d bytes after compaction, %d before", after, before)
+	}
+	db.View(func(tx *store.Tx) error {
+		if c := tx.JobCounts()[workshop.StatusCompleted]; c != 100 {
+			t.Errorf("%d completed jobs after compaction", c)
+		}
+		if j, err := tx.Job(job(5000).ID); err != nil || j.Status != workshop.StatusCompleted {
+			t.Errorf("job 5000 after compaction: %+v %v", j, err)
+		}
+		return nil
+	})
+	write(t, db, func(tx *store.Tx) error { return tx.PutJob(job(6000)) })
+}
+
+func size(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

@@ -42,7 +42,7 @@ func (db *DB) migrateTo2() error {
 				return err
 			}
 		}
-		tx := &Tx{tx: btx}
+		tx := newTx(btx)
 		tx.count.loaded, tx.count.dirty = true, true
 		tx.count.activity = uint64(btx.Bucket(bucketActivity).Stats().KeyN) // once, here only
 		return tx.flush()
@@ -53,7 +53,7 @@ func (db *DB) migrateTo2() error {
 	var after []byte
 	for done := false; !done; {
 		err := db.bolt.Update(func(btx *bolt.Tx) error {
-			tx := &Tx{tx: btx}
+			tx := newTx(btx)
 			c := btx.Bucket(bucketJobs).Cursor()
 			k, v := c.First()
 			if after != nil {

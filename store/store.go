@@ -79,13 +79,33 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
+	db, err := open(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	if free, size, worth := sparse(db.bolt); worth {
+		log.Info("store is sparse: compacting it before serving", "mib_free", free>>20, "mib_file", size>>20)
+		db.bolt.Close()
+		if err := Compact(dir, log); err != nil {
+			return nil, err
+		}
+		if db, err = open(dir, log); err != nil {
+			return nil, err
+		}
+	}
+	go db.writer()
+	return db, nil
+}
+
+// open opens the bbolt file, brought to this build's schema.
+func open(dir string, log *slog.Logger) (*DB, error) {
 	path := filepath.Join(dir, "workshop.db")
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: 2 * time.Second, // another process holds the file: say so, don't hang
-		// The freelist is rebuilt at open instead of written on every commit:
-		// fewer pages per commit, faster group commits.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The freelist is written with every commit (one page or a few),
+		// not rebuilt at open: rebuilding checks every page of the file,
+		// seconds and the whole file in memory at a million jobs.
+		FreelistType: bolt.FreelistMapType,
 		// Map the first GiB at once (address space, not memory): growing
 		// the map makes the writer wait for every open read transaction
 		// while new ones wait for it, a stall that a workshop's store
@@ -111,7 +131,6 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
-	go db.writer()
 	return db, nil
 }
 
@@ -242,7 +261,7 @@ func (e *batchError) Error() string { return e.err.Error() }
 
 func (db *DB) commit(batch []*write) {
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{tx: btx}
+		tx := newTx(btx)
 		for i, w := range batch {
 			if err := w.fn(tx); err != nil {
 				return &batchError{i, err}
@@ -285,6 +304,22 @@ func (db *DB) View(fn func(*Tx) error) error {
 type Tx struct {
 	tx    *bolt.Tx
 	count counters
+}
+
+// appendOnly are the buckets whose keys are time-ordered ids, so new keys
+// go at the end: their pages are filled to 90% before they split, not
+// bbolt's 50%, which for keys that only ever arrive in order leaves every
+// page half empty for good.
+var appendOnly = [][]byte{bucketJobs, bucketActivity, bucketFinished}
+
+// newTx wraps a write transaction.
+func newTx(btx *bolt.Tx) *Tx {
+	for _, name := range appendOnly {
+		if b := btx.Bucket(name); b != nil {
+			b.FillPercent = 0.9
+		}
+	}
+	return &Tx{tx: btx}
 }
 
 // Backup writes a consistent copy of the store to w while it serves: one

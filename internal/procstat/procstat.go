@@ -17,10 +17,13 @@ import (
 type Sample struct {
 	// CPU is the user plus system time of all its threads so far.
 	CPU time.Duration
-	// RSS is its resident memory now, HWM the highest it has been.
-	RSS, HWM int64
-	Threads  int
-	FDs      int
+	// RSS is its resident memory now, HWM the highest it has been. RSS
+	// is Anon (the heap, stacks) plus File (mapped files' pages in memory,
+	// such as a bbolt file's: the kernel can drop those).
+	RSS, HWM   int64
+	Anon, File int64
+	Threads    int
+	FDs        int
 }
 
 // clockTick is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
@@ -50,6 +53,10 @@ func Read(pid int) (Sample, error) {
 			s.RSS = n << 10
 		case "VmHWM:":
 			s.HWM = n << 10
+		case "RssAnon:":
+			s.Anon = n << 10
+		case "RssFile:":
+			s.File = n << 10
 		case "Threads:":
 			s.Threads = int(n)
 		}

@@ -34,7 +34,7 @@ func TestReadSelf(t *testing.T) {
 	if err != nil {
 		t.Skipf("no /proc here: %v", err)
 	}
-	if s.CPU <= 0 || s.RSS <= 0 || s.HWM < s.RSS || s.Threads < 1 || s.FDs < 1 {
+	if s.CPU <= 0 || s.RSS <= 0 || s.HWM < s.RSS || s.Anon <= 0 || s.Anon+s.File > s.RSS+64<<10 || s.Threads < 1 || s.FDs < 1 {
 		t.Errorf("implausible sample of this process: %+v", s)
 	}
 	if _, err := Read(-1); err == nil {
