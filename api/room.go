@@ -46,9 +46,33 @@ func (s *Server) retryJob(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusCreated).JSON(job)
 }
 
-// eachJob walks every stored job (oldest first).
+// eachJob walks every stored job (oldest first). It reads them a thousand
+// at a time, each in a short read transaction, and calls fn outside it: an
+// export streamed to a slow client must not hold one open, as that keeps
+// bbolt from reusing pages and from growing its map.
 func (s *Server) eachJob(fn func(*workshop.Job) bool) error {
-	return s.cfg.DB.View(func(tx *store.Tx) error { return tx.EachJob(fn) })
+	const chunk = 1000
+	for after := ""; ; {
+		batch := make([]*workshop.Job, 0, chunk)
+		err := s.cfg.DB.View(func(tx *store.Tx) error {
+			return tx.EachJobAfter(after, func(j *workshop.Job) bool {
+				batch = append(batch, j)
+				return len(batch) < chunk
+			})
+		})
+		if err != nil {
+			return err
+		}
+		for _, j := range batch {
+			if !fn(j) {
+				return nil
+			}
+		}
+		if len(batch) < chunk {
+			return nil
+		}
+		after = batch[len(batch)-1].ID
+	}
 }
 
 func (s *Server) seatQR(c *fiber.Ctx) error {

@@ -44,18 +44,15 @@ func (s *Server) listSeats(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	done := map[string]int{}
-	s.eachJob(func(j *workshop.Job) bool {
-		if j.Status == workshop.StatusCompleted {
-			done[j.UserID]++
-		}
-		return true
-	})
+	// Completed jobs per participant, from the report's totals: counting
+	// them would read every stored job.
+	var totals map[string]store.Totals
+	s.cfg.DB.View(func(tx *store.Tx) error { totals = tx.UserTotals(); return nil })
 	out := make([]seatView, 0, len(all))
 	for _, seat := range all {
 		v := s.seatView(c, seat)
 		pending, running := s.cfg.Queue.Counts(v.UserID)
-		d := done[v.UserID]
+		d := totals[v.UserID].Completed
 		online := s.cfg.Online != nil && s.cfg.Online(v.UserID) > 0
 		v.Online, v.Pending, v.Running, v.Done = &online, &pending, &running, &d
 		out = append(out, v)

@@ -77,8 +77,12 @@ func TestCountersFollowJobs(t *testing.T) {
 			if w := r.Workers["gpu/0"]; w.Jobs != 1 || w.Time != 2*time.Second || len(r.Workers) != 1 {
 				t.Errorf("workers %v", r.Workers)
 			}
-			if u1, u0 := r.Users["u1"], r.Users["u0"]; u1.Jobs != 1 || u1.Time != 2*time.Second || u0.Jobs != 1 || u0.Time != 0 || len(r.Users) != 2 {
+			if u1, u0 := r.Users["u1"], r.Users["u0"]; u1.Jobs != 1 || u1.Completed != 1 || u1.Time != 2*time.Second ||
+				u0.Jobs != 1 || u0.Completed != 0 || u0.Time != 0 || len(r.Users) != 2 {
 				t.Errorf("users %v", r.Users)
+			}
+			if ut := tx.UserTotals(); fmt.Sprint(ut) != fmt.Sprint(r.Users) {
+				t.Errorf("user totals %v, report's %v", ut, r.Users)
 			}
 			if r.Wait.Len() != 2 || r.Run.Len() != 1 {
 				t.Errorf("histograms: %d waits, %d runs", r.Wait.Len(), r.Run.Len())

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"time"
@@ -21,7 +22,7 @@ var bucketReport = []byte("report")
 
 // Key prefixes in the report bucket.
 const (
-	repUser    = 'u' // user -> jobs, GPU milliseconds
+	repUser    = 'u' // user -> jobs, GPU milliseconds, jobs completed
 	repWorker  = 'w' // worker -> jobs completed, busy milliseconds
 	repMinute  = 'm' // unix minute (uint32) -> minuteTotals
 	repWaitHis = 'a' // histogram bucket (uint16) -> count: submission to start
@@ -30,8 +31,9 @@ const (
 
 // Totals of one participant or one instance.
 type Totals struct {
-	Jobs int
-	Time time.Duration // GPU time of completed jobs (participant), busy time (instance)
+	Jobs      int           // finished jobs (participant), completed jobs (instance)
+	Time      time.Duration // GPU time of completed jobs (participant), busy time (instance)
+	Completed int           // completed jobs (participant)
 }
 
 // MinuteTotals count finished jobs by the minute things happened to them,
@@ -154,7 +156,11 @@ func (tx *Tx) reportJob(j *workshop.Job, sign int64) error {
 	if ran {
 		run = max(j.CompletedAt.Sub(*j.StartedAt), 0)
 	}
-	if err := addUints(b, reportKey(repUser, []byte(j.UserID)), sign, sign*run.Milliseconds()); err != nil {
+	var completed int64
+	if j.Status == workshop.StatusCompleted {
+		completed = sign
+	}
+	if err := addUints(b, reportKey(repUser, []byte(j.UserID)), sign, sign*run.Milliseconds(), completed); err != nil {
 		return err
 	}
 	if ran {
@@ -171,10 +177,7 @@ func (tx *Tx) reportJob(j *workshop.Job, sign int64) error {
 	if j.CompletedAt != nil && j.CompletedAt.After(created) {
 		finished = *j.CompletedAt
 	}
-	var doneStarted, completed int64
-	if j.Status == workshop.StatusCompleted {
-		completed = sign
-	}
+	var doneStarted int64
 	if j.StartedAt != nil {
 		if err := addUints(b, histKey(repWaitHis, max(j.StartedAt.Sub(created), 0)), sign); err != nil {
 			return err
@@ -207,7 +210,7 @@ func (tx *Tx) Report() (*Report, error) {
 		}
 		switch k[0] {
 		case repUser:
-			r.Users[string(name)] = Totals{Jobs: int(u(0)), Time: time.Duration(u(1)) * time.Millisecond}
+			r.Users[string(name)] = userTotals(v)
 		case repWorker:
 			r.Workers[string(name)] = Totals{Jobs: int(u(0)), Time: time.Duration(u(1)) * time.Millisecond}
 		case repMinute:
@@ -227,6 +230,28 @@ func (tx *Tx) Report() (*Report, error) {
 		return nil
 	})
 	return r, err
+}
+
+func userTotals(v []byte) Totals {
+	u := func(i int) uint64 {
+		if len(v) >= 8*(i+1) {
+			return binary.BigEndian.Uint64(v[8*i:])
+		}
+		return 0
+	}
+	return Totals{Jobs: int(u(0)), Time: time.Duration(u(1)) * time.Millisecond, Completed: int(u(2))}
+}
+
+// UserTotals reads every participant's totals only (finished and completed
+// jobs, GPU time), without the rest of the report.
+func (tx *Tx) UserTotals() map[string]Totals {
+	out := map[string]Totals{}
+	prefix := reportKey(repUser, nil)
+	c := tx.tx.Bucket(bucketReport).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		out[string(k[len(prefix):])] = userTotals(v)
+	}
+	return out
 }
 
 // FirstJob is the oldest stored job (any status), without its workflow;
