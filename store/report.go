@@ -263,4 +263,3 @@ func (tx *Tx) FirstJob() (*workshop.Job, error) {
 	}
 	return decodeJobSummary(v)
 }
-
