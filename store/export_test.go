@@ -6,3 +6,10 @@ func SetCompactMinFree(n int64) (restore func()) {
 	compactMinFree = n
 	return func() { compactMinFree = old }
 }
+
+// SetPaceWrites turns the paced writeback of saved files on or off.
+func SetPaceWrites(on bool) (restore func()) {
+	old := paceWrites
+	paceWrites = on
+	return func() { paceWrites = old }
+}
