@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,12 +55,31 @@ type DB struct {
 	log  *slog.Logger
 
 	writes chan *write
+	lazy   chan *write
 	stop   chan struct{}
 	done   chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	onCommit  atomic.Pointer[func(CommitStats)]
+	writeTime time.Duration // bbolt's cumulative write time at the last commit (writer only)
 }
+
+// CommitStats describes one group commit, for metrics.
+type CommitStats struct {
+	Writes int           // writes in the batch (a retried batch reports each alone)
+	Took   time.Duration // from the transaction's start to durable
+	Disk   time.Duration // of which writing pages and fsyncing them
+}
+
+// slowCommit is when a commit is worth a warning: every submission queued
+// meanwhile waited for it. It is nearly always the disk.
+const slowCommit = 500 * time.Millisecond
+
+// OnCommit sets fn to be called after every commit, in the writer: it
+// must be quick.
+func (db *DB) OnCommit(fn func(CommitStats)) { db.onCommit.Store(&fn) }
 
 type write struct {
 	fn   func(*Tx) error
@@ -123,6 +143,7 @@ func open(dir string, log *slog.Logger) (*DB, error) {
 		path:   path,
 		log:    log,
 		writes: make(chan *write, 4*maxBatch),
+		lazy:   make(chan *write, 4*maxBatch),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		closed: make(chan struct{}),
@@ -220,15 +241,47 @@ func (db *DB) Enqueue(fn func(*Tx) error) <-chan error {
 	return w.done
 }
 
+// lazyDelay bounds how long a lazy write waits for a commit to join.
+const lazyDelay = 100 * time.Millisecond
+
+// Lazy queues fn to join the next commit instead of making one: it is
+// committed with whatever is written next, or after lazyDelay when nothing
+// is. Nobody waits for it, and a crash may lose the last lazyDelay of
+// them: it is for records that nobody was promised (the activity log),
+// which at a workshop's pace would otherwise add a commit, two fsyncs,
+// for every entry. Lazy writes keep their order among themselves and go
+// before the writes they join.
+func (db *DB) Lazy(fn func(*Tx) error) {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.lazy <- w:
+	case <-db.stop:
+	}
+}
+
 func (db *DB) writer() {
 	defer close(db.done)
 	batch := make([]*write, 0, maxBatch)
+	var lazy []*write
+	var due <-chan time.Time // when the oldest lazy write stops waiting
 	for {
+		batch = batch[:0]
 		select {
 		case w := <-db.writes:
-			batch = append(batch[:0], w)
+			batch = append(batch, w)
+		case w := <-db.lazy:
+			lazy = append(lazy, w)
+			if due == nil {
+				due = time.After(lazyDelay)
+			}
+			continue
+		case <-due:
 		case <-db.stop:
 			// Commit whatever is still queued, then refuse the rest.
+			lazy = drain(db.lazy, lazy)
+			if len(lazy) > 0 {
+				db.commit(lazy)
+			}
 			for {
 				select {
 				case w := <-db.writes:
@@ -237,6 +290,15 @@ func (db *DB) writer() {
 					return
 				}
 			}
+		}
+		// Lazy writes go first: they were queued before the rest.
+		if lazy = drain(db.lazy, lazy); len(lazy) > 0 {
+			n := min(len(lazy), maxBatch/2)
+			batch = append(lazy[:n:n], batch...)
+			lazy = append(lazy[:0], lazy[n:]...)
+		}
+		if due = nil; len(lazy) > 0 {
+			due = time.After(lazyDelay)
 		}
 	fill:
 		for len(batch) < maxBatch {
@@ -251,6 +313,18 @@ func (db *DB) writer() {
 	}
 }
 
+// drain appends what is queued on c to ws without waiting.
+func drain(c chan *write, ws []*write) []*write {
+	for {
+		select {
+		case w := <-c:
+			ws = append(ws, w)
+		default:
+			return ws
+		}
+	}
+}
+
 // batchError marks which write in a batch failed.
 type batchError struct {
 	index int
@@ -260,6 +334,7 @@ type batchError struct {
 func (e *batchError) Error() string { return e.err.Error() }
 
 func (db *DB) commit(batch []*write) {
+	began := time.Now()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := newTx(btx)
 		for i, w := range batch {
@@ -269,6 +344,7 @@ func (db *DB) commit(batch []*write) {
 		}
 		return tx.flush()
 	})
+	db.observe(len(batch), time.Since(began))
 	var be *batchError
 	if errors.As(err, &be) && len(batch) > 1 {
 		// One write failed and took the batch down: retry each alone so only
@@ -286,6 +362,22 @@ func (db *DB) commit(batch []*write) {
 	}
 	for _, w := range batch {
 		w.done <- err
+	}
+}
+
+// observe reports a commit that took took: to OnCommit's function, and to
+// the log when it was slow.
+func (db *DB) observe(writes int, took time.Duration) {
+	st := db.bolt.Stats()
+	wt := st.TxStats.GetWriteTime()
+	disk := wt - db.writeTime
+	db.writeTime = wt
+	if took >= slowCommit {
+		db.log.Warn("store commit slow: writes waited for it", "took", took.Round(time.Millisecond),
+			"disk", disk.Round(time.Millisecond), "writes", writes)
+	}
+	if fn := db.onCommit.Load(); fn != nil {
+		(*fn)(CommitStats{Writes: writes, Took: took, Disk: disk})
 	}
 }
 

@@ -361,6 +361,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),
 	})
 	prom := telemetry.New(q, disp.Workers)
+	db.OnCommit(prom.ObserveCommit)
 	if c.MetricsListen != "" {
 		mln, err := net.Listen("tcp", c.MetricsListen)
 		if err != nil {

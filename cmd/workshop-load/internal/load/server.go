@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/comfy-workshop/workshop/internal/procstat"
 )
 
 // ServerSample is the server's state at one moment: from /proc when it is
@@ -21,6 +24,10 @@ type ServerSample struct {
 	Threads        int   `json:"threads,omitempty"`
 	Goroutines     int   `json:"goroutines,omitempty"`
 	HeapInuseBytes int64 `json:"heap_inuse_bytes,omitempty"`
+	// CPUSeconds is the server's user+system CPU time so far (/proc).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+
+	hists histograms // from /metrics: what happened inside the server
 }
 
 func (s ServerSample) String() string {
@@ -39,32 +46,8 @@ func (s ServerSample) String() string {
 
 // readProc reads /proc/PID (Linux only).
 func readProc(pid int) (ServerSample, error) {
-	var st ServerSample
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return st, err
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			st.RSSBytes = n << 10
-		case "VmHWM:":
-			st.HWMBytes = n << 10
-		case "Threads:":
-			st.Threads = int(n)
-		}
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return st, err
-	}
-	st.FDs = len(fds)
-	return st, nil
+	st, err := procstat.Read(pid)
+	return ServerSample{RSSBytes: st.RSS, HWMBytes: st.HWM, FDs: st.FDs, Threads: st.Threads, CPUSeconds: st.CPU.Seconds()}, err
 }
 
 // serverProbe samples the server; /metrics is asked until it answers
@@ -107,6 +90,7 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	s.hists = histograms{}
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) != 2 {
@@ -116,6 +100,7 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 		if err != nil {
 			continue
 		}
+		s.hists.add(f[0], v)
 		switch f[0] {
 		case "go_goroutines":
 			s.Goroutines, ok = int(v), true
@@ -164,6 +149,100 @@ func peak(p *ServerSample, s ServerSample) {
 	p.Threads = max(p.Threads, s.Threads)
 	p.Goroutines = max(p.Goroutines, s.Goroutines)
 	p.HeapInuseBytes = max(p.HeapInuseBytes, s.HeapInuseBytes)
+	p.CPUSeconds = max(p.CPUSeconds, s.CPUSeconds)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// The server's histograms the report explains a run's latency with: its
+// own time for a submission, its store's commits and their disk time, how
+// long its goroutines waited for a CPU, and its GC pauses.
+var serverHists = []struct{ key, metric, labels string }{
+	{"submit", "workshop_http_request_duration_seconds_bucket", `method="POST",route="/user/`},
+	{"commit", "workshop_store_commit_seconds_bucket", ""},
+	{"disk", "workshop_store_disk_seconds_bucket", ""},
+	{"sched", "go_sched_latencies_seconds_bucket", ""},
+	{"gc", "go_sched_pauses_total_gc_seconds_bucket", ""},
+}
+
+// histograms are cumulative bucket counts by upper bound, per key.
+type histograms map[string]map[float64]float64
+
+// add takes one line of the Prometheus text format, if it is a bucket of
+// one of serverHists (buckets of several series add up).
+func (h histograms) add(series string, count float64) {
+	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+	for _, sh := range serverHists {
+		if name != sh.metric || !strings.Contains(labels, sh.labels) || (sh.key == "submit" && !strings.Contains(labels, `/prompt"`)) {
+			continue
+		}
+		i := strings.Index(labels, `le="`)
+		if i < 0 {
+			return
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(labels[i+4:], `"`), 64)
+		if err != nil {
+			return
+		}
+		if h[sh.key] == nil {
+			h[sh.key] = map[float64]float64{}
+		}
+		h[sh.key][le] += count
+	}
+}
+
+// HistogramDelta summarises what one of the server's histograms counted
+// between two samples: upper bounds of the buckets, in milliseconds.
+type HistogramDelta struct {
+	N   int64   `json:"n"`
+	P50 float64 `json:"p50_le_ms"`
+	P99 float64 `json:"p99_le_ms"`
+	Max float64 `json:"max_le_ms"`
+}
+
+func (d HistogramDelta) String() string {
+	if d.N == 0 {
+		return "none"
+	}
+	f := func(v float64) string {
+		if math.IsInf(v, 1) {
+			return "more"
+		}
+		return strconv.FormatFloat(v, 'g', 3, 64) + " ms"
+	}
+	return fmt.Sprintf("p50 <= %s, p99 <= %s, max <= %s (n=%d)", f(d.P50), f(d.P99), f(d.Max), d.N)
+}
+
+// delta is what key counted from before to after.
+func delta(before, after histograms, key string) HistogramDelta {
+	a, b := after[key], before[key]
+	les := make([]float64, 0, len(a))
+	for le := range a {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	var d HistogramDelta
+	if len(les) == 0 {
+		return d
+	}
+	total := a[les[len(les)-1]] - b[les[len(les)-1]]
+	d.N = int64(total)
+	if total <= 0 {
+		return d
+	}
+	for _, le := range les {
+		cum := a[le] - b[le]
+		ms := le * 1000
+		if d.P50 == 0 && cum >= 0.5*total {
+			d.P50 = ms
+		}
+		if d.P99 == 0 && cum >= 0.99*total {
+			d.P99 = ms
+		}
+		if cum >= total {
+			d.Max = ms
+			break
+		}
+	}
+	return d
+}
