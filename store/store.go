@@ -261,7 +261,9 @@ func (db *DB) Lazy(fn func(*Tx) error) {
 
 func (db *DB) writer() {
 	defer close(db.done)
-	batch := make([]*write, 0, maxBatch)
+	// Two batch buffers, swapped when lazy writes are put in front, so that
+	// a batch never shares an array with the lazy list.
+	batch, spare := make([]*write, 0, maxBatch), make([]*write, 0, maxBatch)
 	var lazy []*write
 	var due <-chan time.Time // when the oldest lazy write stops waiting
 	for {
@@ -294,7 +296,8 @@ func (db *DB) writer() {
 		// Lazy writes go first: they were queued before the rest.
 		if lazy = drain(db.lazy, lazy); len(lazy) > 0 {
 			n := min(len(lazy), maxBatch/2)
-			batch = append(lazy[:n:n], batch...)
+			spare = append(append(spare[:0], lazy[:n]...), batch...)
+			batch, spare = spare, batch
 			lazy = append(lazy[:0], lazy[n:]...)
 		}
 		if due = nil; len(lazy) > 0 {

@@ -260,6 +260,18 @@ func TestLazyWrites(t *testing.T) {
 			t.Fatal("a lazy write alone was never committed")
 		}
 	}
+	// After a lazy write committed alone, a lazy and a plain write again.
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(5)) })
+	wrote := make(chan error, 1)
+	go func() { wrote <- db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutJob(job(6)) }) }()
+	select {
+	case err := <-wrote:
+		if err != nil || !has(db, 5) || !has(db, 6) {
+			t.Fatalf("lazy then plain write after a lazy commit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer hung on a lazy write and a plain one")
+	}
 	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(4)) })
 	db.Close()
 	if db := open(t, dir); !has(db, 4) {

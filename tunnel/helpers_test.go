@@ -132,6 +132,10 @@ type relay struct {
 	ln     net.Listener
 	target string
 	delay  time.Duration // one way
+	// rate, when set (bytes/s), makes each direction a link of that speed
+	// with a queue in front, as a GPU host's uplink: bytes wait their turn
+	// to be sent, then travel for delay.
+	rate float64
 
 	mu      sync.Mutex
 	paused  bool
@@ -271,7 +275,19 @@ func (r *relay) delayedPipe(dst, src net.Conn) {
 		timer := time.NewTimer(time.Hour)
 		defer timer.Stop()
 		broken := false
+		var linkFree time.Time // when the link has sent what is ahead
 		for c := range ch {
+			if r.rate > 0 {
+				// Queued behind what is ahead, sent at the link's rate, then
+				// delay on the wire.
+				start := c.due.Add(-r.delay)
+				if linkFree.After(start) {
+					start = linkFree
+				}
+				sent := start.Add(time.Duration(float64(len(c.data)) / r.rate * float64(time.Second)))
+				linkFree = sent
+				c.due = sent.Add(r.delay)
+			}
 			if !broken {
 				if wait := time.Until(c.due); wait > 0 {
 					timer.Reset(wait)

@@ -314,9 +314,6 @@ func (r *Runner) fill(rep *Report, end, submitStopped time.Time, unfinished int,
 	rep.ProbeErrors = r.probeErrors.list()
 }
 
-var insideNames = map[string]string{"submit": "submit inside", "commit": "store commit", "disk": "commit disk",
-	"sched": "cpu wait", "gc": "gc pauses"}
-
 // WriteText writes the report for people.
 func (rep *Report) WriteText(w io.Writer) {
 	c := rep.Config
@@ -373,7 +370,7 @@ func (rep *Report) WriteText(w io.Writer) {
 		}
 		for _, h := range serverHists {
 			if d, ok := s.Inside[h.key]; ok {
-				fmt.Fprintf(w, "%-14s %-13s %s\n", "", insideNames[h.key], d)
+				fmt.Fprintf(w, "%-14s %-13s %s\n", "", h.name, d)
 			}
 		}
 	}

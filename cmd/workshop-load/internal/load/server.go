@@ -1,18 +1,16 @@
 package load
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/comfy-workshop/workshop/internal/procstat"
+	"github.com/comfy-workshop/workshop/internal/promtext"
 )
 
 // ServerSample is the server's state at one moment: from /proc when it is
@@ -88,20 +86,10 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 		sp.r.probeErrors.add(fmt.Sprintf("server_metrics_http_%d", resp.StatusCode), "")
 		return s, ok
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	s.hists = histograms{}
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		s.hists.add(f[0], v)
-		switch f[0] {
+	promtext.Lines(resp.Body, func(series string, v float64) {
+		s.hists.add(series, v)
+		switch series {
 		case "go_goroutines":
 			s.Goroutines, ok = int(v), true
 		case "go_memstats_heap_inuse_bytes":
@@ -119,7 +107,7 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 				s.Threads = int(v)
 			}
 		}
-	}
+	})
 	return s, ok
 }
 
@@ -157,92 +145,60 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 // The server's histograms the report explains a run's latency with: its
 // own time for a submission, its store's commits and their disk time, how
 // long its goroutines waited for a CPU, and its GC pauses.
-var serverHists = []struct{ key, metric, labels string }{
-	{"submit", "workshop_http_request_duration_seconds_bucket", `method="POST",route="/user/`},
-	{"commit", "workshop_store_commit_seconds_bucket", ""},
-	{"disk", "workshop_store_disk_seconds_bucket", ""},
-	{"sched", "go_sched_latencies_seconds_bucket", ""},
-	{"gc", "go_sched_pauses_total_gc_seconds_bucket", ""},
+var serverHists = []struct {
+	key, name string
+	sel       promtext.Selector
+}{
+	{"submit", "submit inside", promtext.Selector{Metric: "workshop_http_request_duration_seconds", Labels: []string{`method="POST"`, `route="/user/`, `/prompt"`}}},
+	{"commit", "store commit", promtext.Selector{Metric: "workshop_store_commit_seconds"}},
+	{"disk", "commit disk", promtext.Selector{Metric: "workshop_store_disk_seconds"}},
+	{"sched", "cpu wait", promtext.Selector{Metric: "go_sched_latencies_seconds"}},
+	{"gc", "gc pauses", promtext.Selector{Metric: "go_sched_pauses_total_gc_seconds"}},
 }
 
-// histograms are cumulative bucket counts by upper bound, per key.
-type histograms map[string]map[float64]float64
+// histograms are the server's serverHists, by key.
+type histograms map[string]promtext.Histogram
 
-// add takes one line of the Prometheus text format, if it is a bucket of
-// one of serverHists (buckets of several series add up).
-func (h histograms) add(series string, count float64) {
-	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+// add takes one line of the Prometheus text format.
+func (h histograms) add(series string, v float64) {
 	for _, sh := range serverHists {
-		if name != sh.metric || !strings.Contains(labels, sh.labels) || (sh.key == "submit" && !strings.Contains(labels, `/prompt"`)) {
-			continue
+		if got := sh.sel.Add(h[sh.key], series, v); got != nil {
+			h[sh.key] = got
 		}
-		i := strings.Index(labels, `le="`)
-		if i < 0 {
-			return
-		}
-		le, err := strconv.ParseFloat(strings.TrimSuffix(labels[i+4:], `"`), 64)
-		if err != nil {
-			return
-		}
-		if h[sh.key] == nil {
-			h[sh.key] = map[float64]float64{}
-		}
-		h[sh.key][le] += count
 	}
 }
 
 // HistogramDelta summarises what one of the server's histograms counted
-// between two samples: upper bounds of the buckets, in milliseconds.
+// between two samples: upper bounds of the buckets, in milliseconds
+// (+Inf: past the last bucket, written as null).
 type HistogramDelta struct {
-	N   int64   `json:"n"`
-	P50 float64 `json:"p50_le_ms"`
-	P99 float64 `json:"p99_le_ms"`
-	Max float64 `json:"max_le_ms"`
+	N   int64    `json:"n"`
+	P50 *float64 `json:"p50_le_ms"`
+	P99 *float64 `json:"p99_le_ms"`
+	Max *float64 `json:"max_le_ms"`
+}
+
+func delta(before, after histograms, key string) HistogramDelta {
+	s := after[key].Since(before[key])
+	ms := func(v float64) *float64 {
+		if math.IsInf(v, 1) || math.IsNaN(v) {
+			return nil
+		}
+		v *= 1000
+		return &v
+	}
+	return HistogramDelta{N: s.N, P50: ms(s.P50), P99: ms(s.P99), Max: ms(s.Max)}
 }
 
 func (d HistogramDelta) String() string {
 	if d.N == 0 {
 		return "none"
 	}
-	f := func(v float64) string {
-		if math.IsInf(v, 1) {
+	f := func(v *float64) string {
+		if v == nil {
 			return "more"
 		}
-		return strconv.FormatFloat(v, 'g', 3, 64) + " ms"
+		return strconv.FormatFloat(*v, 'g', 3, 64) + " ms"
 	}
 	return fmt.Sprintf("p50 <= %s, p99 <= %s, max <= %s (n=%d)", f(d.P50), f(d.P99), f(d.Max), d.N)
-}
-
-// delta is what key counted from before to after.
-func delta(before, after histograms, key string) HistogramDelta {
-	a, b := after[key], before[key]
-	les := make([]float64, 0, len(a))
-	for le := range a {
-		les = append(les, le)
-	}
-	slices.Sort(les)
-	var d HistogramDelta
-	if len(les) == 0 {
-		return d
-	}
-	total := a[les[len(les)-1]] - b[les[len(les)-1]]
-	d.N = int64(total)
-	if total <= 0 {
-		return d
-	}
-	for _, le := range les {
-		cum := a[le] - b[le]
-		ms := le * 1000
-		if d.P50 == 0 && cum >= 0.5*total {
-			d.P50 = ms
-		}
-		if d.P99 == 0 && cum >= 0.99*total {
-			d.P99 = ms
-		}
-		if cum >= total {
-			d.Max = ms
-			break
-		}
-	}
-	return d
 }
