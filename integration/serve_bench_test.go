@@ -158,10 +158,16 @@ func (r round) report(b *testing.B, what string) {
 
 // submitRound posts n jobs through POST /api/jobs from clients at once.
 func submitRound(b *testing.B, s *server, clients, n int) round {
+	return submitGraphs(b, s, clients, n, benchGraph)
+}
+
+// submitGraphs is submitRound with another graph: a format with one %d,
+// the job's index, so that every graph differs.
+func submitGraphs(b *testing.B, s *server, clients, n int, graph string) round {
 	h := newHC(clients)
 	url := s.base + "/api/jobs"
 	return drive(b, s, "submit", clients, n, func(i int) error {
-		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+benchGraph+`}`, i%benchUsers+1, i)
+		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+graph+`}`, i%benchUsers+1, i)
 		status, err := h.do("POST", url, body, nil)
 		if err != nil || status != http.StatusCreated {
 			return fmt.Errorf("submit: status %d: %v", status, err)
