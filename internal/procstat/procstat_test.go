@@ -25,14 +25,16 @@ func TestParseStat(t *testing.T) {
 }
 
 func TestReadSelf(t *testing.T) {
-	// Burn a little CPU so the reading is above zero at 10 ms resolution.
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for x := 0; time.Now().Before(deadline); x++ {
-		_ = x * x
-	}
+	// Burn CPU until the kernel has counted some (10 ms resolution; on a
+	// busy machine that takes longer than 10 ms of wall time).
 	s, err := Read(os.Getpid())
 	if err != nil {
 		t.Skipf("no /proc here: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.CPU == 0 && time.Now().Before(deadline); s, _ = Read(os.Getpid()) {
+		for x := 0; x < 1e6; x++ {
+			_ = x * x
+		}
 	}
 	if s.CPU <= 0 || s.RSS <= 0 || s.HWM < s.RSS || s.Anon <= 0 || s.Anon+s.File > s.RSS+64<<10 || s.Threads < 1 || s.FDs < 1 {
 		t.Errorf("implausible sample of this process: %+v", s)
