@@ -39,8 +39,10 @@ import (
 //
 // GPUS_AGENTS (20) and GPUS_PER_AGENT (5) change the fleet.
 func BenchmarkServeManyGPUs(b *testing.B) {
+	t := newTable(b, "One server, many GPUs: a full queue on simulated instances behind agents",
+		"step", "jobs/s", "server CPU ms/job", "server cores", "fleet cores", "instances busy", "instance gap p50 / p99 ms", "commits/job")
 	for _, step := range []time.Duration{time.Second, 0} {
-		b.Run("step="+step.String(), func(b *testing.B) { manyGPUs(b, step) })
+		b.Run("step="+step.String(), func(b *testing.B) { manyGPUs(b, t, step) })
 	}
 }
 
@@ -52,7 +54,7 @@ const gpuGraph = `{"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_na
 	`"8":{"class_type":"VAEDecode","inputs":{"samples":["3",0],"vae":["4",2]}},` +
 	`"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"gpu"}}}`
 
-func manyGPUs(b *testing.B, step time.Duration) {
+func manyGPUs(b *testing.B, t *table, step time.Duration) {
 	agents := envInts(b, "GPUS_AGENTS", []int{20})[0]
 	per := envInts(b, "GPUS_PER_AGENT", []int{5})[0]
 	srv := startServer(b, b.TempDir(), "--agent-token", agentToken, "--max-pending", "0", "--log-level", "warn", "--seats", "200")
@@ -130,6 +132,9 @@ func manyGPUs(b *testing.B, step time.Duration) {
 	b.ReportMetric((self1-self0).Seconds()/took.Seconds(), "fleet-cores")
 	b.ReportMetric((cpu1-cpu0).Seconds()/took.Seconds(), "server-cores")
 	b.ReportMetric(0, "ns/op")
+	t.set(step, float64(b.N)/took.Seconds(), float64((cpu1-cpu0).Microseconds())/1000/float64(b.N), (cpu1-cpu0).Seconds()/took.Seconds(),
+		(self1-self0).Seconds()/took.Seconds(), busy.Seconds()/(took.Seconds()*float64(len(sims))),
+		fmt.Sprintf("%.0f / %.0f", ms(gaps.pct(0.5)), ms(gaps.pct(0.99))), float64(c.N)/float64(b.N))
 }
 
 // scrape reads one histogram from the server's /metrics.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,12 @@ import (
 //
 // GROWTH_JOBS=0,100000 picks other sizes.
 func BenchmarkServeGrowth(b *testing.B) {
-	for _, jobs := range envInts(b, "GROWTH_JOBS", []int{0, 100_000, 1_000_000}) {
+	t := newTable(b, "The binary as the store grows (64 clients submitting; GETs of finished jobs at 1 client)",
+		"jobs stored", "start-up s", "RSS at start MiB", "submissions/s", "vs empty", "submit p99 ms", "CPU ms/submit", "vs empty",
+		"GET p99 ms", "CPU ms/GET", "list / failed / metrics / activity p99 ms", "peak RSS MiB")
+	sizes := envInts(b, "GROWTH_JOBS", []int{0, 100_000, 1_000_000})
+	var empty round // the first size's (0 by default): the reference
+	for _, jobs := range sizes {
 		// Once per size, here, whatever b.N the framework tries below.
 		g := grow(b, jobs)
 		b.Run("jobs="+strconv.Itoa(jobs), func(b *testing.B) {
@@ -43,6 +49,10 @@ func BenchmarkServeGrowth(b *testing.B) {
 			get := getRound(b, g.srv, 1, b.N, g.finished)
 			sub.report(b, "submit")
 			get.report(b, "get")
+			if jobs == sizes[0] {
+				empty = sub
+			}
+			var reads []string
 			for _, r := range []struct{ name, path string }{
 				{"list", "/api/jobs?limit=50"},
 				{"failed", "/api/jobs?status=failed&limit=50"},
@@ -58,10 +68,12 @@ func BenchmarkServeGrowth(b *testing.B) {
 					return nil
 				})
 				b.ReportMetric(rd.pct(0.99), r.name+"-p99-ms")
+				reads = append(reads, strconv.FormatFloat(rd.pct(0.99), 'f', 1, 64))
 			}
-			if st, err := procstat.Read(g.srv.pid()); err == nil {
-				b.ReportMetric(float64(st.HWM)/(1<<20), "peak-rss-MiB")
-			}
+			st, _ := procstat.Read(g.srv.pid())
+			b.ReportMetric(float64(st.HWM)/(1<<20), "peak-rss-MiB")
+			t.set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), sub.rate()/empty.rate(), sub.pct(0.99),
+				sub.cpuPerOp(), sub.cpuPerOp()/empty.cpuPerOp(), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "), float64(st.HWM)/(1<<20))
 		})
 		g.srv.kill()
 		os.RemoveAll(g.data) // the next size needs the disk

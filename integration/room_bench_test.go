@@ -18,9 +18,11 @@ import (
 // workshop-load as the room: 2,000 participants join by their links, keep
 // their sockets open following progress, and submit 20 graphs a second
 // through /user/{n}/api/prompt for 60 s, downloading every output. Each of
-// b.N iterations is one such run on the same server; it prints each run's
-// submission percentiles and the server's CPU per job, then the worst and
-// the median run:
+// b.N iterations is one such run on the same server; a table gives each
+// run's submission percentiles, the server's CPU per job, and what the
+// server's own histograms saw meanwhile (its time for a submission, its
+// store's commits and their disk time, its goroutines' wait for a CPU, its
+// GC pauses), which tells a slow disk or a busy CPU from a slow server:
 //
 //	go tool task bench-room
 //	go test ./integration -run '^$' -bench ServeRoom -benchtime 10x -timeout 60m
@@ -48,6 +50,9 @@ func BenchmarkServeRoom(b *testing.B) {
 	renice(startAgent(b, srv.base, "gpu-a", sims...))
 	waitInstances(b, srv.base, len(sims))
 
+	t := newTable(b, fmt.Sprintf("%d participants, %s submissions/s for %s, on the binary (inside: the server's own histograms, bucket bounds)", participants, rate, duration),
+		"run", "submit p50 / p90 / p99 / max ms", "jobs", "server CPU ms/job", "server cores", "peak RSS MiB",
+		"inside: submit p99", "commit p99 / max", "disk max", "cpu wait p99", "gc pause max")
 	var p99s []float64
 	var worst roomReport
 	for i := range b.N {
@@ -70,9 +75,10 @@ func BenchmarkServeRoom(b *testing.B) {
 		if rep.Failed > 0 || rep.Unfinished > 0 || len(rep.Errors) > 0 {
 			b.Errorf("run %d: %d failed, %d unfinished, errors %+v", i+1, rep.Failed, rep.Unfinished, rep.Errors)
 		}
-		l := rep.SubmitLatency
-		b.Logf("run %2d: submit p50 %.1f p90 %.1f p99 %.1f max %.1f ms (%d jobs); server %.3f ms CPU per job, %.0f%% of a core; RSS peak %.0f MiB",
-			i+1, l.P50, l.P90, l.P99, l.Max, l.N, rep.Server.CPUPerJobMS, 100*rep.Server.CPUCores, float64(rep.Server.Peak.RSS)/(1<<20))
+		l, in := rep.SubmitLatency, rep.Server.Inside
+		t.set(i+1, fmt.Sprintf("%.1f / %.1f / %.1f / %.1f", l.P50, l.P90, l.P99, l.Max), l.N, rep.Server.CPUPerJobMS, rep.Server.CPUCores,
+			float64(rep.Server.Peak.RSS)/(1<<20), le(in["submit"].P99), le(in["commit"].P99)+" / "+le(in["commit"].Max),
+			le(in["disk"].Max), le(in["sched"].P99), le(in["gc"].Max))
 		p99s = append(p99s, l.P99)
 		if l.P99 >= worst.SubmitLatency.P99 {
 			worst = rep
@@ -103,12 +109,24 @@ type roomReport struct {
 		Count int64  `json:"count"`
 	} `json:"errors"`
 	Server struct {
+		Inside map[string]struct {
+			P99 *float64 `json:"p99_le_ms"`
+			Max *float64 `json:"max_le_ms"`
+		} `json:"inside"`
 		CPUPerJobMS float64 `json:"cpu_ms_per_job"`
 		CPUCores    float64 `json:"cpu_cores"`
 		Peak        struct {
 			RSS int64 `json:"rss_bytes"`
 		} `json:"peak"`
 	} `json:"server"`
+}
+
+// le writes a histogram bucket's bound ("<= 8 ms"; nil: past the last).
+func le(v *float64) string {
+	if v == nil {
+		return "> last bucket"
+	}
+	return "<= " + strconv.FormatFloat(*v, 'g', 3, 64) + " ms"
 }
 
 // renice lowers a helper process's priority, so on a shared machine the

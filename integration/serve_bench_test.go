@@ -150,11 +150,16 @@ func (r round) pct(p float64) float64 { return ms(r.lat[int(p*float64(len(r.lat)
 // report adds the round's figures to the benchmark's line, each name
 // prefixed with what (submit, get).
 func (r round) report(b *testing.B, what string) {
-	b.ReportMetric(float64(r.n)/r.elapsed.Seconds(), what+"/s")
+	b.ReportMetric(r.rate(), what+"/s")
 	b.ReportMetric(r.pct(0.50), what+"-p50-ms")
 	b.ReportMetric(r.pct(0.99), what+"-p99-ms")
-	b.ReportMetric(float64(r.cpu.Microseconds())/1000/float64(r.n), what+"-cpu-ms/op")
+	b.ReportMetric(r.cpuPerOp(), what+"-cpu-ms/op")
 }
+
+func (r round) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+// cpuPerOp is the server's CPU time per operation, in milliseconds.
+func (r round) cpuPerOp() float64 { return float64(r.cpu.Microseconds()) / 1000 / float64(r.n) }
 
 // submitRound posts n jobs through POST /api/jobs from clients at once.
 func submitRound(b *testing.B, s *server, clients, n int) round {
@@ -216,9 +221,12 @@ func submitIDs(b *testing.B, s *server, n int) []string {
 func BenchmarkServeSubmit(b *testing.B) {
 	s := startBench(b, b.TempDir())
 	submitRound(b, s, 16, 2000) // warm: connections, pools, the store's first pages
+	t := newTable(b, "Durable submissions, POST /api/jobs on the binary", "clients", "submissions/s", "p50 ms", "p99 ms", "server CPU ms/op")
 	for _, clients := range []int{1, 64, 256} {
 		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
-			submitRound(b, s, clients, b.N).report(b, "submit")
+			r := submitRound(b, s, clients, b.N)
+			r.report(b, "submit")
+			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
 		})
 	}
 }
@@ -228,9 +236,12 @@ func BenchmarkServeSubmit(b *testing.B) {
 func BenchmarkServeGetJob(b *testing.B) {
 	s := startBench(b, b.TempDir())
 	ids := submitIDs(b, s, 500)
+	t := newTable(b, "GET /api/jobs/{id} on the binary (500 pending jobs)", "clients", "requests/s", "p50 ms", "p99 ms", "server CPU ms/op")
 	for _, clients := range []int{1, 8, 64} {
 		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
-			getRound(b, s, clients, b.N, ids).report(b, "get")
+			r := getRound(b, s, clients, b.N, ids)
+			r.report(b, "get")
+			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
 		})
 	}
 }
@@ -250,4 +261,77 @@ func envInts(b *testing.B, name string, def []int) []int {
 		out = append(out, n)
 	}
 	return out
+}
+
+// table is a benchmark's summary, printed as a Markdown table when the
+// benchmark ends (the lines `go test -bench` prints carry the same figures,
+// one metric after another).
+type table struct {
+	title string
+	head  []string
+	keys  []string
+	rows  map[string][]string
+}
+
+func newTable(b *testing.B, title string, head ...string) *table {
+	t := &table{title: title, head: head, rows: map[string][]string{}}
+	b.Cleanup(t.print)
+	return t
+}
+
+// set fills the row of key: the first cell. The benchmark framework runs
+// each sub-benchmark first with b.N = 1, then with the b.N asked for: the
+// last run's row stays.
+func (t *table) set(cells ...any) {
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		switch v := c.(type) {
+		case float64:
+			row[i] = strconv.FormatFloat(v, 'f', -1, 64)
+			if v >= 100 {
+				row[i] = strconv.FormatFloat(v, 'f', 0, 64)
+			} else if v >= 1 {
+				row[i] = strconv.FormatFloat(v, 'f', 2, 64)
+			} else {
+				row[i] = strconv.FormatFloat(v, 'f', 3, 64)
+			}
+		default:
+			row[i] = fmt.Sprint(v)
+		}
+	}
+	if _, ok := t.rows[row[0]]; !ok {
+		t.keys = append(t.keys, row[0])
+	}
+	t.rows[row[0]] = row
+}
+
+func (t *table) print() {
+	if len(t.rows) == 0 {
+		return
+	}
+	width := make([]int, len(t.head))
+	for i, h := range t.head {
+		width[i] = len(h)
+		for _, r := range t.rows {
+			width[i] = max(width[i], len(r[i]))
+		}
+	}
+	line := func(cells []string) {
+		var sb strings.Builder
+		for i, c := range cells {
+			fmt.Fprintf(&sb, "| %-*s ", width[i], c)
+		}
+		fmt.Println(sb.String() + "|")
+	}
+	fmt.Printf("\n%s\n\n", t.title)
+	line(t.head)
+	sep := make([]string, len(t.head))
+	for i := range sep {
+		sep[i] = strings.Repeat("-", width[i])
+	}
+	line(sep)
+	for _, k := range t.keys {
+		line(t.rows[k])
+	}
+	fmt.Println()
 }

@@ -7,6 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -137,6 +138,27 @@ func TestSchemaFromTheFuture(t *testing.T) {
 	if _, err := store.Open(dir, quiet); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("open of a future schema: %v", err)
 	}
+}
+
+// BenchmarkSerialFsync is the machine's rate of small write+fsync pairs: the
+// ceiling a store without group commit would have.
+func BenchmarkSerialFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.WriteAt(buf, int64(i%256)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
 }
 
 // BenchmarkCommitSerial is one job per transaction, one after another: the
