@@ -151,7 +151,6 @@ func scrape(b *testing.B, s *server, sel promtext.Selector) promtext.Histogram {
 	return h
 }
 
-
 // durations is a sortable set of durations.
 type durations []time.Duration
 
