@@ -37,7 +37,7 @@ import (
 func BenchmarkServeGrowth(b *testing.B) {
 	t := newTable(b, "The binary as the store grows (64 clients submitting; GETs of finished jobs at 1 client)",
 		"jobs stored", "start-up s", "RSS at start MiB", "submissions/s", "vs empty", "submit p99 ms", "CPU ms/submit", "vs empty",
-		"GET p99 ms", "CPU ms/GET", "list / failed / metrics / activity p99 ms", "peak RSS MiB")
+		"GET p99 ms", "CPU ms/GET", "list / failed / metrics / activity p99 ms", "RSS at end: heap / file pages MiB")
 	sizes := envInts(b, "GROWTH_JOBS", []int{0, 100_000, 1_000_000})
 	var empty round // the first size's (0 by default): the reference
 	for _, jobs := range sizes {
@@ -73,7 +73,8 @@ func BenchmarkServeGrowth(b *testing.B) {
 			st, _ := procstat.Read(g.srv.pid())
 			b.ReportMetric(float64(st.HWM)/(1<<20), "peak-rss-MiB")
 			t.set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), sub.rate()/empty.rate(), sub.pct(0.99),
-				sub.cpuPerOp(), sub.cpuPerOp()/empty.cpuPerOp(), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "), float64(st.HWM)/(1<<20))
+				sub.cpuPerOp(), sub.cpuPerOp()/empty.cpuPerOp(), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "),
+				fmt.Sprintf("%.0f / %.0f", float64(st.Anon)/(1<<20), float64(st.File)/(1<<20)))
 		})
 		g.srv.kill()
 		os.RemoveAll(g.data) // the next size needs the disk

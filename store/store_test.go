@@ -199,13 +199,14 @@ func BenchmarkCommitGrouped(b *testing.B) {
 }
 
 // BenchmarkCommitWhileSaving times small commits, one after another, while
-// a large output (512 MiB) is saved into the file store on the same disk,
+// a large output (1 GiB) is saved into the file store on the same disk,
 // with the saved file's writeback paced (as shipped) and left to the
 // kernel: the commits' fsyncs queue behind a large flush in the second
 // case. b.N is ignored: one save per sub-benchmark.
 //
 //	go test ./store -run '^$' -bench CommitWhileSaving -benchtime 1x
 func BenchmarkCommitWhileSaving(b *testing.B) {
+	const saveBytes = 1 << 30
 	for _, paced := range []bool{true, false} {
 		b.Run(fmt.Sprintf("paced=%t", paced), func(b *testing.B) {
 			defer store.SetPaceWrites(paced)()
@@ -218,7 +219,7 @@ func BenchmarkCommitWhileSaving(b *testing.B) {
 			saved := make(chan error, 1)
 			began := time.Now()
 			go func() {
-				_, err := files.Save(store.Outputs, "user001", "job", "big.mp4", io.LimitReader(zeros{}, 512<<20), 0)
+				_, err := files.Save(store.Outputs, "user001", "job", "big.mp4", io.LimitReader(zeros{}, saveBytes), 0)
 				saved <- err
 			}()
 			var lat []time.Duration
@@ -235,7 +236,7 @@ func BenchmarkCommitWhileSaving(b *testing.B) {
 					b.ReportMetric(q(0.5), "commit-p50-ms")
 					b.ReportMetric(q(0.99), "commit-p99-ms")
 					b.ReportMetric(q(1), "commit-max-ms")
-					b.ReportMetric(512/took.Seconds(), "save-MiB/s")
+					b.ReportMetric(float64(saveBytes>>20)/took.Seconds(), "save-MiB/s")
 					return
 				default:
 				}
