@@ -70,6 +70,11 @@ type Job struct {
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
 	Attempts    int        `json:"attempts"`
+	// Failures are the dispatches that ended for a reason on the GPU
+	// instance's side (out of memory, a node it lacks, a crash), oldest
+	// first. The job is not given to those instances again while another
+	// can take it.
+	Failures []Failure `json:"failures,omitempty"`
 
 	// ExtraData is ComfyUI's extra_data of a prompt from a ComfyUI client
 	// (the UI graph under extra_pnginfo), passed on to the engine.
@@ -119,6 +124,16 @@ type JobError struct {
 	Type    string          `json:"type"`
 	Message string          `json:"message"`
 	Details json.RawMessage `json:"details,omitempty"`
+}
+
+// Failure is one dispatch of a job that an instance could not carry out.
+type Failure struct {
+	Worker string `json:"worker"`
+	// Reason is a short code: out_of_memory, gpu_error, missing_node,
+	// missing_model, lost (the instance crashed, restarted or went away).
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
 }
 
 // QueueMode chooses the order of pending jobs within one priority.

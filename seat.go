@@ -30,6 +30,15 @@ func SeatOf(user string) (int, bool) {
 	return n, true
 }
 
+// Who names a participant for people: "seat 7" for seat 7's id, else
+// the id itself (a job submitted through the API for another name).
+func Who(user string) string {
+	if n, ok := SeatOf(user); ok {
+		return fmt.Sprintf("seat %d", n)
+	}
+	return user
+}
+
 // Announcement is a message from the instructor to every participant.
 type Announcement struct {
 	ID        string    `json:"id"`
@@ -48,6 +57,14 @@ func StoredName(filename, subfolder, typ string) string {
 	if typ == "temp" {
 		name = "temp_" + name
 	}
+	// A name made from a participant's filename_prefix: what could break
+	// a header, a log line or a listing becomes "_".
+	name = strings.Map(func(r rune) rune {
+		if !SafeText(string(r)) {
+			return '_'
+		}
+		return r
+	}, strings.ToValidUTF8(name, "_"))
 	name = strings.TrimLeft(name, ".")
 	if name == "" || len(name) > 200 || strings.ContainsAny(name, "/\\:\x00") {
 		return "output"

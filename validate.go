@@ -3,6 +3,8 @@ package workshop
 import (
 	"bytes"
 	"encoding/json"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limits on what a submission may carry.
@@ -10,6 +12,10 @@ const (
 	MaxUserIDLen    = 64
 	MaxMetadataSize = 16 << 10
 	MaxWorkflowSize = 8 << 20
+	// DefaultMaxNodes caps the nodes of a participant's graph: the
+	// workshop's real workflows have tens, ComfyUI's biggest templates a
+	// few hundred.
+	DefaultMaxNodes = 5000
 )
 
 // ValidUserID reports whether id is a usable participant id: 1 to 64 of
@@ -103,3 +109,32 @@ func ValidateMetadata(raw json.RawMessage) error {
 
 // ValidPriority reports whether p is one of the four priorities.
 func ValidPriority(p int) bool { return p >= PriorityInstructor && p <= PriorityLowest }
+
+// SafeText reports whether s can be shown as a name (of a seat, a file, a
+// workflow, an output prefix) without changing what is around it: valid
+// UTF-8 with no control characters (CR/LF break logs, headers and file
+// names) and no bidirectional controls, which can make "gpj.exe" look like
+// "exe.jpg" in the instructor's lists.
+func SafeText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || isBidiControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// isBidiControl reports the Unicode bidirectional formatting characters:
+// marks, embeddings, overrides and isolates.
+func isBidiControl(r rune) bool {
+	switch {
+	case r == '\u061c', r == '\u200e', r == '\u200f':
+		return true
+	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		return true
+	}
+	return false
+}

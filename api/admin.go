@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
-	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -27,30 +25,58 @@ func SetAdminPassword(ctx context.Context, db *store.DB, password string) error 
 	return db.Write(ctx, func(tx *store.Tx) error { return tx.PutSetting(settingPassword, hash) })
 }
 
-func (s *Server) passwordMatches(secret string) bool {
+// passwordMatches checks secret against the stored password hash. Each
+// check takes argon2id's 64 MiB, so at most hashSlots run at once; a
+// check that finds no slot within a few seconds is refused (ETOOMANY), so
+// a flood of guesses costs the server a bounded amount of memory.
+func (s *Server) passwordMatches(ctx context.Context, secret string) (bool, error) {
 	var hash string
 	s.cfg.DB.View(func(tx *store.Tx) error {
 		_, err := tx.Setting(settingPassword, &hash)
 		return err
 	})
-	return hash != "" && auth.PasswordMatches(hash, secret)
+	if hash == "" {
+		return false, nil
+	}
+	t := time.NewTimer(hashWait)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-t.C:
+		return false, workshop.Errorf(workshop.ETOOMANY, "the server is busy checking other logins: try again in a moment")
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-s.hashSlots }()
+	return auth.PasswordMatches(hash, secret), nil
 }
+
+// Password checks at once, and how long a login waits for a free one.
+const (
+	hashSlots = 2
+	hashWait  = 3 * time.Second
+)
 
 // adminSession returns the admin browser session of the request, if any.
 func (s *Server) adminSession(c *fiber.Ctx) (store.Session, bool) {
 	if s.cfg.Seats == nil {
 		return store.Session{}, false
 	}
-	ses, ok := s.cfg.Seats.Session(c.Cookies(seats.CookieName))
+	ses, ok := s.cfg.Seats.Session(c.Cookies(seats.AdminCookieName))
 	return ses, ok && ses.Admin
 }
 
-// login signs the instructor in with the admin token or password.
+// login signs the instructor in with the admin token or password. The try
+// is counted before anything is checked, so parallel guesses cannot all
+// pass a limiter that only learns of failures after the (slow) hash.
 func (s *Server) login(c *fiber.Ctx) error {
+	if err := checkOrigin(c); err != nil {
+		return err
+	}
 	ip := c.IP()
-	if !s.loginLimit.Allow(ip) {
+	if !s.loginLimit.Take(ip) {
 		c.Set(fiber.HeaderRetryAfter, "60")
-		return workshop.Errorf(workshop.ETOOMANY, "too many failed logins from this address: wait a minute")
+		return workshop.Errorf(workshop.ETOOMANY, "too many logins from this address: wait a minute")
 	}
 	var req struct {
 		Secret string `json:"secret"`
@@ -59,17 +85,25 @@ func (s *Server) login(c *fiber.Ctx) error {
 	if req.Secret == "" {
 		req.Secret = c.FormValue("secret")
 	}
-	if !auth.TokenMatches(s.cfg.AdminTokenHash, req.Secret) && !s.passwordMatches(req.Secret) {
-		s.loginLimit.Fail(ip)
+	ok := auth.TokenMatches(s.cfg.AdminTokenHash, req.Secret)
+	if !ok {
+		var err error
+		if ok, err = s.passwordMatches(c.UserContext(), req.Secret); err != nil {
+			c.Set(fiber.HeaderRetryAfter, "5")
+			return err
+		}
+	}
+	if !ok {
 		s.log.Warn("failed admin login", "ip", ip)
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "wrong admin token or password")
 	}
+	s.loginLimit.Reset(ip)
 	token, csrf, err := s.cfg.Seats.OpenAdmin(c.UserContext())
 	if err != nil {
 		return err
 	}
 	c.Cookie(&fiber.Cookie{
-		Name: seats.CookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
+		Name: seats.AdminCookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
 		Secure: s.cfg.TLS != nil, MaxAge: int(seats.SessionTTL / time.Second),
 	})
 	s.record(c, "admin", "login", "")
@@ -81,9 +115,9 @@ func (s *Server) logout(c *fiber.Ctx) error {
 		if err := s.checkCSRF(c); err != nil {
 			return err
 		}
-		s.cfg.Seats.Close(c.UserContext(), c.Cookies(seats.CookieName))
+		s.cfg.Seats.Close(c.UserContext(), c.Cookies(seats.AdminCookieName))
 	}
-	c.ClearCookie(seats.CookieName)
+	c.ClearCookie(seats.AdminCookieName)
 	return c.JSON(fiber.Map{"signed_out": true})
 }
 
@@ -99,15 +133,17 @@ func (s *Server) session(c *fiber.Ctx) error {
 // must echo its CSRF token, and a browser's Origin must be this server.
 func (s *Server) checkCSRF(c *fiber.Ctx) error {
 	ses, _ := s.adminSession(c)
-	got := c.Get("X-CSRF-Token")
-	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(ses.CSRF)) != 1 {
+	if !seats.CSRFMatches(ses, c.Get("X-CSRF-Token")) {
 		return workshop.Errorf(workshop.EFORBIDDEN, "missing or wrong CSRF token")
 	}
-	if origin := c.Get(fiber.HeaderOrigin); origin != "" {
-		u, err := url.Parse(origin)
-		if err != nil || u.Host != string(c.Request().Host()) {
-			return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
-		}
+	return checkOrigin(c)
+}
+
+// checkOrigin refuses a request from a page of another origin (another
+// port of this host included).
+func checkOrigin(c *fiber.Ctx) error {
+	if !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
+		return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
 	}
 	return nil
 }

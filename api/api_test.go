@@ -32,10 +32,15 @@ type env struct {
 	q    *sched.Queue
 }
 
-func start(t testing.TB, cfg sched.Config) *env {
+func start(t testing.TB, cfg sched.Config) *env { return startWith(t, cfg, nil) }
+
+// startWith is start with more of the server's configuration: more may add
+// to it, given the store and its folder.
+func startWith(t testing.TB, cfg sched.Config, more func(c *api.Config, db *store.DB, dir string)) *env {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(t.TempDir(), quiet)
+	dir := t.TempDir()
+	db, err := store.Open(dir, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +49,11 @@ func start(t testing.TB, cfg sched.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{Queue: q, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 12 << 20})
+	c := api.Config{Queue: q, DB: db, AdminTokenHash: auth.HashToken(token), Log: quiet, BodyLimit: 12 << 20}
+	if more != nil {
+		more(&c, db, dir)
+	}
+	srv := api.New(c)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 type Workers interface {
 	Workers() []dispatch.WorkerStatus
 	Drain(ctx context.Context, id string, on bool) (dispatch.WorkerStatus, error)
+	PutBack(ctx context.Context, id string) (dispatch.WorkerStatus, error)
+	Forget(ctx context.Context, id string) error
 	Preflight(ctx context.Context, workflows map[string]comfy.Needs) []dispatch.PreflightReport
 }
 
@@ -61,7 +64,8 @@ func (s *Server) agentTunnel(c *fiber.Ctx) error {
 	if s.cfg.Tunnel == nil {
 		return workshop.Errorf(workshop.ENOTFOUND, "this server takes no GPU agents")
 	}
-	if err := s.cfg.Tunnel.Authorize(c.Get(fiber.HeaderAuthorization)); err != nil {
+	id, err := s.cfg.Tunnel.Authenticate(c.Get(fiber.HeaderAuthorization))
+	if err != nil {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="gpu-agent"`)
 		s.log.Warn("GPU agent refused: bad token", "remote", c.IP())
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "invalid or missing agent token")
@@ -77,7 +81,7 @@ func (s *Server) agentTunnel(c *fiber.Ctx) error {
 		if err := tunnel.WriteUpgradeResponse(conn); err != nil {
 			return
 		}
-		_ = srv.ServeConn(context.Background(), conn)
+		_ = srv.ServeAgent(context.Background(), conn, id)
 	})
 	return nil
 }
@@ -94,14 +98,41 @@ func (s *Server) listWorkers(c *fiber.Ctx) error {
 }
 
 func (s *Server) drainWorker(on bool) fiber.Handler {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return s.cfg.Workers.Drain(ctx, id, on)
+	})
+}
+
+// putBackWorker returns an instance that was set aside (it kept failing
+// jobs) to service.
+func (s *Server) putBackWorker(c *fiber.Ctx) error {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return s.cfg.Workers.PutBack(ctx, id)
+	})(c)
+}
+
+// forgetWorker removes a disconnected instance from the list and gives the
+// jobs it still holds back to the queue at once.
+func (s *Server) forgetWorker(c *fiber.Ctx) error {
+	return s.onWorker(func(ctx context.Context, id string) (dispatch.WorkerStatus, error) {
+		return dispatch.WorkerStatus{}, s.cfg.Workers.Forget(ctx, id)
+	}, fiber.StatusNoContent)(c)
+}
+
+// onWorker answers a change to the instance named in the path with its new
+// status (or with status, when given, and no body).
+func (s *Server) onWorker(change func(ctx context.Context, id string) (dispatch.WorkerStatus, error), status ...int) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if s.cfg.Workers == nil {
 			return workshop.Errorf(workshop.ENOTFOUND, "no GPU instances")
 		}
 		id := dispatch.WorkerID(c.Params("agent"), c.Params("instance"))
-		st, err := s.cfg.Workers.Drain(c.UserContext(), id, on)
+		st, err := change(c.UserContext(), id)
 		if err != nil {
 			return err
+		}
+		if len(status) > 0 {
+			return c.SendStatus(status[0])
 		}
 		return c.JSON(st)
 	}
@@ -113,7 +144,11 @@ func (s *Server) jobOutput(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.sendOutput(c, job, c.Params("name"))
+	name, err := url.PathUnescape(c.Params("name"))
+	if err != nil {
+		return workshop.Errorf(workshop.EINVALID, "bad output name")
+	}
+	return s.sendOutput(c, job, name)
 }
 
 // sendOutput streams a job's output file, found by its stored name.
@@ -122,16 +157,18 @@ func (s *Server) sendOutput(c *fiber.Ctx, job *workshop.Job, name string) error 
 		return workshop.Errorf(workshop.ENOTFOUND, "job %s has no outputs", job.ID)
 	}
 	for _, o := range job.Result.Outputs {
-		if o.Filename != name {
+		// The stored name, as the gallery's URLs give it: for an output
+		// saved in a subfolder it differs from the engine's file name.
+		if o.Name != name {
 			continue
 		}
-		f, fi, err := s.cfg.Files.Open(store.Outputs, job.UserID, job.ID, name)
+		f, fi, err := s.cfg.Files.Open(store.Outputs, job.UserID, job.ID, o.Name)
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderContentType, store.ContentType(name))
-		c.Set(fiber.HeaderContentDisposition, `inline; filename="`+name+`"`)
-		c.Set("X-Content-Type-Options", "nosniff")
+		for k, v := range store.DeliveryOfFile(f, o.Name).Headers(o.Name) {
+			c.Set(k, v)
+		}
 		c.Set(fiber.HeaderETag, strconv.Quote(o.SHA256))
 		// Streamed from the file, never read whole into memory.
 		return c.SendStream(f, int(fi.Size()))

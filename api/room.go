@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gofiber/fiber/v2"
 	qrcode "github.com/skip2/go-qrcode"
@@ -113,7 +116,7 @@ func outputsOfJob(j *workshop.Job) []outputView {
 		at = *j.CompletedAt
 	}
 	for _, o := range j.Result.Outputs {
-		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + o.Name,
+		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + url.PathEscape(o.Name),
 			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out
@@ -203,11 +206,12 @@ func (s *Server) putSpotlight(c *fiber.Ctx, o *outputView) error {
 
 // Workshop workflows: the JSON files every participant sees.
 
-func (s *Server) workflowPath(name string) (string, error) {
+func (s *Server) workflowPath(raw string) (string, error) {
 	if s.cfg.WorkflowsDir == "" {
 		return "", workshop.Errorf(workshop.ENOTFOUND, "no workflows folder")
 	}
-	if !strings.HasSuffix(name, ".json") || !store.SafeName(name) {
+	name, err := url.PathUnescape(raw) // the route's parameter is as sent
+	if err != nil || !strings.HasSuffix(name, ".json") || !store.SafeName(name) {
 		return "", workshop.Errorf(workshop.EINVALID, "a workflow name is one file name ending in .json")
 	}
 	return filepath.Join(s.cfg.WorkflowsDir, name), nil
@@ -244,7 +248,7 @@ func (s *Server) putWorkflow(c *fiber.Ctx) error {
 	if err := os.Rename(tmp, p); err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"name": c.Params("name"), "size": len(body)})
+	return c.JSON(fiber.Map{"name": filepath.Base(p), "size": len(body)})
 }
 
 func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
@@ -254,11 +258,11 @@ func (s *Server) deleteWorkflow(c *fiber.Ctx) error {
 	}
 	if err := os.Remove(p); err != nil {
 		if os.IsNotExist(err) {
-			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", c.Params("name"))
+			return workshop.Errorf(workshop.ENOTFOUND, "no workflow %q", filepath.Base(p))
 		}
 		return err
 	}
-	return c.JSON(fiber.Map{"removed": c.Params("name")})
+	return c.JSON(fiber.Map{"removed": filepath.Base(p)})
 }
 
 func (s *Server) listActivity(c *fiber.Ctx) error {
@@ -364,6 +368,7 @@ func (s *Server) exportZip(c *fiber.Ctx) error {
 		}
 		return true
 	})
+	names := zipNames{seats: s.seatNames(), taken: map[string]bool{}}
 	c.Set(fiber.HeaderContentType, "application/zip")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="workshop-outputs.zip"`)
 	files := s.cfg.Files
@@ -376,7 +381,7 @@ func (s *Server) exportZip(c *fiber.Ctx) error {
 					continue
 				}
 				// Images are compressed already: store, don't deflate.
-				hw, err := zw.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("%s/%s_%s", j.UserID, j.ID[:8], o.Name), Method: zip.Store, Modified: j.CreatedAt})
+				hw, err := zw.CreateHeader(&zip.FileHeader{Name: names.of(j, o.Name), Method: zip.Store, Modified: j.CreatedAt})
 				if err == nil {
 					io.Copy(hw, f)
 				}
@@ -386,6 +391,66 @@ func (s *Server) exportZip(c *fiber.Ctx) error {
 		zw.Close()
 	})
 	return nil
+}
+
+// seatNames maps participants to their seats' display names.
+func (s *Server) seatNames() map[string]string {
+	out := map[string]string{}
+	if s.cfg.Seats == nil {
+		return out
+	}
+	all, _ := s.cfg.Seats.List()
+	for _, seat := range all {
+		out[workshop.UserID(seat.Number)] = seat.Name
+	}
+	return out
+}
+
+// zipNames gives the entries of the outputs zip distinct, readable names:
+// "seat-007 Alice/job-0042_ComfyUI_00001_.png", by seat and job number
+// (job ids share their first characters for a minute), with "-2", "-3"
+// before the extension should two still meet.
+type zipNames struct {
+	seats map[string]string
+	taken map[string]bool
+}
+
+func (z zipNames) of(j *workshop.Job, file string) string {
+	folder := safeZipPart(j.UserID)
+	if n, ok := workshop.SeatOf(j.UserID); ok {
+		folder = fmt.Sprintf("seat-%03d", n)
+		if name := safeZipPart(z.seats[j.UserID]); name != "" {
+			folder += " " + name
+		}
+	}
+	job := j.ID
+	if j.Seq > 0 {
+		job = fmt.Sprintf("job-%04d", j.Seq)
+	}
+	name := folder + "/" + job + "_" + file
+	ext := path.Ext(name)
+	for i := 2; z.taken[name]; i++ {
+		name = fmt.Sprintf("%s/%s_%s-%d%s", folder, job, strings.TrimSuffix(file, ext), i, ext)
+	}
+	z.taken[name] = true
+	return name
+}
+
+// safeZipPart keeps letters, digits and a few marks of a name, so a seat
+// name makes a folder name on every system.
+func safeZipPart(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsLetter(r), unicode.IsDigit(r), strings.ContainsRune(" -_.", r):
+			return r
+		}
+		return '_'
+	}, s)
+	s = strings.Trim(s, " .")
+	if len(s) > 40 {
+		s = strings.TrimSpace(s[:40])
+	}
+	return strings.ToValidUTF8(s, "")
 }
 
 // backup streams a consistent copy of the store.
@@ -401,28 +466,52 @@ func (s *Server) backup(c *fiber.Ctx) error {
 	return nil
 }
 
-// prune deletes finished jobs older than a duration, with their outputs.
+// prune deletes finished jobs created before a cutoff, with their outputs,
+// and uploads as old. The cutoff is an age (older_than) or a time (before);
+// dry_run only counts. The answer names the cutoff, so a count can be
+// followed by a deletion of exactly what was counted.
 func (s *Server) prune(c *fiber.Ctx) error {
 	var req struct {
-		OlderThan string `json:"older_than"`
+		OlderThan string    `json:"older_than"`
+		Before    time.Time `json:"before"`
+		DryRun    bool      `json:"dry_run"`
 	}
-	if err := json.Unmarshal(c.Body(), &req); err != nil {
-		return workshop.Errorf(workshop.EINVALID, "the body must be {\"older_than\": \"72h\"}")
+	const shape = `the body must be {"older_than": "72h"} or {"before": "2026-01-02T15:04:05Z"}, with "dry_run": true to count only`
+	if err := json.Unmarshal(c.Body(), &req); err != nil || (req.OlderThan == "") == req.Before.IsZero() {
+		return workshop.Errorf(workshop.EINVALID, shape)
 	}
-	d, err := time.ParseDuration(req.OlderThan)
-	if err != nil || d < 0 {
-		return workshop.Errorf(workshop.EINVALID, "older_than %q: want a duration like 72h", req.OlderThan)
+	cutoff := req.Before
+	if req.OlderThan != "" {
+		d, err := time.ParseDuration(req.OlderThan)
+		if err != nil || d < 0 {
+			return workshop.Errorf(workshop.EINVALID, "older_than %q: want a duration like 72h", req.OlderThan)
+		}
+		cutoff = time.Now().Add(-d)
 	}
-	pruned, err := s.cfg.Queue.Prune(c.UserContext(), time.Now().Add(-d))
+	answer := func(jobs, inputs int) error {
+		return c.JSON(fiber.Map{"dry_run": req.DryRun, "before": cutoff.UTC(), "jobs": jobs, "inputs": inputs})
+	}
+	if req.DryRun {
+		jobs, err := s.cfg.Queue.PruneCount(cutoff)
+		if err != nil {
+			return err
+		}
+		inputs, err := s.cfg.Files.CountOlder(store.Inputs, cutoff)
+		if err != nil {
+			return err
+		}
+		return answer(jobs, inputs)
+	}
+	pruned, err := s.cfg.Queue.Prune(c.UserContext(), cutoff)
 	for _, p := range pruned {
 		s.cfg.Files.RemoveGroup(store.Outputs, p.UserID, p.ID)
 	}
 	if err != nil {
 		return err
 	}
-	inputs, ierr := s.cfg.Files.PruneKind(store.Inputs, time.Now().Add(-d))
-	if ierr != nil {
-		return ierr
+	inputs, err := s.cfg.Files.PruneKind(store.Inputs, cutoff)
+	if err != nil {
+		return err
 	}
-	return c.JSON(fiber.Map{"jobs_deleted": len(pruned), "inputs_deleted": inputs})
+	return answer(len(pruned), inputs)
 }

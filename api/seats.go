@@ -2,6 +2,9 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +34,36 @@ func (s *Server) seatView(c *fiber.Ctx, seat *workshop.Seat) seatView {
 	return seatView{Seat: seat, UserID: workshop.UserID(seat.Number), JoinURL: s.baseURL(c) + "/join/" + seat.Code}
 }
 
-// baseURL is the public address of this server, as the request reached it.
+// baseURL is the public address of this server: --public-url, else as
+// the request reached it.
 func (s *Server) baseURL(c *fiber.Ctx) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
 	return c.Protocol() + "://" + string(c.Request().Host())
+}
+
+// joinWarning says why join links built on base would not open on a
+// participant's device, or "".
+func (s *Server) joinWarning(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || !IsLoopback(u.Hostname()) {
+		return ""
+	}
+	fix := "open the admin page at an address participants' devices can reach, or start the server with --public-url"
+	if s.cfg.PublicURL != "" {
+		fix = "start the server with a --public-url that participants' devices can reach"
+	}
+	return fmt.Sprintf("Join links and QR codes point at %s, which only this machine can open: %s.", u.Host, fix)
+}
+
+// IsLoopback says whether host (a name or an IP) is this machine only.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Server) listSeats(c *fiber.Ctx) error {
@@ -57,7 +84,8 @@ func (s *Server) listSeats(c *fiber.Ctx) error {
 		v.Online, v.Pending, v.Running, v.Done = &online, &pending, &running, &d
 		out = append(out, v)
 	}
-	return c.JSON(fiber.Map{"seats": out})
+	base := s.baseURL(c)
+	return c.JSON(fiber.Map{"seats": out, "join_base": base, "join_warning": s.joinWarning(base)})
 }
 
 func seatParam(c *fiber.Ctx) (int, error) {
@@ -118,6 +146,20 @@ func (s *Server) deleteSeat(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"removed": n})
+}
+
+// signOutSeat ends every session of a seat (a participant left a browser
+// signed in somewhere); the join code stays, so they can join again.
+func (s *Server) signOutSeat(c *fiber.Ctx) error {
+	n, err := seatParam(c)
+	if err != nil {
+		return err
+	}
+	ended, err := s.cfg.Seats.SignOut(c.UserContext(), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"seat": n, "sessions_ended": ended})
 }
 
 func (s *Server) listAnnouncements(c *fiber.Ctx) error {

@@ -3,10 +3,13 @@ package api
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,9 +25,6 @@ import (
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
-// Version is reported by /health; cmd sets it from the build.
-var Version = "dev"
-
 // Config wires the API to the rest of the server.
 type Config struct {
 	Queue     *sched.Queue
@@ -34,6 +34,7 @@ type Config struct {
 	Seats     *seats.Service
 	DB        *store.DB
 	PublicURL string // how participants reach the server, for join links
+	Version   string // of the build, for /health
 	Mount     []func(*fiber.App)
 	// TLS reports the certificate in use (mode, expiry) for /health; nil
 	// without TLS.
@@ -49,10 +50,38 @@ type Config struct {
 	Online         func(user string) int
 	AdminTokenHash string
 	Log            *slog.Logger
-	// BodyLimit caps request bodies; a workflow with its UI graph embedded is
-	// rarely over 1 MiB.
+	// BodyLimit caps the request bodies of signed-in callers (the admin, a
+	// seat); a workflow with its UI graph embedded is rarely over 1 MiB.
+	// Default MaxWorkflowSize + 64 KiB. Anonymous callers get
+	// AnonymousBodyLimit.
 	BodyLimit int
+	// LargeBody gives the routes that take more (uploads) their cap, for
+	// signed-in callers; 0 for others. Nil: none.
+	LargeBody func(path string) int
+	// OpenSeats says participants need no session (--open-seats), so
+	// requests under /user/ count as signed in.
+	OpenSeats bool
+	// HeaderTimeout bounds the time a client has to send a request's
+	// headers (default 10 s): slow-header connections are closed.
+	HeaderTimeout time.Duration
+	// MaxConnsPerIP caps the open connections from one address; 0: none.
+	MaxConnsPerIP int
+	// AgentTokens are the GPU hosts' own tokens; nil: none can be made.
+	AgentTokens *auth.AgentTokens
+	// SharedAgentToken says the one --agent-token is accepted too.
+	SharedAgentToken bool
 }
+
+// AnonymousBodyLimit caps the body of a request whose headers carry no
+// valid session or token: a login or a join is far smaller.
+const AnonymousBodyLimit = 64 << 10
+
+// Read timeouts of request bodies, set once the headers are in: small
+// bodies, and the large ones of uploads over a venue's Wi-Fi.
+const (
+	bodyTimeout      = 2 * time.Minute
+	largeBodyTimeout = 30 * time.Minute
+)
 
 // Server is the HTTP side of the workshop server.
 type Server struct {
@@ -63,6 +92,7 @@ type Server struct {
 	draining atomic.Bool
 
 	loginLimit *auth.Limiter
+	hashSlots  chan struct{} // password checks running (argon2id, 64 MiB each)
 }
 
 // New builds the Fiber app with every route.
@@ -70,21 +100,36 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = workshop.MaxWorkflowSize + 64<<10
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now(), loginLimit: auth.NewLimiter(10, time.Minute)}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now(), loginLimit: auth.NewLimiter(10, time.Minute), hashSlots: make(chan struct{}, hashSlots)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "comfyui-workshop",
 		DisableStartupMessage: true,
-		BodyLimit:             cfg.BodyLimit,
-		ErrorHandler:          s.fiberError,
-		IdleTimeout:           2 * time.Minute,
+		// Raised per request, once the headers show who is calling
+		// (requestLimits).
+		BodyLimit:    AnonymousBodyLimit,
+		ErrorHandler: s.fiberError,
+		// Until the headers are in; the body gets its own deadline, and
+		// hijacked connections (sockets, the agent tunnel) none. No write
+		// timeout: downloads of outputs and exports are long streams.
+		ReadTimeout: cfg.HeaderTimeout,
+		IdleTimeout: 2 * time.Minute,
 		// Routes like /user/7/api/userdata/a%2Fb.json need the escaped path.
 		UnescapePath: false,
 		// /user/7 and /user/7/ differ: the ComfyUI frontend needs the slash.
 		StrictRouting: true,
 	})
+	srv := s.app.Server()
+	srv.HeaderReceived = s.requestLimits
+	srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	s.routes()
 	return s
 }
@@ -103,6 +148,9 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 }
 
 func (s *Server) routes() {
+	// Before any route: every rule below sees the canonical path, and no
+	// page of another origin opens a socket with someone's cookie.
+	s.app.Use(canonicalPath, sameOriginSockets)
 	// Other adapters (the participants' surface) come first: some of their
 	// routes pass on to the API's when they are not theirs.
 	for _, mount := range s.cfg.Mount {
@@ -134,10 +182,14 @@ func (s *Server) routes() {
 	a.Put("/queue/mode", s.setMode)
 	a.Get("/queue/status", s.queueStatus)
 	a.Get("/workers", s.listWorkers)
+	a.Get("/agents", s.listAgents)
+	a.Post("/agents", s.addAgent)
+	a.Delete("/agents/:name", s.revokeAgent)
 	a.Get("/seats", s.listSeats)
 	a.Post("/seats", s.addSeat)
 	a.Patch("/seats/:n", s.updateSeat)
 	a.Delete("/seats/:n", s.deleteSeat)
+	a.Post("/seats/:n/signout", s.signOutSeat)
 	a.Get("/announcements", s.listAnnouncements)
 	a.Post("/announcements", s.announce)
 	a.Delete("/announcements/:id", s.withdraw)
@@ -161,17 +213,25 @@ func (s *Server) routes() {
 	a.Get("/export/outputs.zip", s.exportZip)
 	a.Post("/workers/:agent/:instance/drain", s.drainWorker(true))
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
+	a.Post("/workers/:agent/:instance/put-back", s.putBackWorker)
+	a.Delete("/workers/:agent/:instance", s.forgetWorker)
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})
 }
 
+// health answers anyone with the server's state only; the admin (token or
+// session) also gets its version, uptime, queue and certificate, which
+// tell an outsider what to attack and when.
 func (s *Server) health(c *fiber.Ctx) error {
-	st := s.cfg.Queue.Status()
 	status := "ok"
 	if s.draining.Load() {
 		status = "shutting_down"
 	}
+	if !s.isAdmin(c) {
+		return c.JSON(fiber.Map{"status": status})
+	}
+	st := s.cfg.Queue.Status()
 	var tls any
 	if s.cfg.TLS != nil {
 		mode, exp := s.cfg.TLS()
@@ -180,10 +240,19 @@ func (s *Server) health(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{
 		"tls":      tls,
 		"status":   status,
-		"version":  Version,
+		"version":  s.cfg.Version,
 		"uptime_s": int(time.Since(s.started).Seconds()),
 		"queue":    fiber.Map{"mode": st.Mode, "paused": st.Paused, "pending": st.Counts[workshop.StatusPending], "running": st.Counts[workshop.StatusRunning]},
 	})
+}
+
+// isAdmin reports whether the request carries the admin token or session.
+func (s *Server) isAdmin(c *fiber.Ctx) bool {
+	if token := auth.BearerToken(c.Get(fiber.HeaderAuthorization)); token != "" {
+		return auth.TokenMatches(s.cfg.AdminTokenHash, token)
+	}
+	_, ok := s.adminSession(c)
+	return ok
 }
 
 // requireAdmin admits requests with the admin bearer token (header, or
@@ -211,13 +280,7 @@ func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	return workshop.Errorf(workshop.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>), or sign in at /admin")
 }
 
-func changes(c *fiber.Ctx) bool {
-	switch c.Method() {
-	case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions:
-		return false
-	}
-	return true
-}
+func changes(c *fiber.Ctx) bool { return !auth.SafeMethod(c.Method()) }
 
 // nextRecorded runs the handler and notes a successful admin change in the
 // activity log. Job submissions are logged by the queue's own events.
@@ -275,9 +338,45 @@ func codeForStatus(status int) string {
 func profiler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, allocs...
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// cmdline is pprof's cmdline with the values of secret flags hidden: a
+// profile handed around while debugging must not carry the admin token.
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, strings.Join(RedactArgs(os.Args), "\x00"))
+}
+
+// RedactArgs hides the values of flags whose names say they are secret
+// (--admin-token T, --agent-token=T, --admin-password P...).
+func RedactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, inline := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !secretFlag(name) {
+			continue
+		}
+		if inline {
+			out[i] = a[:strings.IndexByte(a, '=')+1] + "REDACTED"
+		} else if i+1 < len(out) {
+			i++
+			out[i] = "REDACTED"
+		}
+	}
+	return out
+}
+
+func secretFlag(name string) bool {
+	name = strings.ToLower(name)
+	return strings.Contains(name, "token") || strings.Contains(name, "password") || strings.Contains(name, "secret")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -194,7 +195,10 @@ func (c *Client) QueuePrompt(ctx context.Context, req PromptRequest) (*PromptRes
 		var he *HTTPError
 		if asHTTPError(err, &he) && he.StatusCode == http.StatusBadRequest {
 			pe := &PromptError{StatusCode: he.StatusCode, Body: []byte(he.Body)}
-			if json.Unmarshal(pe.Body, pe) == nil && pe.Info.Type != "" {
+			// ComfyUI before 2025 answers "node_errors": [] when there are
+			// none: the error itself still decodes.
+			var te *json.UnmarshalTypeError
+			if err := json.Unmarshal(pe.Body, pe); (err == nil || errors.As(err, &te)) && pe.Info.Type != "" {
 				return nil, pe
 			}
 		}

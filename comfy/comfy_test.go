@@ -1,8 +1,14 @@
 package comfy
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -124,5 +130,25 @@ func TestValidateMatchesComfyWording(t *testing.T) {
 	_, nodeErrs, err = ValidatePrompt(p, info, ValidateOptions{})
 	if err == nil || nodeErrs["1"].Errors[0].Type != ErrDependencyCycle {
 		t.Errorf("cycle: %v %+v", err, nodeErrs)
+	}
+}
+
+// ComfyUI before 2025 answers a rejected prompt with "node_errors": []:
+// the rejection is still a PromptError, not a lost answer.
+func TestPromptErrorOfOlderComfyUI(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(400)
+		io.WriteString(w, `{"error": {"type": "invalid_prompt", "message": "Cannot execute because node ImageFlip does not exist.", "details": "Node ID '#2'", "extra_info": {}}, "node_errors": []}`)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.QueuePrompt(context.Background(), PromptRequest{Prompt: json.RawMessage(`{}`)})
+	var pe *PromptError
+	if !errors.As(err, &pe) || pe.Info.Type != ErrInvalidPrompt || !strings.Contains(pe.Info.Message, "ImageFlip") {
+		t.Fatalf("got %T %v", err, err)
 	}
 }

@@ -39,6 +39,43 @@ func ParsePrompt(data []byte) (Prompt, error) {
 	return p, nil
 }
 
+// CountNodes counts the members of the JSON object raw (the nodes of an
+// API-format graph) without decoding it, and stops counting past max, so
+// an oversized graph is turned away in one quick pass. Malformed JSON is
+// left for the decoder to report.
+func CountNodes(raw []byte, max int) int {
+	depth, n := 0, 0
+	inString, escaped := false, false
+	for _, c := range raw {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ':':
+			if depth == 1 {
+				if n++; n > max {
+					return n
+				}
+			}
+		}
+	}
+	return n
+}
+
 // Link builds a link value for Node.Inputs.
 func Link(nodeID string, output int) []any { return []any{nodeID, output} }
 

@@ -31,16 +31,23 @@ type ValidateOptions struct {
 // output can run. Like ComfyUI it normalises widget values in place
 // ("5" -> 5 for an INT input).
 func ValidatePrompt(p Prompt, info ObjectInfo, opts ValidateOptions) (outputs []string, nodeErrors map[string]NodeError, err *PromptError) {
-	v := &validator{p: p, info: info, opts: opts, validated: map[string]*nodeResult{}}
+	v := &validator{p: p, info: info, opts: opts, validated: map[string]*nodeResult{}, onPath: map[string]bool{}}
 	return v.run()
 }
+
+// maxDependentOutputs bounds the outputs one node error lists. ComfyUI
+// lists every failing output under every failing node, which for a graph
+// of thousands of broken outputs is a quadratic answer (88 MB for 5,000);
+// real graphs have a handful of outputs.
+const maxDependentOutputs = 64
 
 type validator struct {
 	p         Prompt
 	info      ObjectInfo
 	opts      ValidateOptions
 	validated map[string]*nodeResult
-	order     []string // validation order of nodes, for stable node_errors
+	order     []string        // validation order of nodes, for stable node_errors
+	onPath    map[string]bool // the nodes of the path being validated
 }
 
 type nodeResult struct {
@@ -108,6 +115,8 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 	}
 	var failures []failure
 	nodeErrors := map[string]NodeError{}
+	scanned := 0      // v.order[:scanned] is in open or done with
+	var open []string // nodes with reasons whose dependents are not full
 	for _, o := range outputs {
 		res, exc := v.validateInputs(o, nil)
 		if exc != nil {
@@ -123,22 +132,30 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 		}
 		failures = append(failures, failure{o, res.reasons})
 		// Like ComfyUI, every node that has reasons so far gets this output
-		// as a dependent, whether or not it feeds it.
-		for _, id := range v.order {
-			r := v.validated[id]
-			if r.ok || len(r.reasons) == 0 {
-				continue
+		// as a dependent, whether or not it feeds it. A node's result does
+		// not change once it is in v.order, so each is looked at once and
+		// kept in open until its list is full: linear, not outputs × nodes.
+		for ; scanned < len(v.order); scanned++ {
+			if r := v.validated[v.order[scanned]]; !r.ok && len(r.reasons) > 0 {
+				open = append(open, v.order[scanned])
 			}
+		}
+		kept := open[:0]
+		for _, id := range open {
 			ne, seen := nodeErrors[id]
 			if !seen {
 				ne = NodeError{ClassType: v.p[id].ClassType, DependentOutputs: []string{}}
-				for _, d := range r.reasons {
+				for _, d := range v.validated[id].reasons {
 					ne.Errors = append(ne.Errors, d.info())
 				}
 			}
 			ne.DependentOutputs = append(ne.DependentOutputs, o)
 			nodeErrors[id] = ne
+			if len(ne.DependentOutputs) < maxDependentOutputs {
+				kept = append(kept, id)
+			}
 		}
+		open = kept
 	}
 	if len(good) == 0 {
 		var lines []string
@@ -177,7 +194,12 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 	if r, ok := v.validated[id]; ok {
 		return r, nil
 	}
+	// onPath mirrors visiting, so a deep chain costs one lookup per node
+	// rather than a walk of the path.
 	for i, seen := range visiting {
+		if !v.onPath[id] {
+			break
+		}
 		if seen != id {
 			continue
 		}
@@ -196,6 +218,8 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		return v.validated[id], nil
 	}
 
+	v.onPath[id] = true
+	defer delete(v.onPath, id)
 	node := v.p[id]
 	ni := v.info[node.ClassType]
 	var errs []errorDraft

@@ -32,10 +32,25 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // rig is the whole job path in one process, over real sockets: queue and
 // store, tunnel server and agent, dispatcher, simulated ComfyUI instances.
 type rig struct {
-	q *sched.Queue
+	q    *sched.Queue
+	d    *dispatch.Dispatcher
+	db   *store.DB
+	sims []*sim.Server
 }
 
-func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig {
+// rigConfig shapes a rig; the zero value of a field is the default.
+type rigConfig struct {
+	instances, prefetch int
+	step                time.Duration
+	faults              map[int]sim.Faults // by instance
+	setAsideAfter       int
+}
+
+func newRig(b testing.TB, instances int, prefetch int, step time.Duration) *rig {
+	return startRig(b, rigConfig{instances: instances, prefetch: prefetch, step: step})
+}
+
+func startRig(b testing.TB, cfg rigConfig) *rig {
 	b.Helper()
 	dir := b.TempDir()
 	db, err := store.Open(dir, quiet)
@@ -51,21 +66,24 @@ func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig 
 	ts := tunnel.NewServer(tunnel.ServerConfig{Token: token, Logger: quiet})
 	hs := httptest.NewServer(ts)
 	b.Cleanup(func() { ts.Close(); hs.Close() })
-	d := dispatch.New(dispatch.Config{Queue: q, Files: files, Tunnels: ts, Log: quiet, Prefetch: prefetch, Grace: time.Minute})
+	d := dispatch.New(dispatch.Config{Queue: q, Files: files, Tunnels: ts, Log: quiet, DB: db,
+		Prefetch: cfg.prefetch, Grace: time.Minute, SetAsideAfter: cfg.setAsideAfter})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); d.Run(ctx) }()
 	b.Cleanup(func() { cancel(); <-done })
 
+	r := &rig{q: q, d: d, db: db}
 	var ins []tunnel.Instance
-	for i := 0; i < instances; i++ {
-		s, err := sim.New(sim.Config{StepDelay: step, Steps: 1, Logger: quiet})
+	for i := 0; i < cfg.instances; i++ {
+		s, err := sim.New(sim.Config{StepDelay: cfg.step, Steps: 1, Logger: quiet, Faults: cfg.faults[i]})
 		if err != nil {
 			b.Fatal(err)
 		}
 		srv := httptest.NewServer(s)
 		b.Cleanup(func() { srv.Close(); s.Close() })
 		ins = append(ins, tunnel.Instance{Name: fmt.Sprint(i), URL: srv.URL})
+		r.sims = append(r.sims, s)
 	}
 	runAgent(b, hs.URL, ins)
 	// Wait for every instance to be ready, on the queue's events.
@@ -78,7 +96,7 @@ func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig 
 				ready++
 			}
 		}
-		if ready == instances {
+		if ready == cfg.instances {
 			break
 		}
 		select {
@@ -86,12 +104,12 @@ func newRig(b *testing.B, instances int, prefetch int, step time.Duration) *rig 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return &rig{q: q}
+	return r
 }
 
 // runAgent runs a gpu-agent named "bench" for instances until the
 // benchmark ends.
-func runAgent(b *testing.B, serverURL string, instances []tunnel.Instance) {
+func runAgent(b testing.TB, serverURL string, instances []tunnel.Instance) {
 	agent, err := tunnel.NewAgent(tunnel.AgentConfig{ServerURL: serverURL, Token: token, Name: "bench", Instances: instances, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)

@@ -6,11 +6,14 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -49,19 +52,44 @@ type Config struct {
 	JobTimeout time.Duration
 	// OutputURL builds the download URL of a stored output.
 	OutputURL func(jobID, name string) string
+	// MaxOutputs and MaxOutputBytes cap what one job may bring back from
+	// a GPU host (files, and bytes in all); a job past either fails.
+	// Defaults DefaultMaxOutputs, DefaultMaxOutputBytes.
+	MaxOutputs     int
+	MaxOutputBytes int64
+	// SetAsideAfter is how many jobs in a row may fail on an instance for
+	// the instance's own reasons (out of memory, a crash) before it is set
+	// aside: given no new jobs until the instructor puts it back. 0 never.
+	SetAsideAfter int
 }
+
+// Defaults of Config's output caps: far above a workshop's batch of images
+// or a video, far below what fills the server's disk.
+const (
+	DefaultMaxOutputs     = 500
+	DefaultMaxOutputBytes = 2 << 30
+)
 
 // Dispatcher runs the workers.
 type Dispatcher struct {
 	cfg Config
 	log *slog.Logger
 
-	drainMu  sync.Mutex // one Drain at a time, so stored and live sets agree
+	drainMu  sync.Mutex // one change of drains or set-asides at a time, so stored and live sets agree
 	mu       sync.Mutex
-	workers  map[string]*worker // by worker id: agent/instance
-	drained  map[string]bool    // survives reconnects, and restarts with DB
-	sessions map[string]uint64  // agent -> live session id
-	done     map[string]int     // jobs completed per worker id
+	workers  map[string]*worker    // by worker id: agent/instance
+	drained  map[string]bool       // survives reconnects, and restarts with DB
+	setAside map[string]SetAside   // likewise
+	strikes  map[string][]strike   // instance-side failures in a row, per worker id
+	gone     map[string]goneWorker // workers whose agent went, until it is back
+	sessions map[string]uint64     // agent -> live session id
+	done     map[string]int        // jobs completed per worker id
+}
+
+// goneWorker is the last state of a worker whose agent disconnected.
+type goneWorker struct {
+	last WorkerStatus
+	at   time.Time
 }
 
 // New returns a dispatcher; call Run.
@@ -78,25 +106,38 @@ func New(cfg Config) *Dispatcher {
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = time.Hour
 	}
+	if cfg.MaxOutputs <= 0 {
+		cfg.MaxOutputs = DefaultMaxOutputs
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
 	if cfg.OutputURL == nil {
-		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + name }
+		cfg.OutputURL = func(jobID, name string) string { return "/api/jobs/" + jobID + "/outputs/" + url.PathEscape(name) }
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Log,
-		workers: map[string]*worker{}, drained: map[string]bool{},
+		workers: map[string]*worker{}, drained: map[string]bool{}, setAside: map[string]SetAside{},
+		strikes: map[string][]strike{}, gone: map[string]goneWorker{},
 		sessions: map[string]uint64{}, done: map[string]int{},
 	}
 	if cfg.DB != nil {
 		var ids []string
 		err := cfg.DB.View(func(tx *store.Tx) error {
-			_, err := tx.Setting(settingDrained, &ids)
+			if _, err := tx.Setting(settingDrained, &ids); err != nil {
+				return err
+			}
+			_, err := tx.Setting(settingSetAside, &d.setAside)
 			return err
 		})
 		if err != nil {
-			d.log.Error("reading the drained instances failed; none are drained", "err", err)
+			d.log.Error("reading the drained and set-aside instances failed; none are", "err", err)
 		}
 		for _, id := range ids {
 			d.drained[id] = true
+		}
+		if d.setAside == nil {
+			d.setAside = map[string]SetAside{}
 		}
 	}
 	return d
@@ -161,10 +202,17 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 		d.log.Warn("GPU agent disconnected; its jobs keep their leases for the grace period", "agent", a.Name, "err", ev.Err, "grace", d.cfg.Grace)
 		d.mu.Lock()
 		var gone []*worker
+		now := time.Now()
 		for id, w := range d.workers {
 			if w.agent == a.Name && w.session == a.SessionID {
 				gone = append(gone, w)
 				delete(d.workers, id)
+				// Still listed, as disconnected, until it is back or removed.
+				lost := w.lostSince()
+				if lost.IsZero() {
+					lost = now
+				}
+				d.gone[id] = goneWorker{last: w.status(d.done[id]), at: lost}
 			}
 		}
 		if d.sessions[a.Name] == a.SessionID {
@@ -181,8 +229,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 		if ev.Type == tunnel.AgentDisconnected {
 			action, detail = "disconnected", fmt.Sprint(ev.Err)
 		}
-		data, _ := json.Marshal(map[string]string{"agent": a.Name, "action": action, "detail": detail})
-		d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventAgent, Data: data})
+		d.publishAgent(a.Name, action, detail)
 	}
 }
 
@@ -198,7 +245,9 @@ func (d *Dispatcher) startWorker(ctx context.Context, a tunnel.AgentInfo, in tun
 	w := newWorker(d, a, in)
 	d.mu.Lock()
 	w.draining = d.drained[id]
+	_, w.aside = d.setAside[id]
 	d.workers[id] = w
+	delete(d.gone, id)
 	d.mu.Unlock()
 	w.start(ctx)
 }
@@ -223,23 +272,18 @@ func (d *Dispatcher) changed() {
 	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
 }
 
-// updateSlots tells the queue how many jobs can run at once, for estimates.
+// updateSlots tells the queue which workers take jobs now: for estimates,
+// and so a job that failed on one waits for another.
 func (d *Dispatcher) updateSlots() {
 	d.mu.Lock()
-	n := 0
-	for _, w := range d.workers {
+	var ids []string
+	for id, w := range d.workers {
 		if w.usable() {
-			n++
+			ids = append(ids, id)
 		}
 	}
 	d.mu.Unlock()
-	d.cfg.Queue.SetSlots(n)
-}
-
-func (d *Dispatcher) jobDone(id string) {
-	d.mu.Lock()
-	d.done[id]++
-	d.mu.Unlock()
+	d.cfg.Queue.SetWorkers(ids)
 }
 
 // Drain stops (or, with on false, resumes) giving new jobs to a worker; the
@@ -278,13 +322,12 @@ func (d *Dispatcher) Drain(ctx context.Context, id string, on bool) (WorkerStatu
 		delete(d.drained, id)
 	}
 	d.mu.Unlock()
-	if w == nil {
-		agent, instance, _ := strings.Cut(id, "/")
-		return WorkerStatus{ID: id, Agent: agent, Instance: instance, State: "disconnected", Queued: []string{}}, nil
+	if w != nil {
+		w.setHeld(func() { w.draining = on })
+		d.changed()
 	}
-	w.setDraining(on)
-	d.changed()
-	return w.status(d.doneCount(id)), nil
+	st, _ := d.status(id)
+	return st, nil
 }
 
 func (d *Dispatcher) doneCount(id string) int {
@@ -292,6 +335,17 @@ func (d *Dispatcher) doneCount(id string) int {
 	defer d.mu.Unlock()
 	return d.done[id]
 }
+
+// States of an instance, as WorkerStatus.State reports them.
+const (
+	StateIdle         = "idle"
+	StateBusy         = "busy"
+	StateDraining     = "draining"
+	StateSetAside     = "set_aside"
+	StateConnecting   = "connecting"   // just came; its socket is not up yet
+	StateUnreachable  = "unreachable"  // its agent is there, the instance's socket is not
+	StateDisconnected = "disconnected" // its agent is gone
+)
 
 // WorkerStatus is one instance as the admin sees it.
 type WorkerStatus struct {
@@ -302,7 +356,7 @@ type WorkerStatus struct {
 	Connected bool            `json:"connected"` // its socket is up through the tunnel
 	Healthy   bool            `json:"healthy"`
 	Draining  bool            `json:"draining"`
-	State     string          `json:"state"` // idle, busy, draining, unreachable
+	State     string          `json:"state"` // one of the State constants
 	Current   string          `json:"current_job,omitempty"`
 	Queued    []string        `json:"queued_jobs"`
 	JobsDone  int             `json:"jobs_done"`
@@ -310,7 +364,24 @@ type WorkerStatus struct {
 	Error     string          `json:"error,omitempty"`
 	Stats     json.RawMessage `json:"system_stats,omitempty"`
 	Models    json.RawMessage `json:"models,omitempty"` // the agent's model check
+
+	// SetAside is set while the instance is out of service because it
+	// kept failing jobs.
+	SetAside *SetAside `json:"set_aside,omitempty"`
+	// RecentFailures are its instance-side failures since its last
+	// completed job.
+	RecentFailures []workshop.Failure `json:"recent_failures,omitempty"`
+
+	// While unreachable or disconnected: since when, the jobs whose leases
+	// it still holds, and when they go back to the queue if it is not back.
+	LostAt          *time.Time `json:"lost_at,omitempty"`
+	HeldJobs        []string   `json:"held_jobs,omitempty"`
+	GraceEndsAt     *time.Time `json:"grace_ends_at,omitempty"`
+	GraceRemainingS *float64   `json:"grace_remaining_s,omitempty"`
 }
+
+// TakesJobs reports whether the instance is given new jobs now.
+func (s WorkerStatus) TakesJobs() bool { return s.Connected && !s.Draining && s.SetAside == nil }
 
 // GPU is what is known of an instance's GPU.
 type GPU struct {
@@ -320,40 +391,127 @@ type GPU struct {
 	UtilizationPct float64 `json:"utilization_pct"` // -1 when unknown
 }
 
-// Workers lists every connected instance, by id.
+// Workers lists every instance, by id: the connected ones, and those
+// whose agent went (or that held jobs when the server restarted, or are
+// drained or set aside) as disconnected, until they are back or removed.
 func (d *Dispatcher) Workers() []WorkerStatus {
+	ids := map[string]bool{}
 	d.mu.Lock()
-	ws := make([]*worker, 0, len(d.workers))
-	for _, w := range d.workers {
-		ws = append(ws, w)
+	for id := range d.workers {
+		ids[id] = true
+	}
+	for id := range d.gone {
+		ids[id] = true
+	}
+	for id := range d.drained {
+		ids[id] = true
+	}
+	for id := range d.setAside {
+		ids[id] = true
 	}
 	d.mu.Unlock()
-	out := make([]WorkerStatus, 0, len(ws))
-	for _, w := range ws {
-		out = append(out, w.status(d.doneCount(w.id)))
+	for _, id := range d.cfg.Queue.LeaseHolders() {
+		ids[id] = true
+	}
+	out := make([]WorkerStatus, 0, len(ids))
+	for id := range ids {
+		if st, ok := d.status(id); ok {
+			out = append(out, st)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
+// status is one instance's state, live or remembered; false when nothing
+// is known of it.
+func (d *Dispatcher) status(id string) (WorkerStatus, bool) {
+	d.mu.Lock()
+	w := d.workers[id]
+	g, wasHere := d.gone[id]
+	drained := d.drained[id]
+	aside, isAside := d.setAside[id]
+	var failures []workshop.Failure
+	for _, s := range d.strikes[id] {
+		failures = append(failures, s.f)
+	}
+	done := d.done[id]
+	d.mu.Unlock()
+	var st WorkerStatus
+	var lost time.Time
+	var held []string
+	var until time.Time
+	if w != nil {
+		st, lost = w.status(done), w.lostSince()
+		if !st.Connected {
+			held, until = d.cfg.Queue.Leases(id)
+		}
+	} else {
+		held, until = d.cfg.Queue.Leases(id)
+		if !wasHere && !drained && !isAside && len(held) == 0 {
+			return WorkerStatus{}, false
+		}
+		agent, instance, _ := strings.Cut(id, "/")
+		st = WorkerStatus{ID: id, Agent: agent, Instance: instance, JobsDone: done}
+		if wasHere {
+			st, lost = g.last, g.at
+			st.Current, st.Error = "", ""
+		}
+		st.Queued = []string{}
+		st.Connected, st.Healthy, st.Draining, st.State = false, false, drained, StateDisconnected
+	}
+	if isAside {
+		st.SetAside = &aside
+		if st.State == StateIdle || st.State == StateDraining {
+			st.State = StateSetAside
+		}
+	}
+	st.RecentFailures = failures
+	if !lost.IsZero() && !st.Connected {
+		lost = lost.UTC()
+		st.LostAt = &lost
+	}
+	if len(held) > 0 {
+		until = until.UTC()
+		left := math.Max(0, math.Round(time.Until(until).Seconds()*10)/10)
+		st.HeldJobs, st.GraceEndsAt, st.GraceRemainingS = held, &until, &left
+	}
+	return st, true
+}
+
 // Upstream picks a connected instance for read-only ComfyUI routes (the
 // UI's files, object_info...): its base URL and a dial function through its
-// agent's tunnel. Idle instances are preferred, so browsing does not slow a
-// busy one.
+// agent's tunnel. The newest ComfyUI is preferred, so that with mixed
+// versions every participant gets the same UI and node list (the newest's,
+// which the dispatcher can run: a job needing a node that an older
+// instance lacks is retried on one that has it). Among equals, idle
+// instances are preferred, so browsing does not slow a busy one.
 func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, network, addr string) (net.Conn, error), ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var pick *worker
+	var pickVersion string
 	pickIdle := false
 	for _, w := range d.workers {
 		w.mu.Lock()
-		up, idle := w.connected, w.executing == ""
+		up, idle, version := w.connected, w.executing == "", comfyVersion(w.report.SystemStats)
 		w.mu.Unlock()
 		if !up {
 			continue
 		}
-		if pick == nil || (idle && !pickIdle) || (idle == pickIdle && w.id < pick.id) {
-			pick, pickIdle = w, idle
+		better := pick == nil
+		if !better {
+			switch c := compareVersions(version, pickVersion); {
+			case c != 0:
+				better = c > 0
+			case idle != pickIdle:
+				better = idle
+			default:
+				better = w.id < pick.id
+			}
+		}
+		if better {
+			pick, pickIdle, pickVersion = w, idle, version
 		}
 	}
 	if pick == nil {
@@ -364,4 +522,40 @@ func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, net
 		base = "http://comfyui.invalid"
 	}
 	return base, d.cfg.Tunnels.Dialer(pick.agent, pick.instance), true
+}
+
+// comfyVersion is the ComfyUI version a system_stats reports ("0.3.64"),
+// or "" for versions before it was reported (2025).
+func comfyVersion(stats json.RawMessage) string {
+	var ss struct {
+		System struct {
+			Version string `json:"comfyui_version"`
+		} `json:"system"`
+	}
+	if len(stats) == 0 || json.Unmarshal(stats, &ss) != nil {
+		return ""
+	}
+	return ss.System.Version
+}
+
+// compareVersions orders dotted versions by their numbers ("0.3.10" after
+// "0.3.9"); "" is the oldest.
+func compareVersions(a, b string) int {
+	if a == "" || b == "" {
+		return strings.Compare(a, b)
+	}
+	as, bs := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			fmt.Sscanf(as[i], "%d", &x)
+		}
+		if i < len(bs) {
+			fmt.Sscanf(bs[i], "%d", &y)
+		}
+		if x != y {
+			return cmp.Compare(x, y)
+		}
+	}
+	return 0
 }

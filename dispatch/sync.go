@@ -11,6 +11,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -76,7 +77,8 @@ func (w *worker) reconcile() error {
 
 	mine := map[string]bool{}
 	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
-	var collect, requeue []string
+	var collect, requeue, failedAway []string
+	failedEntry := map[string]*comfy.HistoryEntry{}
 	for _, job := range leased {
 		engineID := job.EngineID
 		if engineID == "" {
@@ -106,7 +108,8 @@ func (w *worker) reconcile() error {
 			collect = append(collect, job.ID)
 		case ok && entry.Status != nil && entry.Status.StatusStr == "error":
 			w.untrack(job.ID)
-			w.fail(job.ID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(entry)})
+			failedAway = append(failedAway, job.ID)
+			failedEntry[job.ID] = entry
 		case onInstance[engineID] != "":
 			stage := onInstance[engineID]
 			t := w.ensureTracked(&summary, engineID, stage)
@@ -124,15 +127,28 @@ func (w *worker) reconcile() error {
 			lostAnswer[job.ID] = answerLost
 		}
 	}
+	for _, id := range failedAway {
+		w.failedWhileAway(id, failedEntry[id])
+	}
+	struck := false
 	for _, id := range requeue {
 		reason := "the GPU instance lost the job (it restarted or was cleared)"
 		if lostAnswer[id] {
 			reason = "the GPU instance did not take the job"
 		}
 		w.log.Warn("the instance does not have a job it should hold; requeueing it", "job", id, "reason", reason)
-		if _, err := w.q.Requeue(context.Background(), id, w.id, reason); err != nil {
+		j, err := w.q.Requeue(context.Background(), id, w.id, reason)
+		if err != nil {
 			w.log.Warn("requeue", "job", id, "err", err)
+			continue
 		}
+		// A loss of the instance (a crash, a restart) is one strike against
+		// it, however many jobs it held; a job out of attempts is forgiven.
+		if lostAnswer[id] || (struck && j.Status != workshop.StatusFailed) {
+			continue
+		}
+		w.d.failed(ctx, w, j, workshop.Failure{Reason: sched.FailureLost, Message: reason})
+		struck = struck || j.Status != workshop.StatusFailed
 	}
 	// Forget jobs that were taken from us while we were away.
 	w.mu.Lock()
@@ -195,10 +211,36 @@ func historyMessages(e *comfy.HistoryEntry) json.RawMessage {
 	return b
 }
 
+// failedWhileAway ends a job that failed on the instance while its socket
+// was down: ComfyUI's history keeps the execution_error it sent, which
+// tells, as a live one does, whether to try another instance.
+func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
+	var m comfy.ExecutionError
+	for _, msg := range e.Status.Messages {
+		if msg.Event == comfy.EventExecutionError && json.Unmarshal(msg.Data, &m) == nil {
+			jerr := executionError(&m, msg.Data)
+			if reason, ok := executionFault(&m); ok {
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr, nil)
+			} else {
+				w.fail(jobID, jerr)
+			}
+			return
+		}
+	}
+	w.fail(jobID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(e)})
+}
+
+// collectAttempts bounds the tries to bring a job's outputs home while its
+// instance stays connected: one that keeps failing then is not a blip.
+const collectAttempts = 8
+
 // collect waits for the job's history entry, streams every output file into
 // the output store and completes the job. If the instance goes away midway
 // it gives up; the next reconcile starts it again (files are written whole
-// or not at all, and only the first completion counts).
+// or not at all, and only the first completion counts). A failure that
+// retrying cannot mend (outputs over the caps, a file the instance will not
+// give), or one that lasts collectAttempts tries, fails the job with the
+// reason: nothing is retried forever.
 func (w *worker) collect(jobID string) {
 	w.mu.Lock()
 	t := w.jobs[jobID]
@@ -206,17 +248,44 @@ func (w *worker) collect(jobID string) {
 	if t == nil {
 		return
 	}
-	for attempt := 0; w.ctx.Err() == nil; attempt++ {
+	for attempt := 1; w.ctx.Err() == nil; attempt++ {
 		err := w.collectOnce(t)
 		if err == nil {
 			return
 		}
-		w.log.Warn("collecting outputs failed; retrying", "job", jobID, "err", err)
+		var final *finalError
+		if errors.As(err, &final) || attempt >= collectAttempts {
+			if w.ctx.Err() != nil {
+				return // the instance went away: the next reconcile collects
+			}
+			w.log.Warn("collecting outputs failed; failing the job", "job", jobID, "attempts", attempt, "err", err)
+			w.untrack(jobID)
+			w.d.cfg.Files.RemoveGroup(store.Outputs, t.job.UserID, jobID)
+			w.fail(jobID, &workshop.JobError{Type: "output_error", Message: "the job's outputs could not be stored: " + errorText(err)})
+			return
+		}
+		w.log.Warn("collecting outputs failed; retrying", "job", jobID, "attempt", attempt, "err", err)
 		select {
 		case <-w.ctx.Done():
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// finalError is a collection failure that retrying cannot mend.
+type finalError struct{ msg string }
+
+func (e *finalError) Error() string { return e.msg }
+
+func finalf(format string, args ...any) error { return &finalError{fmt.Sprintf(format, args...)} }
+
+// errorText is err for a job's reason: the workshop's own message when it
+// has one.
+func errorText(err error) string {
+	if m := workshop.ErrorMessage(err); m != "" && workshop.ErrorCode(err) != workshop.EINTERNAL {
+		return m
+	}
+	return err.Error()
 }
 
 // errNotYet means ComfyUI has not written the history entry yet: it sends
@@ -247,18 +316,33 @@ func (w *worker) collectOnce(t *track) error {
 		}
 	}
 	files := entry.Files()
+	if max := w.d.cfg.MaxOutputs; len(files) > max {
+		return finalf("the job made %d output files; the workshop keeps at most %d per job", len(files), max)
+	}
 	outputs := make([]workshop.Output, 0, len(files))
 	used := map[string]bool{}
+	budget := w.d.cfg.MaxOutputBytes
 	for _, f := range files {
 		name := outputName(f, used)
 		dl, err := w.client.View(ctx, f.FileRef)
 		if err != nil {
+			var he *comfy.HTTPError
+			if errors.As(err, &he) && he.StatusCode >= 400 && he.StatusCode < 500 {
+				return finalf("the GPU host would not give output %q (%d)", f.Filename, he.StatusCode)
+			}
 			return fmt.Errorf("download %s: %w", f.Filename, err)
 		}
-		saved, err := w.d.cfg.Files.Save(store.Outputs, job.UserID, job.ID, name, dl, 0)
+		saved, err := w.d.cfg.Files.Save(store.Outputs, job.UserID, job.ID, name, dl, budget)
 		dl.Close()
+		if workshop.ErrorCode(err) == workshop.ETOOLARGE {
+			return finalf("the job's outputs are over %d MB, the most the workshop keeps per job", w.d.cfg.MaxOutputBytes>>20)
+		}
 		if err != nil {
 			return fmt.Errorf("store %s: %w", f.Filename, err)
+		}
+		budget -= saved.Size
+		if budget <= 0 && len(outputs)+1 < len(files) {
+			return finalf("the job's outputs are over %d MB, the most the workshop keeps per job", w.d.cfg.MaxOutputBytes>>20)
 		}
 		outputs = append(outputs, workshop.Output{
 			Node: f.NodeID, Name: name, Filename: f.Filename, Subfolder: f.Subfolder, Type: f.Type,
@@ -266,7 +350,7 @@ func (w *worker) collectOnce(t *track) error {
 		})
 	}
 	raw, _ := json.Marshal(entry.Outputs)
-	_, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
+	done, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
 	w.untrack(job.ID)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ECONFLICT {
@@ -279,7 +363,7 @@ func (w *worker) collectOnce(t *track) error {
 		}
 		return err
 	}
-	w.d.jobDone(w.id)
+	w.d.completed(context.Background(), w.id, done)
 	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
 	return nil
 }

@@ -55,7 +55,9 @@ type worker struct {
 	reconciled bool              // state matches the instance since it came up
 	synced     bool              // the first reconcile (taking over leases) is done
 	stopLease  context.CancelFunc
-	draining   bool
+	draining   bool      // the instructor holds new jobs back
+	aside      bool      // set aside: it kept failing jobs
+	lostAt     time.Time // when its socket went, while it is down
 	report     tunnel.InstanceStatus
 	gpus       []tunnel.GPUStats
 	models     json.RawMessage
@@ -126,9 +128,11 @@ func (w *worker) kick(c chan struct{}) {
 	}
 }
 
-func (w *worker) setDraining(on bool) {
+// setHeld changes, with set, whether new jobs are held back (draining,
+// aside), and stops a wait for a job in progress.
+func (w *worker) setHeld(set func()) {
 	w.mu.Lock()
-	w.draining = on
+	set()
 	w.interruptLease()
 	w.mu.Unlock()
 	w.kick(w.wake)
@@ -151,7 +155,16 @@ func (w *worker) setReport(st tunnel.InstanceStatus, r tunnel.Report) {
 func (w *worker) usable() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.connected && !w.draining
+	return w.takesJobs()
+}
+
+// takesJobs: connected, and new jobs not held back; mu held.
+func (w *worker) takesJobs() bool { return w.connected && !w.draining && !w.aside }
+
+func (w *worker) lostSince() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lostAt
 }
 
 // onInstance counts jobs the instance holds (queued or executing); jobs
@@ -172,7 +185,7 @@ func (w *worker) leaseLoop() {
 	for {
 		for {
 			w.mu.Lock()
-			ready := w.connected && w.reconciled && !w.draining && w.onInstance() < capacity
+			ready := w.takesJobs() && w.reconciled && w.onInstance() < capacity
 			w.mu.Unlock()
 			if ready {
 				break
@@ -196,10 +209,7 @@ func (w *worker) leaseLoop() {
 			}
 			continue
 		}
-		w.mu.Lock()
-		ready := w.connected && !w.draining
-		w.mu.Unlock()
-		if !ready {
+		if !w.usable() {
 			// It came in just as the worker stopped taking jobs.
 			if _, err := w.q.Release(context.Background(), job.ID, w.id, "the GPU instance stopped taking jobs"); err != nil {
 				w.log.Warn("release", "job", job.ID, "err", err)
@@ -237,7 +247,13 @@ func (w *worker) submit(job *workshop.Job) {
 	switch {
 	case errors.As(err, &perr):
 		w.untrack(job.ID)
-		w.fail(job.ID, &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)})
+		jerr := &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)}
+		if reason, msg, ok := promptFault(perr); ok {
+			// A node or model this instance lacks: another may have it.
+			w.retryElsewhere(job.ID, workshop.Failure{Reason: reason, Message: msg}, jerr, nil)
+			return
+		}
+		w.fail(job.ID, jerr)
 		return
 	case err != nil:
 		// The instance may have taken the prompt before the answer was lost
@@ -332,6 +348,35 @@ func (w *worker) fail(jobID string, jerr *workshop.JobError) {
 	}
 }
 
+// executionError is the job error of an engine's execution_error.
+func executionError(m *comfy.ExecutionError, raw json.RawMessage) *workshop.JobError {
+	return &workshop.JobError{
+		Type:    "execution_error",
+		Message: fmt.Sprintf("%s in node %s (%s): %s", m.ExceptionType, m.NodeID, m.NodeType, m.ExceptionMessage),
+		Details: append(json.RawMessage(nil), raw...),
+	}
+}
+
+// retryElsewhere ends a dispatch that failed for the instance's reason:
+// the job goes to another instance, or fails with jerr when it has failed
+// on every one (then frame, the engine's error, goes to its owner).
+func (w *worker) retryElsewhere(jobID string, f workshop.Failure, jerr *workshop.JobError, frame *sched.Event) {
+	ctx := context.Background()
+	j, err := w.q.RetryElsewhere(ctx, jobID, w.id, f, jerr)
+	if err != nil {
+		if workshop.ErrorCode(err) != workshop.ECONFLICT {
+			w.log.Error("retry job elsewhere", "job", jobID, "err", err)
+		}
+		return
+	}
+	if j.Status == workshop.StatusPending {
+		w.log.Warn("a job failed for a reason of this instance's own; it goes to another", "job", jobID, "reason", f.Reason, "err", f.Message)
+	} else if frame != nil && frame.Frame != nil {
+		w.q.Events().Publish(*frame)
+	}
+	w.d.failed(ctx, w, j, f)
+}
+
 // lookup finds the tracked job an engine prompt id belongs to; mu held.
 func (w *worker) lookup(promptID string) (string, *track) {
 	if promptID == "" {
@@ -357,7 +402,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 	case comfy.EventStatus, comfy.EventReconnected:
 		w.mu.Lock()
 		was := w.connected && w.reconciled
-		w.connected = true
+		w.connected, w.lostAt = true, time.Time{}
 		if !was {
 			w.reconciled = false
 		}
@@ -371,6 +416,9 @@ func (w *worker) onEvent(ev comfy.Event) {
 	case comfy.EventDisconnected:
 		w.mu.Lock()
 		w.connected, w.reconciled = false, false
+		if w.lostAt.IsZero() {
+			w.lostAt = time.Now()
+		}
 		w.interruptLease()
 		w.mu.Unlock()
 		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
@@ -391,6 +439,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 	}
 	user := t.job.UserID
 	var publish, withPreview bool
+	relay := ev.Frame != nil
 	var after func()
 	switch m := ev.Msg.(type) {
 	case *comfy.ExecutionStart:
@@ -431,13 +480,22 @@ func (w *worker) onEvent(ev comfy.Event) {
 			after = func() { go w.collect(jobID) }
 		}
 	case *comfy.ExecutionError:
+		jerr := executionError(m, ev.Data)
+		reason, instanceSide := executionFault(m)
+		// Retried elsewhere, the participant is not told of this attempt's
+		// error; only if it fails for good.
+		relay = relay && !instanceSide
+		frame := sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: ev.Frame, Binary: ev.Binary}
 		after = func() {
+			if instanceSide {
+				// Still tracked meanwhile, so the worker takes no new job
+				// before it knows whether it is set aside.
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr, &frame)
+				w.untrack(jobID)
+				return
+			}
 			w.untrack(jobID)
-			w.fail(jobID, &workshop.JobError{
-				Type:    "execution_error",
-				Message: fmt.Sprintf("%s in node %s (%s): %s", m.ExceptionType, m.NodeID, m.NodeType, m.ExceptionMessage),
-				Details: append(json.RawMessage(nil), ev.Data...),
-			})
+			w.fail(jobID, jerr)
 		}
 	case *comfy.ExecutionInterrupted:
 		timedOut := t.timedOut
@@ -453,7 +511,7 @@ func (w *worker) onEvent(ev comfy.Event) {
 	w.mu.Unlock()
 
 	// Relay the frame to the job's owner.
-	if ev.Frame != nil && w.q.Events().HasSubscribers() {
+	if relay && w.q.Events().HasSubscribers() {
 		w.q.Events().Publish(sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: ev.Frame, Binary: ev.Binary})
 	}
 	if publish {
@@ -588,14 +646,18 @@ func (w *worker) status(done int) WorkerStatus {
 		}
 	}
 	switch {
+	case !w.connected && w.lostAt.IsZero() && w.report.Healthy:
+		st.State = StateConnecting // the agent reaches it; its socket is not up yet
 	case !w.connected:
-		st.State = "unreachable"
+		st.State = StateUnreachable
 	case w.executing != "":
-		st.State = "busy"
+		st.State = StateBusy
+	case w.aside:
+		st.State = StateSetAside
 	case w.draining:
-		st.State = "draining"
+		st.State = StateDraining
 	default:
-		st.State = "idle"
+		st.State = StateIdle
 	}
 	st.GPU = gpuOf(w.report.SystemStats, w.gpus, w.instance)
 	return st

@@ -105,7 +105,7 @@ func TestAdminPageLive(t *testing.T) {
 		chromedp.Click(css(`.gpu-card[data-id="gpu-b/0"] .drain`)),
 		poll(`document.querySelector('.gpu-card[data-id="gpu-b/0"] .drain').textContent.includes("Undrain")`),
 	)
-	shot("gpus")
+	// live-admin-gpus.png comes from TestAdminGPUViewWhenThingsGoWrong.
 	if st := s.a.workerState("gpu-b/0"); st != "draining" {
 		t.Errorf("gpu-b/0 is %s", st)
 	}

@@ -206,7 +206,7 @@ func TestAdminActions(t *testing.T) {
 	}
 	st, zipBody := b.call("GET", "/api/export/outputs.zip", nil, "")
 	zr, err := zip.NewReader(bytes.NewReader(zipBody), int64(len(zipBody)))
-	if st != 200 || err != nil || len(zr.File) < 2 || !strings.HasPrefix(zr.File[0].Name, "user00") {
+	if st != 200 || err != nil || len(zr.File) < 2 || !strings.HasPrefix(zr.File[0].Name, "seat-00") {
 		t.Errorf("zip: %d %v", st, err)
 	}
 	if st, _ := b.call("POST", "/admin/logout", nil, b.csrf); st != 200 {

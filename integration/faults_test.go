@@ -312,7 +312,7 @@ func TestDrainSurvivesRestart(t *testing.T) {
 	agent.kill9()
 	ev2 := watch(t, srv2.base)
 	ev2.waitFor("gpu-a/0 to go", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a2.workerState("gpu-a/0") == "absent"
+		return a2.workerState("gpu-a/0") == "disconnected"
 	})
 	var w struct {
 		State string `json:"state"`

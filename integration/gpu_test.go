@@ -63,11 +63,17 @@ func (s *sim) stats(t testing.TB) (st struct {
 
 func startAgent(t testing.TB, server, name string, sims ...*sim) *proc {
 	t.Helper()
-	args := []string{"--server", server, "--token", agentToken, "--name", name, "--report-interval", "500ms"}
-	for _, s := range sims {
-		args = append(args, "--comfy", s.base)
+	urls := make([]string, len(sims))
+	for i, s := range sims {
+		urls[i] = s.base
 	}
-	return startProc(t, "gpu-agent", args...)
+	return startAgentFor(t, server, name, urls...)
+}
+
+// startAgentFor runs a gpu-agent for the ComfyUI instances at urls.
+func startAgentFor(t testing.TB, server, name string, urls ...string) *proc {
+	t.Helper()
+	return startAgentWithToken(t, server, name, agentToken, urls...)
 }
 
 func startGPUServer(t testing.TB, data string, extra ...string) *server {
@@ -110,7 +116,13 @@ type job struct {
 	Status   string `json:"status"`
 	Attempts int    `json:"attempts"`
 	Worker   string `json:"worker"`
-	Error    *struct {
+	EngineID string `json:"engine_prompt_id"`
+	Failures []struct {
+		Worker  string `json:"worker"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"failures"`
+	Error *struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"error"`

@@ -22,6 +22,10 @@ var (
 	built    sync.Once
 )
 
+// testVersion is stamped into the binaries the tests build, as the
+// Taskfile's build stamps a release's.
+const testVersion = "v0.0.0-integration"
+
 // binary builds (once per test run) and returns the path of cmd/<name>.
 func binary(t testing.TB, name string) string {
 	t.Helper()
@@ -30,7 +34,8 @@ func binary(t testing.TB, name string) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "../cmd/...")
+		cmd := exec.Command("go", "build", "-ldflags", "-X github.com/comfy-workshop/workshop/internal/version.stamp="+testVersion,
+			"-o", binDir+string(os.PathSeparator), "../cmd/...")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

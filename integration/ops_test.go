@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -52,9 +53,27 @@ func TestOperations(t *testing.T) {
 	}
 
 	// Backup while serving; restore into a new data dir and serve it.
+	// The flags may follow the file; an existing file is kept unless --force.
 	backup := filepath.Join(t.TempDir(), "backup.db")
-	if out, err := runCLI(t, s.server, "backup", backup); err != nil || !strings.Contains(out, "backup written") {
+	bare := func(args ...string) (string, error) {
+		out, err := exec.Command(binary(t, "workshop"), args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := bare("backup", backup, "--server", s.base, "--admin-token", adminToken); err != nil || !strings.Contains(out, "backup written") {
 		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	before, _ := os.ReadFile(backup)
+	if out, err := runCLI(t, s.server, "backup", backup); err == nil || !strings.Contains(out, "--force") {
+		t.Errorf("backup over an existing file: %v\n%s", err, out)
+	}
+	if after, _ := os.ReadFile(backup); !bytes.Equal(before, after) {
+		t.Error("the refused backup changed the file")
+	}
+	if out, err := runCLI(t, s.server, "backup", "--force", backup); err != nil || !strings.Contains(out, "backup written") {
+		t.Errorf("backup --force: %v\n%s", err, out)
+	}
+	if out, err := bare("restore", backup); err == nil || !strings.Contains(out, "give --data DIR") {
+		t.Errorf("restore without --data: %v\n%s", err, out)
 	}
 	data2 := t.TempDir()
 	cmd := exec.Command(binary(t, "workshop"), "restore", "--data", data2, backup)
@@ -74,19 +93,43 @@ func TestOperations(t *testing.T) {
 		}
 	}
 
-	// Prune clears finished jobs and their outputs.
-	if out, err := runCLI(t, s.server, "prune", "--older-than", "0s"); err != nil || !strings.Contains(out, "deleted 3 finished jobs") {
+	// Prune counts first and deletes only when told to: no age, a zero
+	// age and no confirmation are refused, and change nothing.
+	for _, args := range [][]string{{"prune"}, {"prune", "--older-than", "0s"}, {"prune", "--older-than", "-1h"}, {"prune", "--all"}} {
+		if out, err := runCLI(t, s.server, args...); err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := runCLI(t, s.server, "prune", "--all", "--dry-run"); err != nil || !strings.Contains(out, "has 3 finished jobs") || !strings.Contains(out, "nothing deleted") {
+		t.Errorf("prune --dry-run: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, s.server, "prune", "--older-than", "1h", "--yes"); err != nil || !strings.Contains(out, "nothing to delete") {
+		t.Errorf("prune of nothing that old: %v\n%s", err, out)
+	}
+	if j := s.a.job(ids[0]); j.Status != "completed" {
+		t.Fatalf("a refused prune deleted: %+v", j)
+	}
+	if out, err := runCLI(t, s.server, "prune", "--all", "--yes"); err != nil || !strings.Contains(out, "deleted 3 finished jobs") {
 		t.Fatalf("prune: %v\n%s", err, out)
 	}
 	var j job
 	if st := s.a.do("GET", "/api/jobs/"+ids[0], nil, &j); st != 404 {
 		t.Errorf("pruned job: %d", st)
 	}
-	if out, err := runCLI(t, s.server, "prune"); err == nil || !strings.Contains(out, "--older-than") {
-		t.Errorf("prune without --older-than: %v %s", err, out)
-	}
-	if out, err := runCLI(t, s.server, "status"); err != nil || !strings.Contains(out, "gpu-a/0") {
+
+	// Status names the build's version, in text and JSON.
+	if out, err := runCLI(t, s.server, "status"); err != nil || !strings.Contains(out, "gpu-a/0") || !strings.Contains(out, testVersion) {
 		t.Errorf("status: %v\n%s", err, out)
+	}
+	var st struct {
+		Health struct{ Version string } `json:"health"`
+		Queue  struct {
+			Workers []struct{ ID string } `json:"workers"`
+		} `json:"queue"`
+	}
+	out, err := runCLI(t, s.server, "status", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Health.Version != testVersion || len(st.Queue.Workers) != 1 {
+		t.Errorf("status --json: %v %+v\n%s", err, st, out)
 	}
 }
 

@@ -51,23 +51,7 @@ type participant struct {
 	client *http.Client
 }
 
-func (s *stack) seatCode(n int) string {
-	var seats struct {
-		Seats []struct {
-			Seat    int    `json:"seat"`
-			Code    string `json:"code"`
-			JoinURL string `json:"join_url"`
-		} `json:"seats"`
-	}
-	s.a.do("GET", "/api/seats", nil, &seats)
-	for _, st := range seats.Seats {
-		if st.Seat == n {
-			return st.Code
-		}
-	}
-	s.a.t.Fatalf("no seat %d", n)
-	return ""
-}
+func (s *stack) seatCode(n int) string { return seatCodeOf(s.a, n) }
 
 func (s *stack) join(n int) *participant {
 	t := s.a.t

@@ -3,6 +3,8 @@ package integration
 import (
 	"crypto/tls"
 	"net/http"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,6 +30,18 @@ func TestSelfSignedServerWithPinnedAgent(t *testing.T) {
 	ev.waitDone(30*time.Second, j.ID)
 	if got := a.job(j.ID); got.Status != "completed" {
 		t.Fatalf("job %+v", got)
+	}
+
+	// The operator commands say how to trust the server, and then do.
+	status := func(extra ...string) (string, error) {
+		out, err := exec.Command(binary(t, "workshop"), append([]string{"status", "--server", srv.base, "--admin-token", adminToken}, extra...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := status(); err == nil || !strings.Contains(out, "--server-fingerprint "+fp) || !strings.Contains(out, "--ca-file") {
+		t.Errorf("status against an untrusted server: %v\n%s", err, out)
+	}
+	if out, err := status("--server-fingerprint", fp); err != nil || !strings.Contains(out, "certificate self-signed") {
+		t.Errorf("status with the pin: %v\n%s", err, out)
 	}
 
 	// A wrong pin is refused.

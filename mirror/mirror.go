@@ -50,6 +50,10 @@ type Config struct {
 	Immutable func(path string) bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Allow says which paths (decoded: "/api/internal/logs", never
+	// "/api/%69nternal/logs") Serve forwards; others get 403. Default: all.
+	// A server for participants sets ReadOnlyRoute.
+	Allow func(path string) bool
 	// Dir, if set, keeps a copy of the cached 200 answers there, read back
 	// by New, so that after a server restart the UI loads from the cache
 	// before any GPU host is back. What was loaded is revalidated with the
@@ -652,7 +656,7 @@ func (m *Mirror) Get(ctx context.Context, path string) ([]byte, http.Header, err
 // the participant's prefix, escaped as received: "/", "/api/object_info",
 // "/assets/index-DqS6dFzD.js") and c's query. Only GET and HEAD are
 // forwarded (405 otherwise); a path with dot segments or escaped slashes
-// gets 400. See the package documentation for the caching rules.
+// gets 400, one that Config.Allow refuses 403. See the package documentation for the caching rules.
 func (m *Mirror) Serve(c *fiber.Ctx, path string) error {
 	method := c.Method()
 	if method != fiber.MethodGet && method != fiber.MethodHead {
@@ -661,6 +665,10 @@ func (m *Mirror) Serve(c *fiber.Ctx, path string) error {
 	}
 	if !validPath(path) {
 		return jsonError(c, fiber.StatusBadRequest, "invalid", "bad path")
+	}
+	// Decided on the decoded path, as the upstream will route it.
+	if m.cfg.Allow != nil && !m.cfg.Allow(decodedPath(path)) {
+		return jsonError(c, fiber.StatusForbidden, "forbidden", "this route of the GPU host is not available in the workshop")
 	}
 	// Fiber's strings point into buffers it reuses; the key outlives them.
 	p := strings.Clone(path)

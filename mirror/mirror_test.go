@@ -821,3 +821,24 @@ func TestConcurrentMixed(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// With Allow set, a route is judged on its decoded path: an escaped
+// spelling of a refused route is refused too, and never asked upstream.
+func TestServeAllowDecodedPath(t *testing.T) {
+	up := newFakeComfy(t)
+	up.set("/api/internal/logs", &file{body: []byte("everyone's prompts")})
+	up.set("/api/embeddings", &file{body: []byte(`[]`), contentType: "application/json"})
+	e := newEnvWith(t, up, mirror.Config{Allow: mirror.ReadOnlyRoute})
+	for _, p := range []string{"/api/internal/logs", "/api/%69nternal/logs", "/api/%69%6Eternal/logs", "/%61pi/internal/logs"} {
+		resp, body := e.do("GET", p)
+		if resp.StatusCode != 403 || bytes.Contains(body, []byte("prompts")) {
+			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
+		}
+	}
+	if n := up.count("/api/internal/logs"); n != 0 {
+		t.Errorf("the upstream was asked %d times", n)
+	}
+	if resp, body := e.do("GET", "/api/%65mbeddings"); resp.StatusCode != 200 || string(body) != "[]" {
+		t.Errorf("an allowed route, escaped: %d %s", resp.StatusCode, body)
+	}
+}

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -232,4 +233,73 @@ func isNavigation(path, accept, fetchMode string) bool {
 		return true
 	}
 	return strings.Contains(accept, "text/html")
+}
+
+// ReadOnlyRoute reports whether a decoded path is one of the read-only
+// routes of ComfyUI that participants' UIs need from a GPU host: the
+// frontend's static files, and the node, model and template lists. Every
+// other route (internal/*, manager/*, free, logs, a simulator's controls,
+// and anything a newer ComfyUI adds) is not forwarded: a GPU host's routes
+// are global, so whatever one participant could reach there they could
+// reach for everyone. object_info and extensions are not here either: the
+// server answers them per participant.
+func ReadOnlyRoute(p string) bool {
+	if p == "/" || p == "/index.html" {
+		return true
+	}
+	rest, api := strings.CutPrefix(p, "/api/")
+	if !api {
+		rest = strings.TrimPrefix(p, "/")
+	}
+	first, sub, nested := strings.Cut(rest, "/")
+	if !api {
+		switch {
+		case !nested && staticFile(first): // index.html's neighbours: user.css, favicon.ico...
+			return true
+		case nested && staticFolder(first):
+			return true
+		}
+	}
+	// An API route, under /api or bare (as older clients call them).
+	switch first {
+	case "embeddings", "system_stats", "features", "i18n", "node_replacements":
+		return !nested
+	case "global_subgraphs":
+		return !nested || !strings.Contains(sub, "/")
+	case "models", "view_metadata":
+		return !nested || sub != "" && !strings.Contains(sub, "/")
+	case "experiment":
+		return sub == "models" || strings.HasPrefix(sub, "models/")
+	case "workflow_templates":
+		return !nested || api // /api/workflow_templates/{pack}/{name}.json are files
+	}
+	return false
+}
+
+// staticFolder reports the folders of a frontend build, of custom nodes'
+// web files (extensions/) and of workflow templates.
+func staticFolder(name string) bool {
+	switch name {
+	case "assets", "extensions", "fonts", "scripts", "lib", "cursor", "templates", "docs", "types":
+		return true
+	}
+	return false
+}
+
+// staticFile reports a top-level file name of a frontend build.
+func staticFile(name string) bool {
+	switch strings.ToLower(path.Ext(name)) {
+	case ".html", ".css", ".js", ".mjs", ".map", ".json", ".ico", ".png", ".svg", ".webp", ".jpg", ".woff", ".woff2", ".ttf", ".txt", ".webmanifest":
+		return true
+	}
+	return false
+}
+
+// decodedPath is an escaped path that validPath accepted, decoded.
+func decodedPath(p string) string {
+	d, err := url.PathUnescape(p)
+	if err != nil {
+		return ""
+	}
+	return d
 }

@@ -116,3 +116,37 @@ func TestEtagMatch(t *testing.T) {
 		t.Fatal("etagMatch")
 	}
 }
+
+// Only the read-only routes the participants' UI needs reach a GPU host;
+// the decision is on the decoded path.
+func TestReadOnlyRoute(t *testing.T) {
+	allowed := []string{
+		"/", "/index.html", "/user.css", "/favicon.ico", "/materialdesignicons.min.css",
+		"/assets/index-DqS6dFzD.js", "/assets/images/favicon_progress_16x16/frame_1.png", "/extensions/core/widgets.js",
+		"/fonts/x.woff2", "/scripts/app.js", "/lib/litegraph.core.js", "/templates/index.json", "/cursor/x.svg",
+		"/api/embeddings", "/embeddings", "/api/models", "/api/models/checkpoints", "/models/loras",
+		"/api/system_stats", "/system_stats", "/api/features", "/api/i18n", "/api/workflow_templates",
+		"/api/workflow_templates/pack/x.json", "/api/experiment/models", "/api/experiment/models/loras",
+		"/api/experiment/models/preview/loras/0/a.webp", "/api/view_metadata/loras", "/api/global_subgraphs",
+		"/api/global_subgraphs/abc", "/api/node_replacements",
+	}
+	refused := []string{
+		"/api/internal/logs", "/internal/logs", "/api/internal/files/output", "/internal/folder_paths",
+		"/api/manager/reboot", "/manager/queue/start", "/sim/stats", "/sim/fault", "/api/free", "/free",
+		"/api/logs", "/api/object_info", "/object_info", "/api/object_info/LoadImage", "/api/extensions",
+		"/api/prompt", "/prompt", "/api/queue", "/api/history", "/api/view", "/view", "/api/upload/image",
+		"/api/userdata/a.json", "/api/settings", "/api/users", "/api/jobs", "/api/interrupt", "/api/assets",
+		"/api/secrets", "/api/models/a/b", "/workflow_templates/pack/x.json", "/api/embeddings/x",
+		"/api/assets/x.js", "/customnode/getlist", "/something", "/index.php/x",
+	}
+	for _, p := range allowed {
+		if !ReadOnlyRoute(p) {
+			t.Errorf("%s refused", p)
+		}
+	}
+	for _, p := range refused {
+		if ReadOnlyRoute(p) {
+			t.Errorf("%s allowed", p)
+		}
+	}
+}

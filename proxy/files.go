@@ -109,14 +109,12 @@ func (p *Proxy) sendFile(c *fiber.Ctx, kind, user, group, name string) error {
 		}
 		return c.Status(404).SendString("not found")
 	}
-	c.Set(fiber.HeaderContentType, store.ContentType(name))
-	c.Set("X-Content-Type-Options", "nosniff")
-	c.Set(fiber.HeaderCacheControl, "private, max-age=3600")
-	if store.ContentType(name) == "application/octet-stream" {
-		c.Set(fiber.HeaderContentDisposition, fmt.Sprintf("attachment; filename=%q", name))
-	} else {
-		c.Set(fiber.HeaderContentDisposition, fmt.Sprintf("filename=%q", name))
+	// Inline only media whose bytes match their name; anything else is a
+	// sandboxed download, so no upload or output runs on this origin.
+	for k, v := range store.DeliveryOfFile(f, name).Headers(name) {
+		c.Set(k, v)
 	}
+	c.Set(fiber.HeaderCacheControl, "private, max-age=3600")
 	return c.SendStream(f, int(fi.Size()))
 }
 
@@ -164,6 +162,9 @@ func (p *Proxy) upload(mask bool) fiber.Handler {
 				return c.Status(status).SendString(msg)
 			}
 			src = bytes.NewReader(composite)
+		}
+		if err := p.checkQuota(user, src); err != nil {
+			return c.Status(413).SendString(err.Error())
 		}
 		sum, err := hashOf(src)
 		if err != nil {
@@ -222,6 +223,45 @@ func (p *Proxy) compositeMask(user, originalRef string, mask io.Reader) ([]byte,
 		return nil, 413, "the file is too large"
 	}
 	return out, 0, ""
+}
+
+// checkQuota refuses an upload that would take the seat's uploads past
+// UploadQuota.
+func (p *Proxy) checkQuota(user string, upload io.Seeker) error {
+	if p.cfg.UploadQuota <= 0 {
+		return nil
+	}
+	size, err := upload.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	if _, err := upload.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	used, err := p.cfg.Files.Usage(store.Inputs, user)
+	if err != nil {
+		return err
+	}
+	if used+size > p.cfg.UploadQuota {
+		return fmt.Errorf("your uploads would pass this seat's quota of %d MB: ask the instructor", p.cfg.UploadQuota>>20)
+	}
+	return nil
+}
+
+// BodyLimit is the body cap of a participant's route that takes files
+// (uploads, saved workflows), for the server's per-request limits; 0 for
+// the others. path is canonical.
+func (p *Proxy) BodyLimit(path string) int {
+	rest, ok := strings.CutPrefix(path, "/user/")
+	if !ok {
+		return 0
+	}
+	_, rest, _ = strings.Cut(rest, "/")
+	rest = strings.TrimPrefix(rest, "api/")
+	if strings.HasPrefix(rest, "upload/") || strings.HasPrefix(rest, "userdata/") {
+		return int(p.cfg.MaxUpload) + 1<<20 // the multipart framing
+	}
+	return 0
 }
 
 func hashOf(r io.Reader) ([32]byte, error) {

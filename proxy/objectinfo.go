@@ -157,14 +157,13 @@ func stripAnnotation(v string) string {
 }
 
 // validateOptions checks loader inputs as ComfyUI's LoadImage does (the file
-// must exist: here, among the participant's uploads).
+// must exist: here, among the participant's uploads), and the inputs that
+// name files a node writes (filename_prefix...): a CR, LF or bidi
+// character there would make a file that cannot be fetched or shown.
 func (v *userView) validateOptions() comfy.ValidateOptions {
 	return comfy.ValidateOptions{Custom: func(nodeID string, node comfy.Node, info comfy.NodeInfo) ([]string, map[string]string) {
-		inputs := v.loaders[node.ClassType]
-		if len(inputs) == 0 {
-			return nil, nil
-		}
 		failed := map[string]string{}
+		inputs := v.loaders[node.ClassType]
 		for _, in := range inputs {
 			val, ok := node.Inputs[in].(string)
 			if !ok {
@@ -174,8 +173,21 @@ func (v *userView) validateOptions() comfy.ValidateOptions {
 				failed[in] = "Invalid image file: " + val
 			}
 		}
+		for in, val := range node.Inputs {
+			if s, ok := val.(string); ok && namesFile(in) && !workshop.SafeText(s) {
+				inputs = append(inputs, in)
+				failed[in] = "control or text-direction characters are not allowed in file names"
+			}
+		}
 		return inputs, failed
 	}}
+}
+
+// namesFile reports the inputs that name the files a node writes:
+// filename_prefix of ComfyUI's Save nodes, and the like of custom nodes.
+func namesFile(input string) bool {
+	in := strings.ToLower(input)
+	return strings.Contains(in, "filename") || strings.HasSuffix(in, "prefix") || in == "subfolder" || in == "output_path"
 }
 
 // rewriteInputs points the graph's file references at the participant's

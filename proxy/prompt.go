@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strconv"
 
@@ -44,27 +45,34 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 	if len(bytes.TrimSpace(req.Prompt)) == 0 || bytes.Equal(bytes.TrimSpace(req.Prompt), []byte("null")) {
 		return comfyError(c, 400, "no_prompt", "No prompt provided", "No prompt provided")
 	}
+	// The size before any decoding or validation: the work of both grows
+	// with the graph, and no real workflow comes near the cap.
+	if n := comfy.CountNodes(req.Prompt, p.maxNodes()); n > p.maxNodes() {
+		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", fmt.Sprintf("the graph has more than %d nodes, the most this workshop takes", p.maxNodes()))
+	}
 	prompt, err := comfy.ParsePrompt(req.Prompt)
 	if err != nil {
 		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", err.Error())
 	}
+	// Without the node list (no GPU host has connected yet) nothing can be
+	// checked, not even which uploads a graph reads: refuse, as a ComfyUI
+	// that is starting does.
 	view, known := p.viewFor(c.UserContext(), user)
-	var inputs []string
-	if known {
-		if _, nodeErrors, perr := comfy.ValidatePrompt(prompt, view.info, view.validateOptions()); perr != nil {
-			body := perr.Body
-			if len(body) == 0 {
-				body, _ = json.Marshal(struct {
-					Error      comfy.ErrorInfo            `json:"error"`
-					NodeErrors map[string]comfy.NodeError `json:"node_errors"`
-				}{perr.Info, nodeErrorsOr(perr.NodeErrors, nodeErrors)})
-			}
-			return c.Status(400).Type("json").Send(body)
-		}
-		inputs = view.rewriteInputs(prompt, user)
+	if !known {
+		c.Set(fiber.HeaderRetryAfter, "10")
+		return comfyError(c, 503, "server_unavailable", "The GPUs are not connected yet", "no GPU host has sent its node list yet: try again in a moment")
 	}
-	// Without any object_info (no GPU host ever connected) the job still
-	// queues: the GPU host validates it when it comes.
+	if _, nodeErrors, perr := comfy.ValidatePrompt(prompt, view.info, view.validateOptions()); perr != nil {
+		body := perr.Body
+		if len(body) == 0 {
+			body, _ = json.Marshal(struct {
+				Error      comfy.ErrorInfo            `json:"error"`
+				NodeErrors map[string]comfy.NodeError `json:"node_errors"`
+			}{perr.Info, nodeErrorsOr(perr.NodeErrors, nodeErrors)})
+		}
+		return c.Status(400).Type("json").Send(body)
+	}
+	inputs := view.rewriteInputs(prompt, user)
 	workflow, err := json.Marshal(prompt)
 	if err != nil {
 		return comfyError(c, 400, "invalid_prompt", "Invalid prompt", err.Error())
@@ -88,6 +96,13 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"prompt_id": job.ID, "number": job.Seq, "node_errors": fiber.Map{}})
+}
+
+func (p *Proxy) maxNodes() int {
+	if p.cfg.MaxNodes > 0 {
+		return p.cfg.MaxNodes
+	}
+	return workshop.DefaultMaxNodes
 }
 
 func nodeErrorsOr(a, b map[string]comfy.NodeError) map[string]comfy.NodeError {

@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -53,7 +51,15 @@ type Config struct {
 	NodesAllow     []string
 	NodesDeny      []string
 	MaxUpload      int64
-	Log            *slog.Logger
+	// UploadQuota caps the bytes of one seat's uploads in all (0: none).
+	UploadQuota int64
+	// MaxSockets caps one seat's open ComfyUI sockets (default
+	// DefaultMaxSockets).
+	MaxSockets int
+	// MaxNodes caps the nodes of one submitted graph, checked before any
+	// validation (default workshop.DefaultMaxNodes).
+	MaxNodes int
+	Log      *slog.Logger
 }
 
 // Proxy serves /join and /user/{n}/.
@@ -61,8 +67,8 @@ type Proxy struct {
 	cfg Config
 	log *slog.Logger
 
-	joinLimit *auth.Limiter
-	online    sync.Map // user -> *atomic.Int32: open ComfyUI sockets
+	joinLimit joinLimits
+	sockets   *sockets
 	info      infoCache
 	live      *liveState
 	room      *room
@@ -76,7 +82,14 @@ func New(cfg Config) *Proxy {
 	if cfg.MaxUpload <= 0 {
 		cfg.MaxUpload = 100 << 20
 	}
-	return &Proxy{cfg: cfg, log: cfg.Log, joinLimit: auth.NewLimiter(10, time.Minute), live: newLiveState(), room: newRoom()}
+	if cfg.MaxSockets <= 0 {
+		cfg.MaxSockets = DefaultMaxSockets
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Log, joinLimit: newJoinLimits(), sockets: newSockets(), live: newLiveState(), room: newRoom()}
+	if cfg.Seats != nil {
+		cfg.Seats.OnSignOut(p.signedOut)
+	}
+	return p
 }
 
 // Run follows the queue's events (live job state for reconnecting sockets,
@@ -88,7 +101,11 @@ func (p *Proxy) Run(ctx context.Context) {
 
 // Register adds the routes.
 func (p *Proxy) Register(app *fiber.App) {
+	app.Get("/", p.start)
+	app.Get("/join", p.start)
+	app.Get("/join/", p.start)
 	app.Get("/join/:code", p.join)
+	app.Post("/join/:code", p.join)
 	app.Get("/user/:seat", func(c *fiber.Ctx) error {
 		return c.Redirect("/user/"+c.Params("seat")+"/", fiber.StatusMovedPermanently)
 	})
@@ -168,17 +185,40 @@ func userOf(c *fiber.Ctx) string {
 	return u
 }
 
-// requireSeat admits a request to /user/{n}/ with a session for seat n, an
-// admin session or token, or anyone in open-seats mode.
+// requireSeat admits a request to /user/{n}/ with a session for seat n,
+// the admin token, the instructor's browser session (to look, not to act:
+// a change needs its CSRF token, which the ComfyUI frontend does not send),
+// or anyone in open-seats mode. A change from a page of another origin is
+// refused whatever it carries.
 func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	n, err := strconv.Atoi(c.Params("seat"))
 	if err != nil || n < 1 || n > seats.MaxSeats {
 		return workshop.Errorf(workshop.ENOTFOUND, "no seat %q", c.Params("seat"))
 	}
+	// Nobody else's page may frame a participant's ComfyUI (clickjacking).
+	c.Set(fiber.HeaderXFrameOptions, "SAMEORIGIN")
+	c.Set(fiber.HeaderContentSecurityPolicy, "frame-ancestors 'self'")
+	// (Sockets from other origins are refused for every route, by the API.)
+	changes := !auth.SafeMethod(c.Method())
+	if changes && !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
+		return workshop.Errorf(workshop.EFORBIDDEN, "cross-site request refused")
+	}
+	// A disabled seat says so on every route, signed in or not (its
+	// sessions ended when it was disabled).
+	if seat, err := p.cfg.Seats.Get(n); err != nil {
+		return err
+	} else if seat.Disabled {
+		return disabledSeat(c, n)
+	}
 	ok := false
-	if ses, found := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); found && (ses.Admin || ses.Seat == n) {
+	if ses, found := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); found && ses.Seat == n {
 		ok = true
 	} else if tok := auth.BearerToken(c.Get(fiber.HeaderAuthorization)); tok != "" && auth.TokenMatches(p.cfg.AdminTokenHash, tok) {
+		ok = true
+	} else if ses, found := p.cfg.Seats.Session(c.Cookies(seats.AdminCookieName)); found && ses.Admin {
+		if changes && !seats.CSRFMatches(ses, c.Get("X-CSRF-Token")) {
+			return workshop.Errorf(workshop.EFORBIDDEN, "the instructor's session can look into a seat but not act in it: use the seat's join link")
+		}
 		ok = true
 	} else if p.cfg.OpenSeats {
 		token, err := p.cfg.Seats.OpenSeat(c.UserContext(), n)
@@ -190,14 +230,9 @@ func (p *Proxy) requireSeat(c *fiber.Ctx) error {
 	}
 	if !ok {
 		if wantsHTML(c) {
-			return c.Status(fiber.StatusUnauthorized).Type("html").SendString(joinPage)
+			return signInFirst(c, n)
 		}
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "sign in with your join link first")
-	}
-	if seat, err := p.cfg.Seats.Get(n); err != nil {
-		return err
-	} else if seat.Disabled {
-		return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
 	}
 	c.Locals(keyUser, workshop.UserID(n))
 	c.Locals(keySeat, n)
@@ -222,23 +257,61 @@ func (p *Proxy) setCookie(c *fiber.Ctx, token string) {
 	})
 }
 
-// join signs a participant in with their seat's code.
+// joinLimits count wrong join codes: per address (one venue NAT is many
+// people), per code (one misprinted card), and in all (many addresses).
+// They change the answer to a wrong code, never to a right one: a valid
+// code always joins, as 10 characters of a 31-letter alphabet (49 bits)
+// already put guessing out of reach.
+type joinLimits struct {
+	addr, code, all *auth.Limiter
+}
+
+func newJoinLimits() joinLimits {
+	return joinLimits{
+		addr: auth.NewLimiter(10, time.Minute),
+		code: auth.NewLimiter(5, time.Minute),
+		all:  auth.NewLimiter(300, time.Minute),
+	}
+}
+
+// wrong counts a wrong code and reports whether the caller is over a limit.
+func (l joinLimits) wrong(ip, code string) bool {
+	over := !l.addr.Take(ip)
+	over = !l.code.Take(code[:min(len(code), 32)]) || over // bounded keys; real codes are 10 letters
+	return !l.all.Take("all") || over
+}
+
+// join signs a participant in with their seat's code: GET from the QR code
+// or link, POST from the page that asks a browser already in another seat
+// before moving it. A valid code always works; wrong ones are counted.
 func (p *Proxy) join(c *fiber.Ctx) error {
 	ip := c.IP()
-	if !p.joinLimit.Allow(ip) {
-		c.Set(fiber.HeaderRetryAfter, "60")
-		return c.Status(fiber.StatusTooManyRequests).Type("html").SendString(page("Too many tries",
-			"Too many wrong join codes from this address. Wait a minute, then scan your code again."))
-	}
-	seat, token, err := p.cfg.Seats.Join(c.UserContext(), c.Params("code"))
-	if err != nil {
-		p.joinLimit.Fail(ip)
-		status := fiber.StatusNotFound
-		msg := "This join link is not valid. Check the code on your card, or ask the instructor."
-		if workshop.ErrorCode(err) == workshop.EFORBIDDEN {
-			status, msg = fiber.StatusForbidden, workshop.ErrorMessage(err)
+	code := normalizeCode(c.Params("code"))
+	if c.Method() == fiber.MethodPost {
+		if !auth.SameOrigin(c.Get(fiber.HeaderOrigin), c.Get("Sec-Fetch-Site"), string(c.Request().Host())) {
+			return sendPage(c, fiber.StatusForbidden, pageData{Title: "Join the workshop", Form: true, Error: "Open the join link directly."})
 		}
-		return c.Status(status).Type("html").SendString(page("Join link not valid", msg))
+	} else if cur, ok := p.cfg.Seats.Session(c.Cookies(seats.CookieName)); ok && cur.Seat > 0 {
+		if seat, err := p.cfg.Seats.ByCode(code); err == nil {
+			if seat.Number == cur.Seat {
+				return c.Redirect("/user/"+strconv.Itoa(seat.Number)+"/", fiber.StatusSeeOther)
+			}
+			return switchSeats(c, cur.Seat, seat.Number, code)
+		}
+	}
+	seat, token, err := p.cfg.Seats.Join(c.UserContext(), code)
+	if err != nil {
+		switch workshop.ErrorCode(err) {
+		case workshop.ENOTFOUND:
+			if p.joinLimit.wrong(ip, code) {
+				p.log.Warn("many wrong join codes", "ip", ip)
+				return tooManyTries(c)
+			}
+		case workshop.EFORBIDDEN:
+		default:
+			return err
+		}
+		return joinFailed(c, code, err)
 	}
 	p.setCookie(c, token)
 	p.log.Info("participant joined", "seat", seat.Number, "ip", ip)
@@ -246,15 +319,8 @@ func (p *Proxy) join(c *fiber.Ctx) error {
 }
 
 // Online counts a participant's open ComfyUI sockets.
-func (p *Proxy) Online(user string) int {
-	if n, ok := p.online.Load(user); ok {
-		return int(n.(*atomic.Int32).Load())
-	}
-	return 0
-}
+func (p *Proxy) Online(user string) int { return p.sockets.count(user) }
 
-func (p *Proxy) socketOpened(user string) func() {
-	n, _ := p.online.LoadOrStore(user, new(atomic.Int32))
-	n.(*atomic.Int32).Add(1)
-	return func() { n.(*atomic.Int32).Add(-1) }
-}
+// signedOut closes the sockets of a seat whose sessions ended: a session
+// that is gone must stop receiving the seat's events.
+func (p *Proxy) signedOut(seat int) { p.sockets.endAll(workshop.UserID(seat)) }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"html"
 	"net/url"
 	"strconv"
 
@@ -129,16 +128,6 @@ func (p *Proxy) extensions(c *fiber.Ctx) error {
 	return c.JSON(list)
 }
 
-// page is a small, self-contained HTML page for people, not programs.
-func page(title, msg string) string {
-	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
-		`<title>` + html.EscapeString(title) + `</title><style>body{font-family:system-ui,sans-serif;background:#202020;color:#ddd;display:grid;place-items:center;min-height:100vh;margin:0}` +
-		`main{max-width:32rem;padding:2rem;text-align:center}h1{font-size:1.4rem}</style></head><body><main><h1>` +
-		html.EscapeString(title) + `</h1><p>` + html.EscapeString(msg) + `</p></main></body></html>`
-}
-
-var joinPage = page("Use your join link", "This is a participant's workspace. Open the join link or scan the QR code on your card to sign in.")
-
 type gpus struct{ connected, total int }
 
 // gpuCount counts the GPU instances participants' jobs can use now.
@@ -149,7 +138,7 @@ func (p *Proxy) gpuCount() gpus {
 	}
 	for _, w := range p.cfg.Workers() {
 		g.total++
-		if w.Connected && !w.Draining {
+		if w.TakesJobs() {
 			g.connected++
 		}
 	}

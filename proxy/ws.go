@@ -64,6 +64,9 @@ func (p *Proxy) socket(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.EINVALID, "/ws must be a WebSocket upgrade")
 	}
 	user := userOf(c)
+	if p.sockets.count(user) >= p.cfg.MaxSockets {
+		return workshop.Errorf(workshop.ETOOMANY, "this seat has %d ComfyUI pages open already: close one", p.cfg.MaxSockets)
+	}
 	sid := c.Query("clientId")
 	if sid == "" {
 		sid = uuid.NewString()
@@ -88,7 +91,13 @@ type wsMsg struct {
 }
 
 func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
-	defer p.socketOpened(user)()
+	// The count above was a quick refusal; this is the exact one.
+	ref, ok := p.sockets.open(user, p.cfg.MaxSockets)
+	if !ok {
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "too many sockets for this seat"), time.Now().Add(time.Second))
+		return
+	}
+	defer p.sockets.close(user, ref)
 	// 64 events of room: enough for a job's burst of frames, and small, as
 	// a workshop holds thousands of these sockets. One that falls behind is
 	// closed and the frontend reconnects.
@@ -177,6 +186,11 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 	for {
 		select {
 		case <-gone:
+			return
+		case <-ref.end:
+			wmu.Lock()
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "signed out"), time.Now().Add(time.Second))
+			wmu.Unlock()
 			return
 		case <-ping.C:
 			wmu.Lock()

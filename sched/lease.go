@@ -3,6 +3,8 @@ package sched
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
@@ -18,7 +20,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		q.mu.Lock()
 		var e *entry
 		if !q.paused {
-			e = q.next()
+			e = q.next(worker)
 		}
 		if e == nil {
 			wait := q.changed
@@ -117,6 +119,38 @@ func (q *Queue) LeasedBy(worker string) []*workshop.Job {
 	return out
 }
 
+// Leases returns the ids of the jobs worker holds, from memory, and when
+// the last of those leases runs out: then they go back to the queue.
+func (q *Queue) Leases(worker string) (ids []string, until time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, e := range q.active {
+		if e.status == workshop.StatusRunning && e.worker == worker {
+			ids = append(ids, id)
+			if e.leaseExp.After(until) {
+				until = e.leaseExp
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, until
+}
+
+// LeaseHolders lists the workers that hold a lease on a job.
+func (q *Queue) LeaseHolders() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range q.active {
+		if e.status == workshop.StatusRunning && e.worker != "" && !seen[e.worker] {
+			seen[e.worker] = true
+			out = append(out, e.worker)
+		}
+	}
+	return out
+}
+
 // Extend renews worker's lease on job id for ttl from now. Leases live in
 // memory only: renewing one costs no disk write, and after a restart every
 // running job gets RestartGrace anyway.
@@ -174,15 +208,52 @@ func (q *Queue) Fail(ctx context.Context, id, worker string, jerr *workshop.JobE
 }
 
 // Requeue gives a leased job back to the queue, at its old place, because
-// its worker lost it (tunnel gone, engine crashed). After MaxAttempts
-// dispatches it fails instead, with reason.
+// its worker lost it (tunnel gone, engine crashed). The loss is kept with
+// the job, which goes to another worker if one can take it. After
+// MaxAttempts dispatches it fails instead, with reason.
 func (q *Queue) Requeue(ctx context.Context, id, worker, reason string) (*workshop.Job, error) {
 	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
 		if err := holds(e, worker); err != nil {
 			return nil, err
 		}
-		return q.requeue(e, reason), nil
+		return q.requeue(e, reason, &workshop.Failure{Worker: worker, Reason: FailureLost, Message: reason}), nil
 	})
+}
+
+// FailureLost is the Failure reason of a job its instance lost.
+const FailureLost = "lost"
+
+// RetryElsewhere ends a dispatch that failed for a reason of the
+// instance's own (f: out of memory, a node it lacks): the job goes back to
+// its place to run on another worker. When every usable worker has failed
+// it, or it is out of attempts, it fails instead, with jerr (what the
+// engine said) and where it was tried. The returned job says which.
+func (q *Queue) RetryElsewhere(ctx context.Context, id, worker string, f workshop.Failure, jerr *workshop.JobError) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		if err := holds(e, worker); err != nil {
+			return nil, err
+		}
+		f.Worker = worker
+		tried := append(slices.Clone(e.avoid), worker)
+		if q.anyUntried(tried) {
+			return q.requeue(e, fmt.Sprintf("%s on %s; trying another GPU instance", f.Message, worker), &f), nil
+		}
+		now := q.now().UTC()
+		q.finish(e, workshop.StatusFailed)
+		final := *jerr
+		final.Message = fmt.Sprintf("%s (failed on every GPU instance that can take jobs: %s)", jerr.Message, strings.Join(uniq(tried), ", "))
+		return func(j *workshop.Job) {
+			f.At = now
+			j.Failures = append(j.Failures, f)
+			j.Status, j.CompletedAt, j.LeaseExpires, j.Error = workshop.StatusFailed, &now, nil, &final
+		}, nil
+	})
+}
+
+func uniq(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Release gives back a leased job that never reached an engine (its worker
@@ -194,19 +265,30 @@ func (q *Queue) Release(ctx context.Context, id, worker, reason string) (*worksh
 			return nil, err
 		}
 		e.attempts--
-		mutate := q.requeue(e, reason)
+		mutate := q.requeue(e, reason, nil)
 		return func(j *workshop.Job) { mutate(j); j.Attempts-- }, nil
 	})
 }
 
 // requeue moves a running entry back to pending or, out of attempts, to
-// failed; mu held.
-func (q *Queue) requeue(e *entry, reason string) func(*workshop.Job) {
+// failed; f, when set, is the instance-side failure that ended the
+// dispatch, kept with the job. mu held.
+func (q *Queue) requeue(e *entry, reason string, f *workshop.Failure) func(*workshop.Job) {
 	now := q.now().UTC()
+	record := func(j *workshop.Job) {}
+	if f != nil {
+		if !slices.Contains(e.avoid, f.Worker) {
+			e.avoid = append(e.avoid, f.Worker)
+		}
+		failure := *f
+		failure.At = now
+		record = func(j *workshop.Job) { j.Failures = append(j.Failures, failure) }
+	}
 	if e.attempts >= q.cfg.MaxAttempts {
 		q.finish(e, workshop.StatusFailed)
 		msg := fmt.Sprintf("%s: gave up after %d attempts", reason, e.attempts)
 		return func(j *workshop.Job) {
+			record(j)
 			j.Status, j.CompletedAt, j.LeaseExpires, j.Worker = workshop.StatusFailed, &now, nil, ""
 			j.Error = &workshop.JobError{Type: "attempts_exhausted", Message: msg}
 		}
@@ -219,6 +301,7 @@ func (q *Queue) requeue(e *entry, reason string) func(*workshop.Job) {
 		q.notify()
 	}
 	return func(j *workshop.Job) {
+		record(j)
 		j.Status, j.LeaseExpires, j.Worker, j.StartedAt, j.EngineID = workshop.StatusPending, nil, "", nil, ""
 		j.Error = &workshop.JobError{Type: "requeued", Message: reason}
 	}
@@ -242,7 +325,8 @@ func (q *Queue) ExpireLeases(ctx context.Context) []string {
 			if e.status != workshop.StatusRunning || !e.leaseExp.Before(q.now()) {
 				return nil, workshop.Errorf(workshop.ECONFLICT, "lease renewed")
 			}
-			return q.requeue(e, "worker "+e.worker+" stopped renewing its lease"), nil
+			reason := "worker " + e.worker + " stopped renewing its lease"
+			return q.requeue(e, reason, &workshop.Failure{Worker: e.worker, Reason: FailureLost, Message: reason}), nil
 		})
 		if err == nil {
 			expired = append(expired, id)
@@ -280,9 +364,18 @@ func (q *Queue) observeRun(d time.Duration) {
 	q.avgRun = (q.avgRun*4 + d) / 5
 }
 
-// SetSlots tells the queue how many jobs can run at once, for estimates.
-func (q *Queue) SetSlots(n int) {
+// SetWorkers tells the queue which workers take jobs now (connected, not
+// drained or set aside): a job that failed on one worker waits for
+// another of them, and the count feeds the estimates.
+func (q *Queue) SetWorkers(ids []string) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	q.mu.Lock()
-	q.slots = n
-	q.mu.Unlock()
+	defer q.mu.Unlock()
+	if slices.Equal(ids, q.workers) {
+		return
+	}
+	q.workers, q.slots = ids, len(ids)
+	// A job that avoided a worker may have no other to wait for now.
+	q.notify()
 }

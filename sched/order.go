@@ -23,6 +23,9 @@ type entry struct {
 
 	worker   string
 	leaseExp time.Time
+	// avoid lists the workers the job failed on (Job.Failures): it goes
+	// to another one while another usable worker exists.
+	avoid []string
 }
 
 // class holds the pending jobs of one priority, in submission order overall
@@ -85,26 +88,66 @@ func rrLess(servedA uint64, headA *entry, servedB uint64, headB *entry) bool {
 	return headA.order < headB.order
 }
 
-// next returns the job to dispatch now, or nil.
-func (q *Queue) next() *entry {
+// next returns the job worker should run now, or nil: the first in order
+// that it may take.
+func (q *Queue) next(worker string) *entry {
 	for i, c := range q.classes {
 		if len(c.fifo) == 0 {
 			continue
 		}
 		if q.mode == workshop.ModeFIFO || i == 0 {
-			return c.fifo[0]
+			if e := q.firstFor(c.fifo, worker); e != nil {
+				return e
+			}
+			continue
 		}
 		var best *entry
 		var bestServed uint64
 		for u, s := range c.users {
+			e := q.firstFor(s, worker)
+			if e == nil {
+				continue
+			}
 			served := q.served[u]
-			if best == nil || rrLess(served, s[0], bestServed, best) {
-				best, bestServed = s[0], served
+			if best == nil || rrLess(served, e, bestServed, best) {
+				best, bestServed = e, served
 			}
 		}
-		return best
+		if best != nil {
+			return best
+		}
 	}
 	return nil
+}
+
+// firstFor is the first entry of s that worker may take; nearly always
+// s[0]. mu held.
+func (q *Queue) firstFor(s []*entry, worker string) *entry {
+	for _, e := range s {
+		if q.mayTake(e, worker) {
+			return e
+		}
+	}
+	return nil
+}
+
+// mayTake reports whether worker may lease e: not a worker e failed on,
+// unless no other usable worker is left to try. mu held.
+func (q *Queue) mayTake(e *entry, worker string) bool {
+	if len(e.avoid) == 0 || !slices.Contains(e.avoid, worker) {
+		return true
+	}
+	return !q.anyUntried(e.avoid)
+}
+
+// anyUntried reports whether a usable worker is not in tried; mu held.
+func (q *Queue) anyUntried(tried []string) bool {
+	for _, w := range q.workers {
+		if !slices.Contains(tried, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // order returns every pending job in the order they will be dispatched,

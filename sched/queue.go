@@ -69,8 +69,9 @@ type Queue struct {
 	orderCache []*entry
 	positions  map[*entry]int
 
-	slots  int           // connected worker slots, for estimates
-	avgRun time.Duration // moving average of run time, for estimates
+	workers []string      // the workers that take jobs now (SetWorkers)
+	slots   int           // connected worker slots, for estimates
+	avgRun  time.Duration // moving average of run time, for estimates
 }
 
 // Settings names in the store.
@@ -172,6 +173,11 @@ func (q *Queue) entryOf(j *workshop.Job) *entry {
 	if j.LeaseExpires != nil {
 		e.leaseExp = *j.LeaseExpires
 	}
+	for _, f := range j.Failures {
+		if !slices.Contains(e.avoid, f.Worker) {
+			e.avoid = append(e.avoid, f.Worker)
+		}
+	}
 	if j.Top > 0 {
 		e.order = -j.Top
 		q.top = max(q.top, j.Top)
@@ -244,7 +250,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	q.mu.Lock()
 	if limit := q.limitFor(s.UserID); limit > 0 && q.pendingBy[s.UserID] >= limit {
 		q.mu.Unlock()
-		return nil, workshop.Errorf(workshop.ETOOMANY, "%s already has %d pending jobs (the limit): wait for one to finish", s.UserID, limit)
+		return nil, quotaError(s.UserID, limit)
 	}
 	q.pendingBy[s.UserID]++
 	q.seq++
@@ -290,6 +296,14 @@ func (q *Queue) limitFor(user string) int {
 		return n
 	}
 	return q.cfg.MaxPending
+}
+
+// quotaError says that user is at their cap of limit pending jobs.
+func quotaError(user string, limit int) error {
+	if limit == 1 {
+		return workshop.Errorf(workshop.ETOOMANY, "%s already has 1 job waiting, the most it may queue: wait until it starts", workshop.Who(user))
+	}
+	return workshop.Errorf(workshop.ETOOMANY, "%s already has %d jobs waiting, the most it may queue: wait until one starts", workshop.Who(user), limit)
 }
 
 // SetQuota sets one participant's cap on pending jobs (0: unlimited,
@@ -807,21 +821,7 @@ const pruneBatch = 500
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 	var out []Pruned
 	for after := ""; ; {
-		var batch []*workshop.Job
-		full := false
-		err := q.db.View(func(tx *store.Tx) error {
-			return tx.EachJobAfter(after, func(j *workshop.Job) bool {
-				if !j.CreatedAt.Before(cutoff) {
-					return false // ids are time-ordered: the rest are newer
-				}
-				after = j.ID
-				if j.Status.Finished() {
-					batch = append(batch, j)
-				}
-				full = len(batch) == pruneBatch
-				return !full
-			})
-		})
+		batch, full, err := q.prunable(cutoff, &after)
 		if err != nil || len(batch) == 0 {
 			return out, err
 		}
@@ -846,4 +846,36 @@ func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 			return out, nil
 		}
 	}
+}
+
+// PruneCount is how many jobs Prune would delete with this cutoff.
+func (q *Queue) PruneCount(cutoff time.Time) (int, error) {
+	n := 0
+	for after := ""; ; {
+		batch, full, err := q.prunable(cutoff, &after)
+		n += len(batch)
+		if err != nil || !full {
+			return n, err
+		}
+	}
+}
+
+// prunable reads, in one short read transaction, up to pruneBatch finished
+// jobs created before cutoff, from just after the job id *after, which it
+// moves on; full says it stopped at pruneBatch, so more may follow.
+func (q *Queue) prunable(cutoff time.Time, after *string) (batch []*workshop.Job, full bool, err error) {
+	err = q.db.View(func(tx *store.Tx) error {
+		return tx.EachJobAfter(*after, func(j *workshop.Job) bool {
+			if !j.CreatedAt.Before(cutoff) {
+				return false // ids are time-ordered: the rest are newer
+			}
+			*after = j.ID
+			if j.Status.Finished() {
+				batch = append(batch, j)
+			}
+			full = len(batch) == pruneBatch
+			return !full
+		})
+	})
+	return batch, full, err
 }

@@ -380,6 +380,26 @@ func TestMaxPendingAndQuota(t *testing.T) {
 	}
 }
 
+// The quota message names the seat, not the participant's id, in good
+// English for one job and for several.
+func TestQuotaMessage(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{MaxPending: 2})
+	q.SetQuota("user007", 1)
+	for user, want := range map[string]string{
+		"user007": "seat 7 already has 1 job waiting, the most it may queue: wait until it starts",
+		"user002": "seat 2 already has 2 jobs waiting, the most it may queue: wait until one starts",
+		"api-bot": "api-bot already has 2 jobs waiting",
+	} {
+		var err error
+		for i := 0; err == nil && i < 3; i++ {
+			_, err = q.Submit(context.Background(), sched.Submission{UserID: user, Workflow: graph})
+		}
+		if code(err) != workshop.ETOOMANY || !strings.Contains(workshop.ErrorMessage(err), want) {
+			t.Errorf("%s: %v, want %q", user, err, want)
+		}
+	}
+}
+
 func TestSubmitValidation(t *testing.T) {
 	q, _ := openQueue(t, t.TempDir(), sched.Config{})
 	bad := []sched.Submission{

@@ -6,17 +6,24 @@ package seats
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
+	"slices"
 	"strings"
+	"sync"
 	"time"
-	"unicode/utf8"
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// CookieName is the session cookie of participants and the admin.
-const CookieName = "workshop_session"
+// Session cookies: a participant's and the instructor's are two cookies,
+// so a join link opened in the instructor's browser does not sign the
+// instructor out, and neither session is taken for the other.
+const (
+	CookieName      = "workshop_session"
+	AdminCookieName = "workshop_admin"
+)
 
 // SessionTTL is how long a join or login lasts: a long workshop day.
 const SessionTTL = 24 * time.Hour
@@ -28,10 +35,31 @@ const MaxSeats = 10000
 type Service struct {
 	db  *store.DB
 	now func() time.Time
+
+	mu        sync.Mutex
+	signedOut []func(seat int)
 }
 
 // New returns the service; call Ensure to create the seats at start.
 func New(db *store.DB) *Service { return &Service{db: db, now: time.Now} }
+
+// OnSignOut registers fn to run after a seat's sessions end (a new code, a
+// disable, a sign-out by the instructor, a removal), to close what the
+// sessions still hold open, such as sockets.
+func (s *Service) OnSignOut(fn func(seat int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signedOut = append(s.signedOut, fn)
+}
+
+func (s *Service) notifySignOut(seat int) {
+	s.mu.Lock()
+	fns := slices.Clone(s.signedOut)
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(seat)
+	}
+}
 
 // Ensure creates seats 1..n that do not exist yet. Existing seats (and
 // seats above n, added by the instructor) are kept.
@@ -134,6 +162,7 @@ func (s *Service) Update(ctx context.Context, n int, u SeatUpdate) (*workshop.Se
 		return nil, workshop.Errorf(workshop.EINVALID, "max_pending must be at most 1000")
 	}
 	var seat *workshop.Seat
+	ended := false
 	err := s.db.Write(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Seat(n)
 		if err != nil {
@@ -158,39 +187,95 @@ func (s *Service) Update(ctx context.Context, n int, u SeatUpdate) (*workshop.Se
 			c.Code = newCode()
 		}
 		seat = &c
-		return tx.PutSeat(&c)
+		if err := tx.PutSeat(&c); err != nil {
+			return err
+		}
+		// A new code or a disable ends the sessions that the old code
+		// opened: re-enabling the seat later brings none of them back.
+		if u.RotateCode || c.Disabled && !cur.Disabled {
+			_, err = tx.EndSeatSessions(n, s.now())
+			ended = true
+		}
+		return err
 	})
+	if err == nil && ended {
+		s.notifySignOut(n)
+	}
 	return seat, err
+}
+
+// SignOut ends every session of seat n and returns how many there were.
+func (s *Service) SignOut(ctx context.Context, n int) (int, error) {
+	var ended int
+	err := s.db.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Seat(n); err != nil {
+			return err
+		}
+		var err error
+		ended, err = tx.EndSeatSessions(n, s.now())
+		return err
+	})
+	if err == nil {
+		s.notifySignOut(n)
+	}
+	return ended, err
 }
 
 // Remove deletes a seat and signs its browsers out. Its jobs and files stay.
 func (s *Service) Remove(ctx context.Context, n int) error {
-	return s.db.Write(ctx, func(tx *store.Tx) error { return tx.DeleteSeat(n) })
+	err := s.db.Write(ctx, func(tx *store.Tx) error { return tx.DeleteSeat(n) })
+	if err == nil {
+		s.notifySignOut(n)
+	}
+	return err
 }
 
 func checkName(name string) error {
-	if !utf8.ValidString(name) || len(name) > 80 || strings.ContainsAny(name, "\x00\r\n") {
-		return workshop.Errorf(workshop.EINVALID, "a seat name is at most 80 characters on one line")
+	if len(name) > 80 || !workshop.SafeText(name) {
+		return workshop.Errorf(workshop.EINVALID, "a seat name is at most 80 characters on one line, without control or text-direction characters")
 	}
 	return nil
 }
 
-// Join checks a join code and opens a session for its seat, returning the
-// session token (for the cookie).
-func (s *Service) Join(ctx context.Context, code string) (*workshop.Seat, string, error) {
+// Disabled is the one answer, on every route, to a disabled seat.
+func Disabled(n int) error {
+	return workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+}
+
+// normalizeCode is a join code in its stored form.
+func normalizeCode(code string) string { return strings.TrimSpace(strings.ToLower(code)) }
+
+// ByCode returns the seat of a join code, without signing anyone in.
+func (s *Service) ByCode(code string) (*workshop.Seat, error) {
 	var seat *workshop.Seat
 	err := s.db.View(func(tx *store.Tx) (err error) {
-		seat, err = tx.SeatByCode(strings.TrimSpace(strings.ToLower(code)))
+		seat, err = tx.SeatByCode(normalizeCode(code))
 		return err
+	})
+	return seat, err
+}
+
+// Join checks a join code and opens a session for its seat, returning the
+// session token (for the cookie). The check and the new session are one
+// transaction, so a join cannot slip in between a code's rotation and the
+// end of its sessions.
+func (s *Service) Join(ctx context.Context, code string) (*workshop.Seat, string, error) {
+	var seat *workshop.Seat
+	token := auth.NewToken()
+	err := s.db.Write(ctx, func(tx *store.Tx) (err error) {
+		seat, err = tx.SeatByCode(normalizeCode(code))
+		if err != nil {
+			return err
+		}
+		if seat.Disabled {
+			return Disabled(seat.Number)
+		}
+		return tx.PutSession(auth.HashToken(token), s.newSession(store.Session{Seat: seat.Number}))
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	if seat.Disabled {
-		return nil, "", workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", seat.Number)
-	}
-	token, err := s.open(ctx, store.Session{Seat: seat.Number})
-	return seat, token, err
+	return seat, token, nil
 }
 
 // OpenSeat opens a session for seat n without a code (open-seats mode).
@@ -200,7 +285,7 @@ func (s *Service) OpenSeat(ctx context.Context, n int) (string, error) {
 		return "", err
 	}
 	if seat.Disabled {
-		return "", workshop.Errorf(workshop.EFORBIDDEN, "seat %d is disabled: ask the instructor", n)
+		return "", Disabled(n)
 	}
 	return s.open(ctx, store.Session{Seat: n})
 }
@@ -214,10 +299,15 @@ func (s *Service) OpenAdmin(ctx context.Context) (token, csrf string, err error)
 
 func (s *Service) open(ctx context.Context, ses store.Session) (string, error) {
 	token := auth.NewToken()
+	err := s.db.Write(ctx, func(tx *store.Tx) error { return tx.PutSession(auth.HashToken(token), s.newSession(ses)) })
+	return token, err
+}
+
+// newSession stamps a session with its lifetime from now.
+func (s *Service) newSession(ses store.Session) store.Session {
 	now := s.now().UTC()
 	ses.Created, ses.Expires = now, now.Add(SessionTTL)
-	err := s.db.Write(ctx, func(tx *store.Tx) error { return tx.PutSession(auth.HashToken(token), ses) })
-	return token, err
+	return ses
 }
 
 // Session returns the live session of a token.
@@ -242,6 +332,11 @@ func (s *Service) Session(token string) (store.Session, bool) {
 		}
 	}
 	return ses, true
+}
+
+// CSRFMatches reports whether got is the CSRF token of an admin session.
+func CSRFMatches(ses store.Session, got string) bool {
+	return ses.Admin && ses.CSRF != "" && subtle.ConstantTimeCompare([]byte(got), []byte(ses.CSRF)) == 1
 }
 
 // Close ends a session.

@@ -43,9 +43,9 @@ func NewFiles(dir string) (*Files, error) {
 }
 
 // SafeName reports whether name can be one path part: no separators, no
-// dot-dot, no control characters, not hidden, at most 200 bytes.
+// dot-dot, no control or bidi characters, not hidden, at most 200 bytes.
 func SafeName(name string) bool {
-	if name == "" || len(name) > 200 || name == "." || name == ".." || strings.HasPrefix(name, ".") {
+	if name == "" || len(name) > 200 || name == "." || name == ".." || strings.HasPrefix(name, ".") || !workshop.SafeText(name) {
 		return false
 	}
 	for _, r := range name {
@@ -209,22 +209,57 @@ func (f *Files) List(kind, user string) ([]string, error) {
 	return out, nil
 }
 
+// Usage is the bytes a participant's files of a kind take.
+func (f *Files) Usage(kind, user string) (int64, error) {
+	if !SafeName(user) {
+		return 0, workshop.Errorf(workshop.EINVALID, "bad user %q", user)
+	}
+	var total int64
+	err := filepath.WalkDir(filepath.Join(f.root, kind, user), func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
 // PruneKind deletes files of a kind last changed before cutoff, and the
 // folders left empty; it returns how many files went.
 func (f *Files) PruneKind(kind string, cutoff time.Time) (int, error) {
 	n := 0
+	err := f.eachOlder(kind, cutoff, func(p string) {
+		if os.Remove(p) == nil {
+			n++
+			os.Remove(filepath.Dir(p)) // fails unless empty
+		}
+	})
+	return n, err
+}
+
+// CountOlder is how many files PruneKind would delete.
+func (f *Files) CountOlder(kind string, cutoff time.Time) (int, error) {
+	n := 0
+	err := f.eachOlder(kind, cutoff, func(string) { n++ })
+	return n, err
+}
+
+// eachOlder calls fn with every file of kind last changed before cutoff.
+func (f *Files) eachOlder(kind string, cutoff time.Time, fn func(path string)) error {
 	root := filepath.Join(f.root, kind)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			if os.Remove(p) == nil {
-				n++
-				os.Remove(filepath.Dir(p)) // fails unless empty
-			}
+			fn(p)
 		}
 		return nil
 	})
-	return n, err
 }

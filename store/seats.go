@@ -53,21 +53,34 @@ func (tx *Tx) DeleteSeat(n int) error {
 	if err := tx.tx.Bucket(bucketCodes).Delete([]byte(s.Code)); err != nil {
 		return err
 	}
+	if _, err := tx.EndSeatSessions(n, time.Now()); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketSeats).Delete(seatKey(n))
+}
+
+// EndSeatSessions deletes every session of seat n, and on the way every
+// session that expired before now, and returns how many of seat n's went.
+func (tx *Tx) EndSeatSessions(n int, now time.Time) (int, error) {
 	sessions := tx.tx.Bucket(bucketSessions)
 	var drop [][]byte
+	ended := 0
 	sessions.ForEach(func(k, v []byte) error {
 		var ses Session
-		if json.Unmarshal(v, &ses) == nil && ses.Seat == n {
+		if json.Unmarshal(v, &ses) != nil || ses.Seat == n || now.After(ses.Expires) {
 			drop = append(drop, append([]byte(nil), k...))
+			if ses.Seat == n {
+				ended++
+			}
 		}
 		return nil
 	})
 	for _, k := range drop {
 		if err := sessions.Delete(k); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return tx.tx.Bucket(bucketSeats).Delete(seatKey(n))
+	return ended, nil
 }
 
 // Seats lists every seat by number.

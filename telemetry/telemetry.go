@@ -170,25 +170,38 @@ func (m *Metrics) ObserveCommit(st store.CommitStats) {
 }
 
 // Middleware times every HTTP request by its route pattern (not its path,
-// which would make a series per job id).
+// which would make a series per job id) and its status class. An error
+// from further in is answered here, by the app's error handler, so the
+// status counted is the one sent (a 404 is a 4xx, not a 5xx).
 func (m *Metrics) Middleware(c *fiber.Ctx) error {
 	start := time.Now()
-	err := c.Next()
-	code := c.Response().StatusCode()
-	if err != nil {
-		if fe, ok := err.(*fiber.Error); ok {
-			code = fe.Code
-		} else if code < 400 {
-			code = 500
+	if err := c.Next(); err != nil {
+		if herr := c.App().Config().ErrorHandler(c, err); herr != nil {
+			c.Status(fiber.StatusInternalServerError)
 		}
 	}
-	route := "unmatched"
-	if r := c.Route(); r != nil {
-		route = r.Path
-	}
+	code := c.Response().StatusCode()
 	// Fiber's strings point into buffers it reuses: copy what the registry keeps.
-	m.http.WithLabelValues(strings.Clone(c.Method()), strings.Clone(route), strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
-	return err
+	m.http.WithLabelValues(strings.Clone(c.Method()), strings.Clone(routeOf(c)), strconv.Itoa(code/100)+"xx").Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// routeOf is the pattern of the last route a request reached. One that
+// stopped in a group's middleware (a 401 under /api) is the group with
+// "/*"; one that no route but the root middleware took is "unmatched".
+// Fiber does not say which routes are middleware: a pattern without
+// parameters that is not the path itself matched as a prefix.
+func routeOf(c *fiber.Ctx) string {
+	r := c.Route()
+	switch {
+	case r == nil:
+		return "unmatched"
+	case strings.ContainsAny(r.Path, ":*+") || strings.EqualFold(r.Path, c.Path()):
+		return r.Path
+	case strings.TrimSuffix(r.Path, "/") == "":
+		return "unmatched"
+	}
+	return strings.TrimSuffix(r.Path, "/") + "/*"
 }
 
 // Handler serves the metrics in Prometheus's text format.

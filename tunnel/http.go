@@ -23,9 +23,10 @@ func WriteUpgradeResponse(w io.Writer) error {
 // ServeHTTP is the net/http handler of GET /tunnel: it authorizes the agent
 // (401 with a JSON error otherwise), checks the upgrade headers (426
 // otherwise), hijacks the connection, writes the 101 answer and runs
-// ServeConn until the session ends.
+// ServeAgent until the session ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.Authorize(r.Header.Get("Authorization")); err != nil {
+	id, err := s.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gpu-agent"`)
 		writeJSONError(w, http.StatusUnauthorized, "invalid or missing agent token")
 		return
@@ -60,7 +61,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		buffered, _ := brw.Reader.Peek(n)
 		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), buffered...)}
 	}
-	_ = s.ServeConn(r.Context(), conn)
+	_ = s.ServeAgent(r.Context(), conn, id)
 }
 
 func writeJSONError(w http.ResponseWriter, code int, msg string) {

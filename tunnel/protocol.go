@@ -67,6 +67,11 @@ var (
 	// ErrReplaced is the reason of the disconnect event of a session that a
 	// newer session of the same agent name replaced.
 	ErrReplaced = errors.New("tunnel: replaced by a newer session of the same agent")
+	// ErrNameTaken refuses an agent whose token may not hold the name it
+	// asks for.
+	ErrNameTaken = errors.New("tunnel: agent name not allowed for this token")
+	// ErrRevoked ends the sessions of a token that Server.Revoke revoked.
+	ErrRevoked = errors.New("tunnel: the agent's token was revoked")
 )
 
 // streamHeader opens every stream.

@@ -24,8 +24,17 @@ type ServerConfig struct {
 	// every agent is refused.
 	Token string
 	// CheckToken decides whether a bearer token is valid. It must compare in
-	// constant time; TokenChecker builds one.
+	// constant time; TokenChecker builds one. A token it accepts may take
+	// any agent name not Reserved (a shared token). Ignored when Identify is
+	// set.
 	CheckToken func(token string) bool
+	// Identify says who a bearer token is: the key that names it and the
+	// agent name it is bound to (per-host tokens), or no name (a shared
+	// token). It must compare in constant time or look up a hash.
+	Identify func(token string) (Identity, bool)
+	// Reserved reports agent names bound to a token of their own, which a
+	// token without a name cannot take.
+	Reserved func(name string) bool
 	// Session tunes yamux (keepalive, stream window).
 	Session SessionConfig
 	// HelloTimeout bounds the time from the upgrade to the agent's hello.
@@ -38,6 +47,20 @@ type ServerConfig struct {
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// Identity is what an agent's token says about it.
+type Identity struct {
+	// Key names the token (its hash, say). Only a session with the same
+	// key may replace a live session of the same name, and Revoke closes
+	// the sessions of a key.
+	Key string
+	// Name is the agent name the token is bound to; "" lets the agent
+	// choose any name not Reserved.
+	Name string
+}
+
+// sharedKey is the key of the tokens CheckToken accepts.
+const sharedKey = "shared"
 
 // TokenChecker returns a CheckToken function accepting exactly the given
 // non-empty tokens, compared in constant time.
@@ -62,10 +85,10 @@ func TokenChecker(tokens ...string) func(string) bool {
 // yamux session per connected agent, tracks agents by name and dials their
 // instances. Create it with NewServer; its zero value is not usable.
 type Server struct {
-	cfg   ServerConfig
-	log   *slog.Logger
-	ycfg  *yamux.Config
-	check func(string) bool
+	cfg      ServerConfig
+	log      *slog.Logger
+	ycfg     *yamux.Config
+	identify func(string) (Identity, bool)
 
 	wg sync.WaitGroup // ServeConn calls
 
@@ -73,6 +96,7 @@ type Server struct {
 	closed   bool
 	nextID   uint64
 	agents   map[string]*agentConn
+	revoked  map[string]time.Time // key -> when it was revoked
 	sessions map[*yamux.Session]struct{}
 	subs     map[*subscriber]struct{}
 	changed  chan struct{} // closed and replaced on every change of agents
@@ -88,16 +112,21 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	cfg.Session = cfg.Session.withDefaults()
 	log := loggerOr(cfg.Logger).With("component", "tunnel")
-	check := cfg.CheckToken
-	if check == nil {
-		check = TokenChecker(cfg.Token)
+	identify := cfg.Identify
+	if identify == nil {
+		check := cfg.CheckToken
+		if check == nil {
+			check = TokenChecker(cfg.Token)
+		}
+		identify = func(token string) (Identity, bool) { return Identity{Key: sharedKey}, check(token) }
 	}
 	return &Server{
 		cfg:      cfg,
 		log:      log,
 		ycfg:     cfg.Session.yamuxConfig(log),
-		check:    check,
+		identify: identify,
 		agents:   make(map[string]*agentConn),
+		revoked:  make(map[string]time.Time),
 		sessions: make(map[*yamux.Session]struct{}),
 		subs:     make(map[*subscriber]struct{}),
 		changed:  make(chan struct{}),
@@ -108,14 +137,41 @@ func NewServer(cfg ServerConfig) *Server {
 // It returns nil or an error wrapping ErrUnauthorized; on error the HTTP
 // handler answers 401 and does nothing else.
 func (s *Server) Authorize(authorization string) error {
+	_, err := s.Authenticate(authorization)
+	return err
+}
+
+// Authenticate is Authorize that also returns the token's identity, for
+// ServeAgent.
+func (s *Server) Authenticate(authorization string) (Identity, error) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return fmt.Errorf("%w: missing bearer token", ErrUnauthorized)
+		return Identity{}, fmt.Errorf("%w: missing bearer token", ErrUnauthorized)
 	}
-	if !s.check(strings.TrimSpace(token)) {
-		return ErrUnauthorized
+	id, ok := s.identify(strings.TrimSpace(token))
+	if !ok || id.Key == "" {
+		return Identity{}, ErrUnauthorized
 	}
-	return nil
+	return id, nil
+}
+
+// Revoke closes the sessions of the tokens of key (ErrRevoked), and keeps
+// any session authenticated before now from registering later. The caller
+// makes the token itself invalid.
+func (s *Server) Revoke(key string) int {
+	s.mu.Lock()
+	s.revoked[key] = time.Now()
+	var gone []*agentConn
+	for _, ac := range s.agents {
+		if ac.ident.Key == key {
+			gone = append(gone, ac)
+		}
+	}
+	s.mu.Unlock()
+	for _, ac := range gone {
+		ac.fail(ErrRevoked)
+	}
+	return len(gone)
 }
 
 // AgentInfo is a snapshot of one connected agent. Treat its slices as
@@ -173,6 +229,7 @@ type Event struct {
 type agentConn struct {
 	srv         *Server
 	id          uint64
+	ident       Identity
 	hello       Hello
 	remote      string
 	connectedAt time.Time
@@ -218,11 +275,19 @@ func (ac *agentConn) send(m controlMsg) error {
 	return writeFrame(ac.ctrl, m)
 }
 
-// ServeConn runs the tunnel on conn, an already-upgraded connection (the
-// 101 answer written, nothing else), until the session ends or ctx is done.
-// It clears deadlines the HTTP server may have left on conn, and closes conn.
-// It returns why the session ended.
+// ServeConn is ServeAgent for a server with one shared token (Token or
+// CheckToken), whose agents may take any name.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
+	return s.ServeAgent(ctx, conn, Identity{Key: sharedKey})
+}
+
+// ServeAgent runs the tunnel on conn, an already-upgraded connection (the
+// 101 answer written, nothing else), for the agent that Authenticate
+// identified as id, until the session ends or ctx is done. It clears
+// deadlines the HTTP server may have left on conn, and closes conn. It
+// returns why the session ended.
+func (s *Server) ServeAgent(ctx context.Context, conn net.Conn, id Identity) error {
+	authAt := time.Now()
 	_ = conn.SetDeadline(time.Time{})
 	conn = &unblockingConn{Conn: conn}
 	remote := addrString(conn.RemoteAddr())
@@ -256,7 +321,13 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 		log.Warn("agent handshake failed", "err", err)
 		return err
 	}
-	s.register(ac)
+	ac.ident = id
+	if err := s.register(ac, authAt); err != nil {
+		ac.log.Warn("agent refused", "err", err)
+		_ = ac.send(controlMsg{Type: msgError, Error: err.Error()})
+		lingerForAgent(sess, s.cfg.HelloTimeout)
+		return err
+	}
 	ac.log.Info("agent connected", "version", ac.hello.Version, "instances", len(ac.hello.Report.Instances))
 
 	var wg sync.WaitGroup
@@ -306,6 +377,7 @@ func (s *Server) handshake(ctx context.Context, sess *yamux.Session, remote stri
 	}
 	if err := validateHello(m.Hello); err != nil {
 		_ = writeFrame(st, controlMsg{Type: msgError, Error: err.Error()})
+		lingerForAgent(sess, s.cfg.HelloTimeout)
 		return nil, err
 	}
 	_ = st.SetDeadline(time.Time{})
@@ -321,6 +393,18 @@ func (s *Server) handshake(ctx context.Context, sess *yamux.Session, remote stri
 		reportedAt:  time.Now(),
 		log:         log.With("agent", m.Hello.Name),
 	}, nil
+}
+
+// lingerForAgent keeps a refused session open until the agent, having read
+// why, closes it (or d passes): closing at once can drop the error frame,
+// and the agent would only see "session shutdown".
+func lingerForAgent(sess *yamux.Session, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-sess.CloseChan():
+	case <-t.C:
+	}
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
@@ -346,8 +430,27 @@ func validateHello(h *Hello) error {
 	return nil
 }
 
-func (s *Server) register(ac *agentConn) {
+// register makes ac the session of its agent name, if its token may hold
+// that name: its own name, or any free one for a token without a name; a
+// live session of the name is replaced only by a session of the same
+// token, so a token cannot take another host's name and its jobs.
+func (s *Server) register(ac *agentConn, authAt time.Time) error {
+	name := ac.hello.Name
+	if ac.ident.Name != "" && ac.ident.Name != name {
+		return fmt.Errorf("%w: this token belongs to agent %q, not %q: start the agent with --name %s", ErrNameTaken, ac.ident.Name, name, ac.ident.Name)
+	}
+	if ac.ident.Name == "" && s.cfg.Reserved != nil && s.cfg.Reserved(name) {
+		return fmt.Errorf("%w: agent name %q has a token of its own: start that agent with it", ErrNameTaken, name)
+	}
 	s.mu.Lock()
+	if at, ok := s.revoked[ac.ident.Key]; ok && !authAt.After(at) {
+		s.mu.Unlock()
+		return ErrRevoked
+	}
+	if old := s.agents[name]; old != nil && old.ident.Key != ac.ident.Key {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: agent %q is connected with another token", ErrNameTaken, name)
+	}
 	s.nextID++
 	ac.id = s.nextID
 	ac.log = ac.log.With("session", ac.id)
@@ -365,6 +468,7 @@ func (s *Server) register(ac *agentConn) {
 			"old_session", old.id, "old_remote", old.remote)
 		old.fail(ErrReplaced)
 	}
+	return nil
 }
 
 func (s *Server) unregister(ac *agentConn, reason error) {

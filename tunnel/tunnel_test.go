@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -696,4 +697,81 @@ func TestUpgradeRequest(t *testing.T) {
 			t.Errorf("%s: %s %s %v", url, req.Method, req.RequestURI, req.Header)
 		}
 	}
+}
+
+// A per-host token holds its own name only; a shared token any name not
+// reserved; a live session is replaced by the same token only; Revoke
+// ends a token's session, and the next try is refused by Identify.
+func TestIdentityBindsNames(t *testing.T) {
+	var revoked atomic.Bool
+	srv, ts := startServer(t, ServerConfig{
+		Identify: func(token string) (Identity, bool) {
+			switch {
+			case token == "own-token-of-alpha" && !revoked.Load():
+				return Identity{Key: "k-alpha", Name: "alpha"}, true
+			case token == "the-shared-token":
+				return Identity{Key: "k-shared"}, true
+			}
+			return Identity{}, false
+		},
+		Reserved: func(name string) bool { return name == "alpha" },
+	})
+	events, cancel := srv.Subscribe()
+	defer cancel()
+	comfy := comfyStandIn(t, "A")
+	failures := errLog{make(chan string, 16)}
+	agent := func(token, name string) *runningAgent {
+		return startAgent(t, AgentConfig{ServerURL: ts.URL, Token: token, Name: name, MinBackoff: time.Hour, MaxBackoff: time.Hour,
+			Instances: []Instance{{Name: "0", URL: comfy.URL}}, Logger: slog.New(failures)})
+	}
+	alpha := agent("own-token-of-alpha", "alpha")
+	first := nextEvent(t, events, AgentConnected)
+	within(t, alpha.conns, 10*time.Second, "alpha connects")
+	for _, try := range [][2]string{{"own-token-of-alpha", "beta"}, {"the-shared-token", "alpha"}} {
+		agent(try[0], try[1])
+		if err := within(t, failures.errs, 10*time.Second, "refusal of "+try[1]); !strings.Contains(err, "not allowed for this token") {
+			t.Errorf("%s as %s: %v", try[0], try[1], err)
+		}
+	}
+	if got, ok := srv.Agent("alpha"); !ok || got.SessionID != first.Agent.SessionID {
+		t.Fatalf("alpha's session was touched: %+v", got)
+	}
+	// Two shared-token agents under one free name: the later replaces.
+	agent("the-shared-token", "beta")
+	b1 := nextEvent(t, events, AgentConnected)
+	agent("the-shared-token", "beta")
+	if gone := nextEvent(t, events, AgentDisconnected); gone.Agent.SessionID != b1.Agent.SessionID || !errors.Is(gone.Err, ErrReplaced) {
+		t.Errorf("shared replacement: %+v", gone)
+	}
+	nextEvent(t, events, AgentConnected)
+
+	revoked.Store(true)
+	if n := srv.Revoke("k-alpha"); n != 1 {
+		t.Errorf("Revoke closed %d sessions", n)
+	}
+	if gone := nextEvent(t, events, AgentDisconnected); gone.Agent.Name != "alpha" || !errors.Is(gone.Err, ErrRevoked) {
+		t.Errorf("revoked: %+v", gone)
+	}
+	if _, ok := srv.Agent("alpha"); ok {
+		t.Error("alpha still connected")
+	}
+}
+
+// errLog is a slog handler that passes on the "err" of every record.
+type errLog struct{ errs chan string }
+
+func (l errLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l errLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l errLog) WithGroup(string) slog.Handler            { return l }
+func (l errLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			select {
+			case l.errs <- a.Value.String():
+			default:
+			}
+		}
+		return true
+	})
+	return nil
 }

@@ -142,6 +142,9 @@ func sendFile(c *fiber.Ctx, f *os.File, size int64, rel string) error {
 	c.Set(fiber.HeaderContentType, ct)
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderContentDisposition, disposition)
+	if disposition == "attachment" {
+		c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; sandbox")
+	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Status(fiber.StatusOK)
 	return c.SendStream(f, int(size)) // fasthttp closes f when sent

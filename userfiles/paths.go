@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"unicode/utf8"
+
+	workshop "github.com/comfy-workshop/workshop"
 )
 
 const (
@@ -83,7 +85,7 @@ func unquoteAgain(s string) string {
 // relative to the participant's folder, with "/" separators ("" is the
 // folder itself). Like ComfyUI it drops empty and "." components; unlike
 // ComfyUI it refuses "..", absolute paths, backslashes, control characters
-// (NUL included), over-long names and the temporary-file prefix, so no
+// and text-direction characters (NUL included), over-long names and the temporary-file prefix, so no
 // spelling can leave the folder or name a hidden temporary file.
 func cleanRel(p string) (string, error) {
 	if len(p) > maxPath || !utf8.ValidString(p) {
@@ -92,10 +94,8 @@ func cleanRel(p string) (string, error) {
 	if strings.HasPrefix(p, "/") || strings.Contains(p, "\\") {
 		return "", errBadPath
 	}
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return "", errBadPath
-		}
+	if !workshop.SafeText(p) { // control and bidi characters
+		return "", errBadPath
 	}
 	var parts []string
 	for _, part := range strings.Split(p, "/") {

@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/comfy-workshop/workshop/internal/cli"
 )
 
 func main() {
@@ -39,52 +39,53 @@ type options struct {
 	viewDelay                              time.Duration
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
+// command is comfysim's command line, parsing into o.
+func command(o *options) *cli.Command {
 	fs := flag.NewFlagSet("comfysim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: comfysim [flags]\n\nA ComfyUI simulator: ComfyUI's API, bare and under /api, with simulated execution.\n"+
-			"Extra routes: GET /sim/stats, GET|POST /sim/fault, POST /sim/drop_ws.\n"+
-			"Per-prompt faults: POST /prompt with extra_data {\"sim\": {\"fail_node\": \"KSampler\", ...}}.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	c := &o.cfg
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8188", "`address` to listen on; port 0 picks a free port")
-	fs.StringVar(&c.OutputDir, "output-dir", "", "output folder (default: a temporary folder, removed on exit)")
-	fs.StringVar(&c.InputDir, "input-dir", "", "input folder for uploads (default: a temporary folder)")
-	fs.StringVar(&c.TempDir, "temp-dir", "", "temp folder for previews (default: a temporary folder)")
-	fs.StringVar(&c.UserDir, "user-dir", "", "user folder for settings and saved workflows (default: a temporary folder)")
-	fs.StringVar(&c.ModelsDir, "models-dir", "", "scan this folder like ComfyUI's models/ (default: a fixed model list)")
-	fs.StringVar(&c.FrontEndRoot, "front-end-root", "", "serve this ComfyUI frontend build at / (default: the simulator's own page)")
-	fs.Float64Var(&o.stepMS, "step-ms", 50, "milliseconds per sampler step")
+	fs.StringVar(&c.OutputDir, "output-dir", "", "output `folder` (default: a temporary folder, removed on exit)")
+	fs.StringVar(&c.InputDir, "input-dir", "", "input `folder` for uploads (default: a temporary folder)")
+	fs.StringVar(&c.TempDir, "temp-dir", "", "temp `folder` for previews (default: a temporary folder)")
+	fs.StringVar(&c.UserDir, "user-dir", "", "user `folder` for settings and saved workflows (default: a temporary folder)")
+	fs.StringVar(&c.ModelsDir, "models-dir", "", "scan this `folder` like ComfyUI's models/ (default: a fixed model list)")
+	fs.StringVar(&c.FrontEndRoot, "front-end-root", "", "serve this ComfyUI frontend build `folder` at / (default: the simulator's own page)")
+	fs.Float64Var(&o.stepMS, "step-ms", 50, "`milliseconds` per sampler step")
 	fs.IntVar(&c.Steps, "steps", 0, "steps per sampler node; 0 uses each node's own steps (20 when it has none)")
 	fs.BoolVar(&c.DisableCache, "cache-none", false, "re-run every node of every prompt (ComfyUI's --cache-none)")
 	fs.BoolVar(&c.DisableMetadata, "disable-metadata", false, "leave prompt/workflow metadata out of PNGs")
-	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id handling: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
+	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id `handling`: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
 	fs.BoolVar(&c.MissingNodeType, "missing-node-type", false, "report unknown nodes as missing_node_type (ComfyUI since Feb 2026)")
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
-	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "fault: this node `id or class` raises an exception (execution_error)")
-	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "fault: exception text for --fail-node")
-	fs.StringVar(&c.Faults.HangNode, "hang-node", "", "fault: this node `id or class` blocks until interrupted")
-	fs.StringVar(&c.Faults.CrashNode, "crash-node", "", "fault: the process exits (status 3) when this node `id or class` starts")
-	fs.IntVar(&c.Faults.DropWSAtStep, "drop-ws-at-step", 0, "fault: cut every WebSocket when a sampler reaches this `step` (once per prompt)")
-	fs.DurationVar(&o.viewDelay, "view-delay", 0, "fault: wait this long before answering /view")
-	fs.Int64Var(&c.Faults.ViewBytesPerSec, "view-bytes-per-sec", 0, "fault: throttle /view bodies to this `rate`")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
+	faults := []string{"fail-node", "fail-message", "oom-node", "hang-node", "crash-node", "drop-ws-at-step", "view-delay", "view-bytes-per-sec", "progress-text"}
+	fs.StringVar(&c.Faults.FailNode, "fail-node", "", "this `node` (id or class) raises an exception (execution_error)")
+	fs.StringVar(&c.Faults.FailMessage, "fail-message", "", "exception `text` for --fail-node")
+	fs.StringVar(&c.Faults.OOMNode, "oom-node", "", "this `node` (id or class; * for every node) fails with torch.OutOfMemoryError, as a GPU out of memory does")
+	fs.StringVar(&c.Faults.HangNode, "hang-node", "", "this `node` (id or class) blocks until interrupted")
+	fs.StringVar(&c.Faults.CrashNode, "crash-node", "", "the process exits (status 3) when this `node` (id or class) starts")
+	fs.IntVar(&c.Faults.DropWSAtStep, "drop-ws-at-step", 0, "cut every WebSocket when a sampler reaches this `step` (once per prompt)")
+	fs.DurationVar(&o.viewDelay, "view-delay", 0, "wait this long before answering /view")
+	fs.Int64Var(&c.Faults.ViewBytesPerSec, "view-bytes-per-sec", 0, "throttle /view bodies to this `rate`")
 	fs.BoolVar(&c.Faults.ProgressText, "progress-text", false, "samplers also send a binary progress-text frame")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	return &cli.Command{
+		Name: "comfysim", FlagSet: fs,
+		Long: "A ComfyUI simulator: ComfyUI's API, bare and under /api, with simulated execution.\n" +
+			"Extra routes: GET /sim/stats, GET|POST /sim/fault, POST /sim/drop_ws.\n" +
+			"Per-prompt faults: POST /prompt with extra_data {\"sim\": {\"fail_node\": \"KSampler\", ...}}.",
+		Sections: []cli.Section{{Title: "Faults", Flags: faults}},
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+}
+
+// check validates the parsed flags.
+func (o *options) check() error {
+	c := &o.cfg
 	if o.stepMS < 0 {
-		return nil, fmt.Errorf("--step-ms must not be negative")
+		return fmt.Errorf("--step-ms must not be negative")
 	}
 	if c.Steps < 0 {
-		return nil, fmt.Errorf("--steps must not be negative")
+		return fmt.Errorf("--steps must not be negative")
 	}
 	c.StepDelay = time.Duration(o.stepMS * float64(time.Millisecond))
 	c.Faults.ViewDelay = sim.Duration(o.viewDelay)
@@ -92,9 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	switch c.PromptIDs {
 	case sim.PromptIDUUID, sim.PromptIDAny, sim.PromptIDIgnore:
 	default:
-		return nil, fmt.Errorf("--prompt-ids must be uuid, any or ignore, not %q", o.promptIDs)
+		return fmt.Errorf("--prompt-ids must be uuid, any or ignore, not %q", o.promptIDs)
 	}
-	return o, nil
+	return nil
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
@@ -114,31 +115,31 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 
 // run is main without the process: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "comfysim: %v\n", err)
-		return 2
+	o := &options{}
+	cmd := command(o)
+	cmd.Run = func(ctx context.Context, _ []string) error { return o.serve(ctx, stdout, stderr) }
+	return cli.Run(ctx, cmd, args, cli.IO{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
+}
+
+// serve runs the simulator until ctx ends.
+func (o *options) serve(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := o.check(); err != nil {
+		return cli.UsageError{Err: err}
 	}
 	log, err := newLogger(o, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "comfysim: %v\n", err)
-		return 2
+		return cli.UsageError{Err: err}
 	}
 	o.cfg.Logger = log
 	s, err := sim.New(o.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "comfysim: %v\n", err)
-		return 1
+		return err
 	}
 	defer s.Close()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "comfysim: %v\n", err)
-		return 1
+		return err
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
@@ -151,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("shutting down")
 	case err := <-served:
 		log.Error("server stopped", "err", err)
-		return 1
+		return err
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -162,5 +163,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn("shutdown", "err", err)
 		_ = srv.Close()
 	}
-	return 0
+	return nil
 }

@@ -137,8 +137,8 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "crash-node") {
-		t.Errorf("--help: %d %q", code, stderr.String())
+	if code := run(context.Background(), []string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "crash-node") {
+		t.Errorf("--help: %d %q", code, stdout.String())
 	}
 	if code := run(context.Background(), []string{"--listen", "256.0.0.1:1"}, &stdout, &stderr); code != 1 {
 		t.Errorf("bad listen address: %d", code)

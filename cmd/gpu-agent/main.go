@@ -20,28 +20,16 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/comfy-workshop/workshop/internal/cli"
+	"github.com/comfy-workshop/workshop/internal/version"
 	"github.com/comfy-workshop/workshop/models"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
-
-func agentVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
@@ -49,104 +37,101 @@ func main() {
 
 // exit codes
 const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitBadUsage = 2
+	exitOK       = cli.ExitOK
+	exitFailure  = cli.ExitFailure
+	exitBadUsage = cli.ExitUsage
 	exitModels   = 3 // a model cannot be had without a fix (404, wrong hash, full disk)
+)
+
+// envPrefix makes every flag --some-flag default to $GPU_AGENT_SOME_FLAG.
+const envPrefix = "GPU_AGENT"
+
+// Environment variables named in messages and tests.
+var (
+	envServer            = cli.EnvName(envPrefix, "server")
+	envToken             = cli.EnvName(envPrefix, "token")
+	envComfy             = cli.EnvName(envPrefix, "comfy")
+	envName              = cli.EnvName(envPrefix, "name")
+	envInterval          = cli.EnvName(envPrefix, "report-interval")
+	envInsecure          = cli.EnvName(envPrefix, "insecure")
+	envFingerprint       = cli.EnvName(envPrefix, "server-fingerprint")
+	envModels            = cli.EnvName(envPrefix, "models")
+	envModelsDir         = cli.EnvName(envPrefix, "models-dir")
+	envModelsOptional    = cli.EnvName(envPrefix, "models-optional")
+	envModelsConcurrency = cli.EnvName(envPrefix, "models-concurrency")
 )
 
 // run is main, testable: it returns the exit code.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	opts, err := parseArgs(args, getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+	o := &options{}
+	cmd := command(o)
+	cmd.Run = func(context.Context, []string) error {
+		if err := o.check(); err != nil {
+			return cli.UsageError{Err: err}
+		}
+		return o.run(getenv, stderr)
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "gpu-agent: %v\nRun 'gpu-agent --help' for usage.\n", err)
-		return exitBadUsage
-	}
-	if opts.showVersion {
-		fmt.Fprintln(stdout, "gpu-agent", agentVersion())
-		return exitOK
-	}
-	log := newLogger(stderr, opts.logFormat, opts.logLevel)
+	return cli.Run(context.Background(), cmd, args, cli.IO{Stdout: stdout, Stderr: stderr, Getenv: getenv})
+}
 
+// run connects the agent until SIGINT or SIGTERM.
+func (o *options) run(getenv func(string) string, stderr io.Writer) error {
+	log := newLogger(stderr, o.logFormat, o.logLevel)
 	tlsCfg, err := tunnel.TLSOptions{
-		CAFile:            opts.caFile,
-		Insecure:          opts.insecure,
-		FingerprintSHA256: opts.fingerprint,
+		CAFile:            o.caFile,
+		Insecure:          o.insecure,
+		FingerprintSHA256: o.fingerprint,
 	}.Config()
 	if err != nil {
-		fmt.Fprintf(stderr, "gpu-agent: %v\n", err)
-		return exitBadUsage
+		return cli.UsageError{Err: err}
 	}
-	probe := newProber(opts.instances, log)
+	probe := newProber(o.instances, log)
 	agent, err := tunnel.NewAgent(tunnel.AgentConfig{
-		ServerURL:      opts.server,
-		Token:          opts.token,
-		Name:           opts.name,
-		Version:        agentVersion(),
-		Instances:      opts.instances,
+		ServerURL:      o.server,
+		Token:          o.token,
+		Name:           o.name,
+		Version:        version.String(),
+		Instances:      o.instances,
 		TLSConfig:      tlsCfg,
 		Report:         probe.Report,
-		ReportInterval: opts.reportInterval,
+		ReportInterval: o.reportInterval,
 		Logger:         log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "gpu-agent: %v\n", err)
-		return exitBadUsage
+		return cli.UsageError{Err: err}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	names := make([]string, len(opts.instances))
-	for i, in := range opts.instances {
+	names := make([]string, len(o.instances))
+	for i, in := range o.instances {
 		names[i] = in.Name + "=" + in.URL
 	}
-	log.Info("gpu-agent starting", "version", agentVersion(), "server", redact(opts.server), "name", opts.name,
-		"instances", strings.Join(names, " "), "report_interval", opts.reportInterval, "nvidia_smi", probe.smi != "")
+	log.Info("gpu-agent starting", "version", version.String(), "server", redact(o.server), "name", o.name,
+		"instances", strings.Join(names, " "), "report_interval", o.reportInterval, "nvidia_smi", probe.smi != "")
 	// Models first: the agent connects only once the host can run the jobs.
-	if code, ok := syncModels(ctx, opts, getenv, log, stderr, probe); !ok {
-		return code
+	if code, ok := syncModels(ctx, o, getenv, log, stderr, probe); !ok {
+		if code == exitOK {
+			return nil
+		}
+		return cli.ExitError{Code: code}
 	}
 	err = agent.Run(ctx)
 	switch {
 	case errors.Is(err, tunnel.ErrUnauthorized):
-		fmt.Fprintf(stderr, "gpu-agent: the server rejected the agent token (check --token or %s): %v\n", envToken, err)
-		return exitFailure
+		return fmt.Errorf("the server rejected the agent token (check --token or %s): %v", envToken, err)
 	case err != nil:
-		fmt.Fprintf(stderr, "gpu-agent: %v\n", err)
-		return exitFailure
+		return err
 	}
 	log.Info("gpu-agent stopped")
-	return exitOK
+	return nil
 }
-
-// Environment variables, each the default of a flag.
-const (
-	envServer      = "GPU_AGENT_SERVER"
-	envToken       = "GPU_AGENT_TOKEN"
-	envTokenFile   = "GPU_AGENT_TOKEN_FILE"
-	envComfy       = "GPU_AGENT_COMFY"
-	envName        = "GPU_AGENT_NAME"
-	envInterval    = "GPU_AGENT_REPORT_INTERVAL"
-	envInsecure    = "GPU_AGENT_INSECURE"
-	envFingerprint = "GPU_AGENT_SERVER_FINGERPRINT"
-	envCAFile      = "GPU_AGENT_CA_FILE"
-	envLogFormat   = "GPU_AGENT_LOG_FORMAT"
-	envLogLevel    = "GPU_AGENT_LOG_LEVEL"
-
-	envModels            = "GPU_AGENT_MODELS"
-	envModelsDir         = "GPU_AGENT_MODELS_DIR"
-	envModelsOptional    = "GPU_AGENT_MODELS_OPTIONAL"
-	envModelsConcurrency = "GPU_AGENT_MODELS_CONCURRENCY"
-)
 
 type options struct {
 	server         string
 	token          string
 	tokenFile      string
-	comfy          stringList
+	comfy          cli.List
 	name           string
 	reportInterval time.Duration
 	insecure       bool
@@ -154,7 +139,6 @@ type options struct {
 	caFile         string
 	logFormat      string
 	logLevel       string
-	showVersion    bool
 
 	modelsFile        string
 	modelsDir         string
@@ -165,65 +149,53 @@ type options struct {
 	modelEntries []models.Entry
 }
 
-// stringList is a repeatable flag.
-type stringList []string
+// command is gpu-agent's command line, parsing into o.
+func command(o *options) *cli.Command {
+	fs := flag.NewFlagSet("gpu-agent", flag.ContinueOnError)
+	fs.StringVar(&o.server, "server", "", "the workshop server's base `URL`, http:// or https://")
+	fs.StringVar(&o.token, "token", "", "the agent `token`, as 'workshop serve' printed it")
+	fs.StringVar(&o.tokenFile, "token-file", "", "read the token from this `file` instead")
+	fs.Var(&o.comfy, "comfy", "a local ComfyUI instance's `URL`, repeatable; instances are named 0, 1, ... in order, "+
+		"or write NAME=URL (the variable takes a comma-separated list)")
+	fs.StringVar(&o.name, "name", "", "the agent's `name` on the server (default: the hostname); a second agent with the same name replaces the first")
+	fs.DurationVar(&o.reportInterval, "report-interval", 5*time.Second, "time between status reports")
+	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server's TLS certificate")
+	fs.StringVar(&o.fingerprint, "server-fingerprint", "", "accept exactly the server certificate with this SHA-256 `fingerprint` "+
+		"(hex, colons allowed), e.g. a self-signed one")
+	fs.StringVar(&o.caFile, "ca-file", "", "also trust the CA certificates in this PEM `file`")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format` on stderr: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.modelsFile, "models", "", "the model manifest, a YAML `file` (below)")
+	fs.StringVar(&o.modelsDir, "models-dir", "", "ComfyUI's models `folder`, e.g. /opt/ComfyUI/models")
+	fs.BoolVar(&o.modelsOptional, "models-optional", false, "connect even if some models could not be had; they are logged as missing")
+	fs.IntVar(&o.modelsConcurrency, "models-concurrency", 2, "files downloaded at once")
+	return &cli.Command{
+		Name: "gpu-agent", FlagSet: fs, Env: envPrefix,
+		Long: `Runs on a GPU host. It dials out to the workshop server over its HTTP(S) port
+(GET /tunnel with an HTTP upgrade, so no port needs to be open on the GPU host),
+authenticates with the agent token and carries a multiplexed tunnel through
+which the server reaches the local ComfyUI instances. It reports their health
+(GET /system_stats) and the GPUs' load (nvidia-smi, when present) every few
+seconds, and reconnects by itself with backoff after any network loss. SIGINT
+or SIGTERM stops it cleanly.
 
-func (l *stringList) String() string { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error {
-	*l = append(*l, v)
-	return nil
-}
-
-const usageText = `Usage: gpu-agent --server URL --token TOKEN --comfy URL [--comfy URL ...] [flags]
-
-gpu-agent runs on a GPU host. It dials out to the workshop server over its
-HTTP(S) port (GET /tunnel with an HTTP upgrade, so no port needs to be open on
-the GPU host), authenticates with the agent token and carries a multiplexed
-tunnel through which the server reaches the local ComfyUI instances. It
-reports their health (GET /system_stats) and the GPUs' load (nvidia-smi, when
-present) every few seconds, and reconnects by itself with backoff after any
-network loss. SIGINT or SIGTERM stops it cleanly.
-
-Every flag can also be set by the environment variable shown; a flag wins.
-
-Flags:
-  --server URL             server base URL, http:// or https:// ($GPU_AGENT_SERVER)
-  --token TOKEN            agent token, as printed by 'workshop serve' ($GPU_AGENT_TOKEN)
-  --token-file FILE        read the token from FILE instead ($GPU_AGENT_TOKEN_FILE)
-  --comfy URL              a local ComfyUI instance, repeatable; instances are named
-                           0, 1, ... in order, or write NAME=URL
-                           ($GPU_AGENT_COMFY, comma-separated)
-  --name NAME              agent name shown on the server; default: the hostname.
-                           A second agent with the same name replaces the first.
-                           ($GPU_AGENT_NAME)
-  --report-interval D      time between status reports, e.g. 5s ($GPU_AGENT_REPORT_INTERVAL)
-  --insecure               do not verify the server's TLS certificate ($GPU_AGENT_INSECURE)
-  --server-fingerprint HEX accept exactly the server certificate with this SHA-256
-                           fingerprint (hex, colons allowed), e.g. a self-signed one
-                           ($GPU_AGENT_SERVER_FINGERPRINT)
-  --ca-file FILE           also trust the CA certificates in this PEM file ($GPU_AGENT_CA_FILE)
-  --log-format text|json   log format on stderr, default text ($GPU_AGENT_LOG_FORMAT)
-  --log-level LEVEL        debug, info, warn or error, default info ($GPU_AGENT_LOG_LEVEL)
-
-Models (optional): before connecting, make sure every model of a manifest is in
-ComfyUI's models folder with the right sha256; download what is missing or wrong
-(resuming partial downloads, verified hashes, progress in the log). The agent
-connects only when all are in place. Verified hashes are cached in
-DIR/.workshop-models.json so a restart does not hash the files again.
-  --models FILE            the manifest, YAML ($GPU_AGENT_MODELS):
-                             - folder: checkpoints
-                               file: sd_xl_base_1.0.safetensors
-                               url: https://huggingface.co/.../sd_xl_base_1.0.safetensors
-                               sha256: 31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b
-                               size: 6938078334        # optional, bytes
-  --models-dir DIR         ComfyUI's models folder, e.g. /opt/ComfyUI/models ($GPU_AGENT_MODELS_DIR)
-  --models-optional        connect even if some models could not be had; they are
-                           logged as missing ($GPU_AGENT_MODELS_OPTIONAL)
-  --models-concurrency N   files downloaded at once, default 2 ($GPU_AGENT_MODELS_CONCURRENCY)
-  Gated models: HF_TOKEN is sent to huggingface.co, CIVITAI_TOKEN to civitai.com.
-
-  --version                print the version and exit
-  --help                   show this help
+--server, --token (or --token-file) and --comfy are required. Every flag can
+also be set by the environment variable shown; a flag wins.`,
+		Sections: []cli.Section{{
+			Title: "Models (optional)",
+			Text: "Before connecting, make sure every model of a manifest is in ComfyUI's models folder with the right sha256; " +
+				"download what is missing or wrong (resuming partial downloads, verified hashes, progress in the log). " +
+				"The agent connects only when all are in place. Verified hashes are cached in DIR/.workshop-models.json, " +
+				"so a restart does not hash the files again.",
+			Flags: []string{"models", "models-dir", "models-optional", "models-concurrency"},
+		}},
+		Footer: `A manifest lists the models:
+  - folder: checkpoints
+    file: sd_xl_base_1.0.safetensors
+    url: https://huggingface.co/.../sd_xl_base_1.0.safetensors
+    sha256: 31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b
+    size: 6938078334        # optional, bytes
+Gated models: HF_TOKEN is sent to huggingface.co, CIVITAI_TOKEN to civitai.com.
 
 Exit status: 0 after SIGINT/SIGTERM, 1 when the server rejects the token or
 model downloads failed on network errors (start again to resume), 2 on invalid
@@ -232,132 +204,58 @@ denied, wrong sha256 or size, full disk).
 
 Example:
   GPU_AGENT_TOKEN=... gpu-agent --server https://workshop.example.org \
-      --comfy http://127.0.0.1:8188 --comfy http://127.0.0.1:8189
-`
+      --comfy http://127.0.0.1:8188 --comfy http://127.0.0.1:8189`,
+	}
+}
 
-// parseArgs parses flags over environment defaults; --help prints the usage
-// to stdout and returns flag.ErrHelp.
-func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("gpu-agent", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	fs.StringVar(&o.server, "server", getenv(envServer), "")
-	fs.StringVar(&o.token, "token", getenv(envToken), "")
-	fs.StringVar(&o.tokenFile, "token-file", getenv(envTokenFile), "")
-	fs.Var(&o.comfy, "comfy", "")
-	fs.StringVar(&o.name, "name", getenv(envName), "")
-	fs.DurationVar(&o.reportInterval, "report-interval", 5*time.Second, "")
-	fs.BoolVar(&o.insecure, "insecure", false, "")
-	fs.StringVar(&o.fingerprint, "server-fingerprint", getenv(envFingerprint), "")
-	fs.StringVar(&o.caFile, "ca-file", getenv(envCAFile), "")
-	fs.StringVar(&o.logFormat, "log-format", or(getenv(envLogFormat), "text"), "")
-	fs.StringVar(&o.logLevel, "log-level", or(getenv(envLogLevel), "info"), "")
-	fs.BoolVar(&o.showVersion, "version", false, "")
-	fs.StringVar(&o.modelsFile, "models", getenv(envModels), "")
-	fs.StringVar(&o.modelsDir, "models-dir", getenv(envModelsDir), "")
-	fs.BoolVar(&o.modelsOptional, "models-optional", false, "")
-	fs.IntVar(&o.modelsConcurrency, "models-concurrency", 2, "")
-
-	// Environment defaults that need parsing.
-	if v := getenv(envInterval); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: %v", envInterval, v, err)
-		}
-		o.reportInterval = d
-	}
-	if v := getenv(envInsecure); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: want true or false", envInsecure, v)
-		}
-		o.insecure = b
-	}
-	if v := getenv(envModelsOptional); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: want true or false", envModelsOptional, v)
-		}
-		o.modelsOptional = b
-	}
-	if v := getenv(envModelsConcurrency); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: want a number", envModelsConcurrency, v)
-		}
-		o.modelsConcurrency = n
-	}
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if o.showVersion {
-		return o, nil
-	}
-
+// check validates the parsed flags and derives the instances and models.
+func (o *options) check() error {
 	if o.server == "" {
-		return nil, fmt.Errorf("--server (or %s) is required", envServer)
+		return fmt.Errorf("--server (or %s) is required", envServer)
 	}
 	u, err := url.Parse(o.server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--server %q: want an http:// or https:// URL", o.server)
+		return fmt.Errorf("--server %q: want an http:// or https:// URL", o.server)
 	}
 	if o.token == "" && o.tokenFile != "" {
 		b, err := os.ReadFile(o.tokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("--token-file: %v", err)
+			return fmt.Errorf("--token-file: %v", err)
 		}
 		o.token = strings.TrimSpace(string(b))
 	}
 	if o.token == "" {
-		return nil, fmt.Errorf("--token (or %s, or --token-file) is required", envToken)
+		return fmt.Errorf("--token (or %s, or --token-file) is required", envToken)
 	}
 	if len(o.comfy) == 0 {
-		for v := range strings.SplitSeq(getenv(envComfy), ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				o.comfy = append(o.comfy, v)
-			}
-		}
-	}
-	if len(o.comfy) == 0 {
-		return nil, fmt.Errorf("--comfy (or %s) is required: the URL of at least one local ComfyUI", envComfy)
+		return fmt.Errorf("--comfy (or %s) is required: the URL of at least one local ComfyUI", envComfy)
 	}
 	if o.instances, err = parseInstances(o.comfy); err != nil {
-		return nil, err
+		return err
 	}
 	if o.name == "" {
 		if o.name, err = os.Hostname(); err != nil || o.name == "" {
-			return nil, errors.New("--name is required: the hostname is unknown")
+			return errors.New("--name is required: the hostname is unknown")
 		}
 	}
 	if !tunnel.ValidName(o.name) {
-		return nil, fmt.Errorf("--name %q: use 1-128 letters, digits, '.', '_', ':', '@' or '-'", o.name)
+		return fmt.Errorf("--name %q: use 1-128 letters, digits, '.', '_', ':', '@' or '-'", o.name)
 	}
 	if o.reportInterval < 100*time.Millisecond {
-		return nil, fmt.Errorf("--report-interval %v: must be at least 100ms", o.reportInterval)
+		return fmt.Errorf("--report-interval %v: must be at least 100ms", o.reportInterval)
 	}
 	if o.fingerprint != "" {
 		if _, err := tunnel.ParseFingerprint(o.fingerprint); err != nil {
-			return nil, fmt.Errorf("--server-fingerprint: %v", err)
+			return fmt.Errorf("--server-fingerprint: %v", err)
 		}
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
-		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+		return fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
-		return nil, err
+		return err
 	}
-	if err := o.parseModels(); err != nil {
-		return nil, err
-	}
-	return o, nil
+	return o.parseModels()
 }
 
 // parseInstances names instances "0", "1", ... by position, or NAME=URL.
@@ -388,13 +286,6 @@ func parseInstances(specs []string) ([]tunnel.Instance, error) {
 		out = append(out, tunnel.Instance{Name: name, URL: strings.TrimSuffix(u.String(), "/")})
 	}
 	return out, nil
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func parseLevel(s string) (slog.Level, error) {

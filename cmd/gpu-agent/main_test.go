@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfy-workshop/workshop/internal/cli"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
@@ -29,10 +29,32 @@ func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// parseArgs parses and checks as run does, without connecting; an error
+// is what the binary would print.
+func parseArgs(args []string, getenv func(string) string) (*options, error) {
+	o := &options{}
+	cmd := command(o)
+	cmd.Run = func(context.Context, []string) error { return o.check() }
+	var stderr bytes.Buffer
+	if code := cli.Run(context.Background(), cmd, args, cli.IO{Stdout: io.Discard, Stderr: &stderr, Getenv: getenv}); code != 0 {
+		return nil, errors.New(stderr.String())
+	}
+	return o, nil
+}
+
+// help is the output of --help.
+func help(t *testing.T) string {
+	var stdout bytes.Buffer
+	if code := run([]string{"--help"}, envOf(nil), &stdout, io.Discard); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	return stdout.String()
+}
+
 func TestParseArgs(t *testing.T) {
 	o, err := parseArgs([]string{"--server", "https://w.example.org", "--token", "t",
 		"--comfy", "http://127.0.0.1:8188", "--comfy", "big=127.0.0.1:8189", "--comfy", "http://127.0.0.1:8190/",
-		"--name", "gpu-1", "--report-interval", "2s", "--insecure", "--log-format", "json"}, envOf(nil), io.Discard)
+		"--name", "gpu-1", "--report-interval", "2s", "--insecure", "--log-format", "json"}, envOf(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +76,7 @@ func TestParseArgs(t *testing.T) {
 		envInterval: "750ms", envInsecure: "true",
 		envFingerprint: strings.Repeat("AB:", 31) + "AB",
 	}
-	o, err = parseArgs(nil, envOf(env), io.Discard)
+	o, err = parseArgs(nil, envOf(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +86,7 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("from env: %+v", o)
 	}
 	// A flag wins over the environment.
-	o, err = parseArgs([]string{"--comfy", "http://h:1", "--name", "n", "--insecure=false"}, envOf(env), io.Discard)
+	o, err = parseArgs([]string{"--comfy", "http://h:1", "--name", "n", "--insecure=false"}, envOf(env))
 	if err != nil || len(o.instances) != 1 || o.name != "n" || o.insecure {
 		t.Errorf("flags over env: %+v %v", o, err)
 	}
@@ -73,7 +95,7 @@ func TestParseArgs(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	o, err = parseArgs([]string{"--server", "http://s", "--token-file", tokenFile, "--comfy", "http://h:1"}, envOf(nil), io.Discard)
+	o, err = parseArgs([]string{"--server", "http://s", "--token-file", tokenFile, "--comfy", "http://h:1"}, envOf(nil))
 	if err != nil || o.token != "from-file" {
 		t.Errorf("token file: %+v %v", o, err)
 	}
@@ -98,17 +120,14 @@ func TestParseArgsErrors(t *testing.T) {
 		"extra argument":  append(base, "extra"),
 	}
 	for name, args := range cases {
-		if _, err := parseArgs(args, envOf(nil), io.Discard); err == nil {
+		if _, err := parseArgs(args, envOf(nil)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	var stdout bytes.Buffer
-	if _, err := parseArgs([]string{"--help"}, envOf(nil), &stdout); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("--help: %v", err)
-	}
+	text := help(t)
 	for _, want := range []string{"--server", "--token", "--comfy", "--name", "--report-interval", "--insecure",
 		"--server-fingerprint", "--log-format", envServer, envToken, envComfy, envName} {
-		if !strings.Contains(stdout.String(), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("--help does not mention %s", want)
 		}
 	}
@@ -240,7 +259,7 @@ func TestBinary(t *testing.T) {
 		events, cancel := srv.Subscribe()
 		defer cancel()
 		p := start(t, bin, []string{envServer + "=" + ts.URL, envToken + "=" + testToken, envComfy + "=" + comfy.URL, envName + "=from-env",
-			envLogFormat + "=json"})
+			cli.EnvName(envPrefix, "log-format") + "=json"})
 		if e := nextEvent(t, events, tunnel.AgentConnected, p); e.Agent.Name != "from-env" {
 			t.Fatalf("name %q", e.Agent.Name)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/comfy-workshop/workshop/internal/version"
 	"github.com/comfy-workshop/workshop/models"
 )
 
@@ -30,7 +31,7 @@ func syncModels(ctx context.Context, o *options, getenv func(string) string, log
 		Dir:         o.modelsDir,
 		Concurrency: o.modelsConcurrency,
 		Authorize:   authorizer(getenv),
-		UserAgent:   "comfy-workshop-gpu-agent/" + agentVersion(),
+		UserAgent:   "comfy-workshop-gpu-agent/" + version.String(),
 		Logger:      log,
 	})
 	if ctx.Err() != nil {

@@ -33,7 +33,7 @@ func TestParseArgsModels(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"--server", "http://s", "--token", "t", "--comfy", "http://h:1"}
 
-	o, err := parseArgs(append(base, "--models", manifest, "--models-dir", dir, "--models-optional", "--models-concurrency", "3"), envOf(nil), io.Discard)
+	o, err := parseArgs(append(base, "--models", manifest, "--models-dir", dir, "--models-optional", "--models-concurrency", "3"), envOf(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +42,11 @@ func TestParseArgsModels(t *testing.T) {
 		t.Errorf("options %+v", o)
 	}
 	env := map[string]string{envModels: manifest, envModelsDir: dir, envModelsOptional: "1", envModelsConcurrency: "4"}
-	o, err = parseArgs(base, envOf(env), io.Discard)
+	o, err = parseArgs(base, envOf(env))
 	if err != nil || len(o.modelEntries) != 1 || !o.modelsOptional || o.modelsConcurrency != 4 {
 		t.Errorf("from env: %+v %v", o, err)
 	}
-	o, err = parseArgs(base, envOf(nil), io.Discard)
+	o, err = parseArgs(base, envOf(nil))
 	if err != nil || o.modelsFile != "" || o.modelsConcurrency != 2 {
 		t.Errorf("no models: %+v %v", o, err)
 	}
@@ -67,7 +67,7 @@ func TestParseArgsModels(t *testing.T) {
 		"env concurrency": {nil, map[string]string{envModelsConcurrency: "two"}, envModelsConcurrency},
 	}
 	for name, c := range cases {
-		_, err := parseArgs(append(append([]string{}, base...), c.args...), envOf(c.env), io.Discard)
+		_, err := parseArgs(append(append([]string{}, base...), c.args...), envOf(c.env))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
@@ -79,10 +79,9 @@ func TestParseArgsModels(t *testing.T) {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
 
-	var help bytes.Buffer
-	_, _ = parseArgs([]string{"--help"}, envOf(nil), &help)
+	text := help(t)
 	for _, want := range []string{"--models FILE", "--models-dir", "--models-optional", "--models-concurrency", envModels, envModelsDir, "HF_TOKEN"} {
-		if !strings.Contains(help.String(), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("--help does not mention %s", want)
 		}
 	}

@@ -12,33 +12,29 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peterbourgon/ff/v3/ffcli"
-
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/comfy-workshop/workshop/internal/cli"
+	"github.com/comfy-workshop/workshop/internal/version"
 	"github.com/comfy-workshop/workshop/tunnel"
 )
 
 // The demo runs the whole product on localhost: the server, two simulated
 // ComfyUI instances (or the operator's real ComfyUI, with COMFY=URL) and a
 // GPU agent that connects them to the server through a real tunnel.
-func demoCommand() *ffcli.Command {
+func demoCommand() *cli.Command {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	data := fs.String("data", "./demo-data", "directory for the demo's store and outputs")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on (port 0 picks a free one)")
 	sims := fs.Int("sims", 2, "simulated ComfyUI instances to start (ignored with COMFY set)")
 	stepMS := fs.Int("step-ms", 150, "simulated time of one sampler step, in milliseconds")
-	return &ffcli.Command{
-		Name:       "demo",
-		ShortUsage: "workshop demo [flags]",
-		ShortHelp:  "run server, GPU agent and simulated ComfyUI on localhost, and print how to use them",
-		LongHelp: "Starts everything on localhost with plain HTTP. Set COMFY=http://127.0.0.1:8188 (comma-separated\n" +
+	return &cli.Command{
+		Name:  "demo",
+		Short: "run server, GPU agent and simulated ComfyUI on localhost, and print how to use them",
+		Long: "Starts everything on localhost with plain HTTP. Set COMFY=http://127.0.0.1:8188 (comma-separated\n" +
 			"for several) to drive your own ComfyUI instead of the simulators.",
 		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) > 0 {
-				return usagef("demo takes no arguments, got %q", args)
-			}
+		Run: func(ctx context.Context, _ []string) error {
 			if *sims < 1 || *sims > 8 {
 				return usagef("--sims %d: want 1 to 8", *sims)
 			}
@@ -50,24 +46,23 @@ func demoCommand() *ffcli.Command {
 			}
 			defer stop()
 			agentDone := make(chan error, 1)
-			return serve(ctx, serveConfig{
-				Data: *data, Listen: *listen, TLS: "off", AdminToken: adminToken, AgentToken: agentToken,
-				Seats: 20, QueueMode: "round-robin", MaxPending: 10, EnablePriority: true,
-				MaxAttempts: 3, Prefetch: 1, Grace: 60 * time.Second, JobTimeout: time.Hour,
-				LogLevel: "info", LogFormat: "text", out: &quietLines{},
-				onReady: func(base string) error {
-					agent, err := tunnel.NewAgent(tunnel.AgentConfig{
-						ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version,
-						Instances: instances, Logger: log.With("part", "gpu-agent"),
-					})
-					if err != nil {
-						return err
-					}
-					go func() { agentDone <- agent.Run(ctx) }()
-					printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
-					return nil
-				},
-			})
+			// serve's defaults, as `workshop serve` would take them.
+			c := defaultServeConfig()
+			c.Data, c.Listen, c.TLS, c.AdminToken, c.AgentToken = *data, *listen, "off", adminToken, agentToken
+			c.out, c.local = &quietLines{}, true
+			c.onReady = func(base string) error {
+				agent, err := tunnel.NewAgent(tunnel.AgentConfig{
+					ServerURL: base, Token: agentToken, Name: "demo-gpu", Version: version.String(),
+					Instances: instances, Logger: log.With("part", "gpu-agent"),
+				})
+				if err != nil {
+					return err
+				}
+				go func() { agentDone <- agent.Run(ctx) }()
+				printDemo(base, adminToken, firstJoinLink(ctx, base, adminToken), instances)
+				return nil
+			}
+			return serve(ctx, c)
 		},
 	}
 }

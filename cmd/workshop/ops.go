@@ -1,37 +1,41 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"golang.org/x/term"
 
+	"github.com/comfy-workshop/workshop/internal/cli"
 	"github.com/comfy-workshop/workshop/store"
 )
 
-func backupCommand() *ffcli.Command {
-	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	r := remoteFlags(fs)
-	return &ffcli.Command{
-		Name: "backup", ShortUsage: "workshop backup [flags] FILE", ShortHelp: "copy a running server's store to FILE, consistently, while it serves",
-		FlagSet: fs, Options: remoteOptions(),
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usagef("give the backup file")
-			}
+func backupCommand() *cli.Command {
+	r := newRemote("backup")
+	force := r.fs.Bool("force", false, "replace FILE when it exists")
+	return r.command(&cli.Command{
+		Name: "backup", Args: "FILE", MinArgs: 1, MaxArgs: 1,
+		Short: "copy a running server's store to FILE, consistently, while it serves",
+		Run: func(ctx context.Context, args []string) error {
 			dst := args[0]
-			tmp := dst + ".part"
-			f, err := os.Create(tmp)
+			if _, err := os.Lstat(dst); err == nil && !*force {
+				return usagef("%s exists: give another file, or --force to replace it", dst)
+			}
+			f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 			if err != nil {
 				return err
 			}
+			tmp := f.Name()
 			defer os.Remove(tmp)
 			if err := r.do(ctx, "GET", "/api/backup", nil, f); err != nil {
 				f.Close()
@@ -46,25 +50,48 @@ func backupCommand() *ffcli.Command {
 			if err != nil {
 				return fmt.Errorf("the copy is not usable: %w", err)
 			}
-			if err := os.Rename(tmp, dst); err != nil {
+			if err := place(tmp, dst, *force); err != nil {
 				return err
 			}
 			fi, _ := os.Stat(dst)
 			fmt.Printf("backup written to %s (%d bytes, schema %d)\n", dst, fi.Size(), version)
 			return nil
 		},
-	}
+	})
 }
 
-func restoreCommand() *ffcli.Command {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	data := fs.String("data", "./data", "the data directory of the (stopped) server")
-	return &ffcli.Command{
-		Name: "restore", ShortUsage: "workshop restore [flags] FILE", ShortHelp: "replace a stopped server's store with a backup (the old one is kept beside it)",
-		FlagSet: fs,
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usagef("give the backup file")
+// place moves a finished file to dst; without replace it never overwrites
+// a file, even one created while the backup ran.
+func place(tmp, dst string, replace bool) error {
+	if replace {
+		return os.Rename(tmp, dst)
+	}
+	err := os.Link(tmp, dst)
+	if errors.Is(err, fs.ErrExist) {
+		return usagef("%s appeared while the backup ran: give another file, or --force to replace it", dst)
+	}
+	if err != nil { // a file system without hard links
+		if _, serr := os.Lstat(dst); serr == nil {
+			return usagef("%s appeared while the backup ran: give another file, or --force to replace it", dst)
+		}
+		return os.Rename(tmp, dst)
+	}
+	return nil
+}
+
+func restoreCommand() *cli.Command {
+	fset := flag.NewFlagSet("restore", flag.ContinueOnError)
+	data := fset.String("data", "", "the data `directory` of the stopped server (what its --data was)")
+	return &cli.Command{
+		Name: "restore", Args: "FILE", MinArgs: 1, MaxArgs: 1,
+		Short:   "replace a stopped server's store with a backup (the old one is kept beside it)",
+		FlagSet: fset, Env: "WORKSHOP", EnvFlags: []string{"data"},
+		Run: func(ctx context.Context, args []string) error {
+			if *data == "" {
+				return usagef("give --data DIR: the data directory of the stopped server (its --data, or WORKSHOP_DATA)")
+			}
+			if fi, err := os.Stat(*data); err != nil || !fi.IsDir() {
+				return usagef("--data %s is not a directory (create it first to restore into a new server)", *data)
 			}
 			if _, err := store.Check(args[0]); err != nil {
 				return err
@@ -114,38 +141,112 @@ func copyFile(src, dst string) error {
 	return os.Rename(dst+".part", dst)
 }
 
-func pruneCommand() *ffcli.Command {
-	fs := flag.NewFlagSet("prune", flag.ContinueOnError)
-	r := remoteFlags(fs)
-	older := fs.Duration("older-than", -1, "delete finished jobs, their outputs, and uploads older than this (e.g. 72h; 0s: all); required")
-	return &ffcli.Command{
-		Name: "prune", ShortUsage: "workshop prune --older-than D [flags]", ShortHelp: "clear old jobs and files on a running server, for the next group",
-		FlagSet: fs, Options: remoteOptions(),
-		Exec: func(ctx context.Context, args []string) error {
-			if *older < 0 {
-				return usagef("--older-than is required (0s clears everything finished)")
-			}
-			var res struct {
-				Jobs   int `json:"jobs_deleted"`
-				Inputs int `json:"inputs_deleted"`
-			}
-			if err := r.do(ctx, "POST", "/api/prune", map[string]string{"older_than": older.String()}, &res); err != nil {
-				return err
-			}
-			fmt.Printf("deleted %d finished jobs with their outputs, and %d uploads\n", res.Jobs, res.Inputs)
-			return nil
-		},
-	}
+// age is a duration flag that knows whether it was given.
+type age struct {
+	d   time.Duration
+	set bool
 }
 
-func preflightCommand() *ffcli.Command {
-	fs := flag.NewFlagSet("preflight", flag.ContinueOnError)
-	r := remoteFlags(fs)
-	return &ffcli.Command{
-		Name: "preflight", ShortUsage: "workshop preflight [flags]",
-		ShortHelp: "before the room fills: run a test graph on every GPU instance and check every workshop workflow's nodes and models",
-		FlagSet:   fs, Options: remoteOptions(),
-		Exec: func(ctx context.Context, args []string) error {
+func (a *age) String() string {
+	if !a.set {
+		return ""
+	}
+	return a.d.String()
+}
+
+func (a *age) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want a duration like 72h or 30m")
+	}
+	a.d, a.set = d, true
+	return nil
+}
+
+// pruneResult is POST /api/prune's answer.
+type pruneResult struct {
+	DryRun bool      `json:"dry_run"`
+	Before time.Time `json:"before"`
+	Jobs   int       `json:"jobs"`
+	Inputs int       `json:"inputs"`
+}
+
+func pruneCommand() *cli.Command {
+	r := newRemote("prune")
+	var older age
+	r.fs.Var(&older, "older-than", "delete finished jobs created longer than `D` ago (e.g. 72h), their outputs, and uploads as old")
+	all := r.fs.Bool("all", false, "delete every finished job, its outputs, and every upload")
+	dryRun := r.fs.Bool("dry-run", false, "only count what would be deleted")
+	yes := r.fs.Bool("yes", false, "do not ask for confirmation")
+	return r.command(&cli.Command{
+		Name: "prune", Short: "clear old jobs and files on a running server, for the next group",
+		Long: "Deletes finished jobs (completed, failed, cancelled) with their outputs, and participants' uploads,\n" +
+			"on a running server. Pending and running jobs stay. It counts first and asks before deleting\n" +
+			"(--yes skips the question; without a terminal, --yes is needed).",
+		Run: func(ctx context.Context, _ []string) error {
+			switch {
+			case older.set && *all:
+				return usagef("give --older-than or --all, not both")
+			case !older.set && !*all:
+				return usagef("say what to delete: --older-than D (e.g. 72h), or --all for every finished job")
+			case older.set && older.d <= 0:
+				return usagef("--older-than %s: want a positive age like 72h (--all deletes every finished job)", older.d)
+			}
+			req := map[string]any{"older_than": older.d.String(), "dry_run": true}
+			age, asOld := " created over "+older.d.String()+" ago", " as old"
+			if *all {
+				req["older_than"], age, asOld = "0s", "", ""
+			}
+			var count pruneResult
+			if err := r.do(ctx, "POST", "/api/prune", req, &count); err != nil {
+				return err
+			}
+			fmt.Printf("%s has %s%s (with their outputs) and %s%s\n", r.server,
+				cli.Plural(count.Jobs, "finished job"), age, cli.Plural(count.Inputs, "upload"), asOld)
+			if *dryRun {
+				fmt.Println("dry run: nothing deleted")
+				return nil
+			}
+			if count.Jobs == 0 && count.Inputs == 0 {
+				fmt.Println("nothing to delete")
+				return nil
+			}
+			if !*yes {
+				if err := confirm(os.Stdin, "Delete them? This cannot be undone. [y/N] "); err != nil {
+					return err
+				}
+			}
+			// The same cutoff as counted: jobs finished since are not taken.
+			var done pruneResult
+			if err := r.do(ctx, "POST", "/api/prune", map[string]any{"before": count.Before}, &done); err != nil {
+				return err
+			}
+			fmt.Printf("deleted %s with their outputs, and %s\n", cli.Plural(done.Jobs, "finished job"), cli.Plural(done.Inputs, "upload"))
+			return nil
+		},
+	})
+}
+
+// confirm asks a yes/no question on the terminal; without one it refuses.
+func confirm(in *os.File, question string) error {
+	if !term.IsTerminal(int(in.Fd())) {
+		return usagef("not confirmed: add --yes to delete without a terminal to ask on (or --dry-run to count only)")
+	}
+	fmt.Print(question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return cli.ExitError{Code: cli.ExitFailure, Err: errors.New("not confirmed: nothing deleted")}
+}
+
+func preflightCommand() *cli.Command {
+	r := newRemote("preflight")
+	return r.command(&cli.Command{
+		Name:  "preflight",
+		Short: "before the room fills: run a test graph on every GPU instance and check every workshop workflow's nodes and models",
+		Run: func(ctx context.Context, _ []string) error {
 			var res struct {
 				OK        bool `json:"ok"`
 				Instances []struct {
@@ -185,7 +286,7 @@ func preflightCommand() *ffcli.Command {
 			fmt.Println("all instances are ready")
 			return nil
 		},
-	}
+	})
 }
 
 func orDash(s []string) string {

@@ -25,7 +25,7 @@ func (m mirrorGetter) Get(ctx context.Context, path string) ([]byte, error) {
 // under the data dir so the UI loads after a restart before the GPUs are
 // back.
 func newMirror(d *dispatch.Dispatcher, data string, log *slog.Logger) (proxy.Mirror, func()) {
-	m := mirror.New(mirror.Config{Upstream: d.Upstream, Dir: filepath.Join(data, "mirror"), Logger: log.With("part", "mirror")})
+	m := mirror.New(mirror.Config{Upstream: d.Upstream, Allow: mirror.ReadOnlyRoute, Dir: filepath.Join(data, "mirror"), Logger: log.With("part", "mirror")})
 	return mirrorGetter{m}, func() { m.Close() }
 }
 

@@ -287,7 +287,18 @@ func (r *runState) recordUI(id string, ui comfy.NodeOutput) {
 	}
 }
 
-func matches(sel, id, class string) bool { return sel != "" && (sel == id || sel == class) }
+func matches(sel, id, class string) bool {
+	return sel == "*" || (sel != "" && (sel == id || sel == class))
+}
+
+// oomMessage is what ComfyUI reports for torch's CUDA out-of-memory error:
+// torch's text, then ComfyUI's tips (execution.py).
+const oomMessage = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.25 GiB is free. " +
+	"Including non-PyTorch memory, this process has 77.93 GiB memory in use. Of the allocated memory 75.12 GiB is allocated by PyTorch, " +
+	"and 1.99 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting " +
+	"PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for Memory Management  " +
+	"(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)\n" +
+	"This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked before you might have accidentally set the batch_size to a large number."
 
 // execute runs one node: progress_state, executing, the node's work with
 // its faults, as ComfyUI's execution.execute does.
@@ -314,6 +325,10 @@ func (r *runState) execute(id string) (*nodeRun, error) {
 			msg = "simulated failure"
 		}
 		return nil, &execError{excType: "RuntimeError", msg: msg, inputs: x.currentInputs()}
+	}
+	if matches(r.faults.OOMNode, id, node.ClassType) {
+		s.log.Warn("oom fault: Got an OOM, unloading all loaded models.", "prompt_id", r.j.id, "node", id)
+		return nil, &execError{excType: "torch.OutOfMemoryError", msg: oomMessage, inputs: x.currentInputs()}
 	}
 	if matches(r.faults.HangNode, id, node.ClassType) {
 		s.log.Info("hang fault: node blocks until interrupted", "prompt_id", r.j.id, "node", id)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image/color"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/comfy-workshop/workshop/comfy"
@@ -200,6 +201,30 @@ func TestFailNodeReportsExecutionError(t *testing.T) {
 	}
 	if last := h.Status.Messages[len(h.Status.Messages)-1]; last.Event != comfy.EventExecutionError {
 		t.Errorf("last status message %s", last.Event)
+	}
+}
+
+// The out-of-memory fault fails every prompt the way a GPU out of memory
+// does on ComfyUI: torch's exception type, its message, ComfyUI's tips.
+func TestOOMFaultFailsEveryPrompt(t *testing.T) {
+	e := start(t, sim.Config{Faults: sim.Faults{OOMNode: "*"}})
+	f := e.follow("c")
+	for i := range 2 {
+		id := e.queue(emptyImageGraph(i, "oom"), "c", nil)
+		var ee *comfy.ExecutionError
+		for _, ev := range e.collect(f, id) {
+			if m, ok := ev.Msg.(*comfy.ExecutionError); ok {
+				ee = m
+			}
+		}
+		if ee == nil || ee.ExceptionType != "torch.OutOfMemoryError" || ee.NodeID != "1" ||
+			!strings.HasPrefix(ee.ExceptionMessage, "CUDA out of memory. Tried to allocate") ||
+			!strings.Contains(ee.ExceptionMessage, "\nThis error means you ran out of memory on your GPU.") {
+			t.Fatalf("prompt %d: execution_error = %+v", i, ee)
+		}
+		if h := e.history(id); h.Status.StatusStr != "error" {
+			t.Errorf("prompt %d: history %+v", i, h.Status)
+		}
 	}
 }
 

@@ -20,6 +20,11 @@ type Faults struct {
 	FailNode string `json:"fail_node,omitempty"`
 	// FailMessage is the exception text (default "simulated failure").
 	FailMessage string `json:"fail_message,omitempty"`
+	// OOMNode fails the node as a GPU out of memory does in ComfyUI:
+	// execution_error with exception_type torch.OutOfMemoryError and
+	// ComfyUI's tips in the message. "*" (here and in the other node
+	// faults) matches every node, so every prompt fails.
+	OOMNode string `json:"oom_node,omitempty"`
 	// HangNode blocks in the node until the prompt is interrupted.
 	HangNode string `json:"hang_node,omitempty"`
 	// CrashNode ends the process (exit status 3) when the node starts, with
@@ -67,6 +72,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func (f Faults) merged(p Faults) Faults {
 	if p.FailNode != "" {
 		f.FailNode, f.FailMessage = p.FailNode, p.FailMessage
+	}
+	if p.OOMNode != "" {
+		f.OOMNode = p.OOMNode
 	}
 	if p.HangNode != "" {
 		f.HangNode = p.HangNode

@@ -5,7 +5,7 @@ import {h, replace, setText, setAttr, debounce, seatOf} from './dom.js';
 import * as api from './api.js';
 import {Live} from './live.js';
 import queueView from './views/queue.js';
-import gpusView from './views/gpus.js';
+import gpusView, {gpuAlert, graceLeft} from './views/gpus.js';
 import participantsView from './views/participants.js';
 import outputsView from './views/outputs.js';
 import announcementsView from './views/announcements.js';
@@ -30,6 +30,7 @@ const state = {
   seats: [],
   seatsByUser: new Map(),
   workers: [],
+  workersAt: 0, // performance.now() of the workers' fetch, for countdowns
   spotlight: null,
   live: 'connecting',
 };
@@ -101,6 +102,7 @@ async function loadSeats() {
 async function loadWorkers() {
   const r = await api.get('/api/workers');
   state.workers = (r && r.workers) || [];
+  state.workersAt = performance.now();
   renderHeader();
   emit('workers', state.workers);
 }
@@ -209,9 +211,29 @@ function renderHeader() {
   const busy = connected.filter((w) => w.state === 'busy').length;
   setText($('#count-gpus'), `${busy}/${connected.length}`);
   $('#paused-flag').hidden = !state.status.paused;
+  renderGPUAlert();
   setText($('#mode-flag'), state.status.mode === 'fifo' ? 'First come, first served'
     : state.status.mode === 'round-robin' ? 'Round-robin' : '');
 }
+
+// A GPU host gone or an instance set aside turns the header red, with the
+// jobs that wait and the time left before they are requeued, ticking.
+function renderGPUAlert() {
+  const alert = gpuAlert(state.workers, state.workersAt);
+  const el = $('#gpu-alert');
+  el.hidden = !alert;
+  setText(el, alert ? alert.text : '');
+  setAttr(el, 'title', alert ? 'Open the GPU hosts and instances' : null);
+}
+
+setInterval(() => {
+  const counting = state.workers.some((w) => graceLeft(w, state.workersAt) != null);
+  if (!counting) return;
+  renderGPUAlert();
+  emit('gpu-tick');
+  // Past the grace the server requeues the jobs: fetch the new state.
+  if (state.workers.some((w) => (w.held_jobs || []).length && graceLeft(w, state.workersAt) === 0)) reloadWorkers();
+}, 1000);
 
 // ---- live socket ----
 

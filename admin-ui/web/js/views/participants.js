@@ -1,5 +1,6 @@
 // Participants: seats with name, join link and code, status, quota;
-// rename, quota, disable/enable, rotate code, add, remove; the QR sheet.
+// rename, quota, disable/enable, rotate code, sign out, add, remove; the QR
+// sheet.
 
 import {h, setText, setAttr, reconcile, safeUrl, confirmButton} from '../dom.js';
 
@@ -82,6 +83,12 @@ export default function participantsView(ctx) {
       patchSeat(tr.seat, {disabled: !tr.seat.disabled}, tr.seat.disabled ? 'Enable' : 'Disable', tr.toggle));
     tr.rotate = confirmButton('New code', 'Sure? Old link stops', () =>
       patchSeat(tr.seat, {rotate_code: true}, 'Rotate the code'), {class: 'small'});
+    tr.signOut = confirmButton('Sign out', 'Sure? Sign out', () =>
+      ctx.act(`Sign out seat ${tr.seat.seat}`, async () => {
+        const r = await api.post(`/api/seats/${seg(tr.seat.seat)}/signout`, {});
+        await ctx.reloadSeats();
+        return r;
+      }, {ok: (r) => `Seat ${tr.seat.seat} signed out` + (r ? ` (${r.sessions_ended} session${r.sessions_ended === 1 ? '' : 's'})` : '')}), {class: 'small'});
     tr.removeBtn = confirmButton('Remove', 'Sure? Remove', () =>
       ctx.act(`Remove seat ${tr.seat.seat}`, async () => {
         await api.del(`/api/seats/${seg(tr.seat.seat)}`);
@@ -90,7 +97,7 @@ export default function participantsView(ctx) {
     tr.append(tr.seatNo, h('td', null, tr.name), h('td', null, tr.status), tr.pending, tr.running, tr.done,
       h('td', null, tr.quota),
       h('td', {class: 'join-cell'}, tr.link, ' ', tr.copy),
-      h('td', null, h('div', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.removeBtn)));
+      h('td', null, h('div', {class: 'row-actions'}, tr.toggle, tr.rotate, tr.signOut, tr.removeBtn)));
     return tr;
   }
 
@@ -118,6 +125,7 @@ export default function participantsView(ctx) {
     setText(tr.toggle, s.disabled ? 'Enable' : 'Disable');
     setAttr(tr.toggle, 'aria-label', `${s.disabled ? 'Enable' : 'Disable'} seat ${s.seat}`);
     setAttr(tr.rotate, 'aria-label', `New join code for seat ${s.seat}`);
+    setAttr(tr.signOut, 'aria-label', `Sign out every browser of seat ${s.seat}`);
     setAttr(tr.removeBtn, 'aria-label', `Remove seat ${s.seat}`);
   }
 

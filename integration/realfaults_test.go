@@ -1,0 +1,309 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/comfy-workshop/workshop/internal/realcomfy"
+)
+
+// workerInfo is one instance as GET /api/workers lists it.
+type workerInfo struct {
+	ID              string     `json:"id"`
+	Connected       bool       `json:"connected"`
+	State           string     `json:"state"`
+	Current         string     `json:"current_job"`
+	HeldJobs        []string   `json:"held_jobs"`
+	LostAt          *time.Time `json:"lost_at"`
+	GraceEndsAt     *time.Time `json:"grace_ends_at"`
+	GraceRemainingS *float64   `json:"grace_remaining_s"`
+	SetAside        *struct {
+		Reason   string            `json:"reason"`
+		Failures []json.RawMessage `json:"failures"`
+	} `json:"set_aside"`
+	RecentFailures []json.RawMessage `json:"recent_failures"`
+}
+
+func (a admin) workers() []workerInfo {
+	a.t.Helper()
+	var ws struct {
+		Workers []workerInfo `json:"workers"`
+	}
+	if st := a.do("GET", "/api/workers", nil, &ws); st != 200 {
+		a.t.Fatalf("GET /api/workers: %d", st)
+	}
+	return ws.Workers
+}
+
+// worker is one instance of GET /api/workers; State "absent" if unlisted.
+func (a admin) worker(id string) workerInfo {
+	a.t.Helper()
+	for _, w := range a.workers() {
+		if w.ID == id {
+			return w
+		}
+	}
+	return workerInfo{ID: id, State: "absent"}
+}
+
+// bigGraph makes a batch of large images: seconds of work on the CPU for a
+// real ComfyUI (most of it writing the PNGs), enough to act mid-job. The
+// color differs per job, so no run is answered from ComfyUI's cache.
+func bigGraph(prefix string, color int) map[string]any {
+	return map[string]any{
+		"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 2048, "height": 2048, "batch_size": 16, "color": color}},
+		"2": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"1", 0}, "filename_prefix": prefix}},
+	}
+}
+
+// comfyHistory is a real ComfyUI's own record of a prompt: its status and
+// how many files it saved, or ok false when it has none.
+func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status string, files int, ok bool) {
+	t.Helper()
+	resp, err := http.Get(in.URL + "/history/" + promptID)
+	if err != nil {
+		t.Fatalf("ComfyUI %s history: %v", in.Version, err)
+	}
+	defer resp.Body.Close()
+	var h map[string]struct {
+		Outputs map[string]struct {
+			Images []json.RawMessage `json:"images"`
+		} `json:"outputs"`
+		Status struct {
+			StatusStr string `json:"status_str"`
+		} `json:"status"`
+	}
+	json.NewDecoder(resp.Body).Decode(&h)
+	e, ok := h[promptID]
+	for _, o := range e.Outputs {
+		files += len(o.Images)
+	}
+	return e.Status.StatusStr, files, ok
+}
+
+// comfyRunning reports whether a real ComfyUI is executing promptID now.
+func comfyRunning(t testing.TB, in *realcomfy.Instance, promptID string) bool {
+	t.Helper()
+	resp, err := http.Get(in.URL + "/queue")
+	if err != nil {
+		t.Fatalf("ComfyUI %s queue: %v", in.Version, err)
+	}
+	defer resp.Body.Close()
+	var q struct {
+		Running [][]json.RawMessage `json:"queue_running"`
+	}
+	json.NewDecoder(resp.Body).Decode(&q)
+	for _, it := range q.Running {
+		var id string
+		if len(it) > 1 && json.Unmarshal(it[1], &id) == nil && id == promptID {
+			return true
+		}
+	}
+	return false
+}
+
+// executions counts the prompts a real ComfyUI ran to the end, from its log.
+func executions(in *realcomfy.Instance) int { return strings.Count(in.Log(), "Prompt executed in") }
+
+// waitComfy polls a real ComfyUI (its own state, which no event reports to
+// the test) until cond holds.
+func waitComfy(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Faults on real ComfyUI, through the real server and gpu-agent, with a
+// 0.3.64 and a 2024-08-15 on one GPU host (shared by the subtests; each
+// has its own server and agent): an instance killed mid-job, an instance
+// down past the grace period, the agent killed mid-job, and a job needing
+// a node only the newer version has.
+func TestRealComfyFaults(t *testing.T) {
+	newer := realcomfy.Start(t, realcomfy.Get(t, "0.3.64"), realcomfy.Options{})
+	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{})
+	comfyOf := map[string]*realcomfy.Instance{"gpu/new": newer, "gpu/old": older}
+	other := map[string]string{"gpu/new": "gpu/old", "gpu/old": "gpu/new"}
+	// promptID is the id the instance knows the job by (2024-08-15 makes
+	// its own).
+	promptID := func(j job) string {
+		if j.EngineID != "" {
+			return j.EngineID
+		}
+		return j.ID
+	}
+	host := func(t *testing.T, extra ...string) (admin, *events, *proc) {
+		srv := startGPUServer(t, t.TempDir(), extra...)
+		a := admin{t, srv.base}
+		ev := watch(t, srv.base)
+		ag := startAgentFor(t, srv.base, "gpu", "new="+newer.URL, "old="+older.URL)
+		ev.waitWorkers(a, 2, 60*time.Second)
+		return a, ev, ag
+	}
+
+	// moved runs a big job, ends the instance running it with kill, and
+	// checks that the job completed once on the other instance, its loss
+	// kept (the message saying lostSays); it returns the first instance.
+	moved := func(t *testing.T, grace, lostSays string, color int, kill func(*realcomfy.Instance)) (admin, string) {
+		t.Helper()
+		a, ev, _ := host(t, "--grace", grace, "--prefetch", "0")
+		j := a.submit("user001", bigGraph("moved", color))
+		ev.waitStage(j.ID, "executing", 60*time.Second)
+		first := a.job(j.ID).Worker
+		before := executions(comfyOf[other[first]])
+		kill(comfyOf[first])
+		ev.waitDone(3*time.Minute, j.ID)
+		got := a.job(j.ID)
+		if got.Status != "completed" || got.Worker != other[first] || got.Attempts != 2 || len(got.Failures) != 1 ||
+			got.Failures[0].Worker != first || got.Failures[0].Reason != "lost" || !strings.Contains(got.Failures[0].Message, lostSays) {
+			t.Fatalf("job after its instance went: %+v", got)
+		}
+		if got.Result == nil || len(got.Result.Outputs) != 16 {
+			t.Errorf("outputs: %+v", got.Result)
+		}
+		if st, files, ok := comfyHistory(t, comfyOf[got.Worker], promptID(got)); !ok || st != "success" || files != 16 {
+			t.Errorf("ComfyUI %s history of the job: %q, %d files, %v", got.Worker, st, files, ok)
+		}
+		if n := executions(comfyOf[got.Worker]) - before; n != 1 {
+			t.Errorf("%s ran %d prompts, want 1", got.Worker, n)
+		}
+		return a, first
+	}
+
+	// kill -9 of the instance running a job, back at once: the server
+	// finds the job lost when it reconnects and runs it on the other
+	// instance; it completes once.
+	t.Run("instance killed mid-job", func(t *testing.T) {
+		a, first := moved(t, "2m", "the GPU instance lost the job", 11, func(in *realcomfy.Instance) {
+			in.Kill()
+			in.Restart()
+		})
+		if n := executions(comfyOf[first]); n != 0 {
+			t.Errorf("the restarted %s ran %d prompts", first, n)
+		}
+		if w := a.worker(first); w.State != "idle" || w.SetAside != nil || len(w.RecentFailures) != 1 {
+			t.Errorf("the instance that was killed, back: %+v", w)
+		}
+	})
+
+	// The instance dies and stays down past the grace period: the job moves
+	// to the other instance.
+	t.Run("instance down past the grace", func(t *testing.T) {
+		a, first := moved(t, "4s", "stopped renewing its lease", 12, func(in *realcomfy.Instance) {
+			in.Kill()
+			t.Cleanup(in.Restart) // for the next subtests
+		})
+		if w := a.worker(first); w.State != "unreachable" || w.Connected || len(w.HeldJobs) != 0 {
+			t.Errorf("the dead instance: %+v", w)
+		}
+	})
+
+	// kill -9 of the agent while its instance runs a job: the host stays
+	// listed as disconnected, holding the job, with its grace counting
+	// down; the job finishes on the instance meanwhile, and when the agent
+	// is back the server collects it instead of running it again.
+	t.Run("agent killed mid-job", func(t *testing.T) {
+		a, ev, ag := host(t, "--grace", "2m", "--prefetch", "0")
+		// On 2024-08-15, which knows the job by an id of its own.
+		a.do("POST", "/api/workers/gpu/new/drain", nil, nil)
+		j := a.submit("user001", bigGraph("agent", 13))
+		ev.waitStage(j.ID, "executing", 60*time.Second)
+		on := a.job(j.ID).Worker
+		in := comfyOf[on]
+		if on != "gpu/old" {
+			t.Fatalf("the job runs on %s", on)
+		}
+		// The id 2024-08-15 made for the job is stored a moment after it
+		// starts.
+		waitComfy(t, "the instance's id of the job", 10*time.Second, func() bool {
+			return in.Version.AcceptsPromptID || a.job(j.ID).EngineID != ""
+		})
+		engineID := promptID(a.job(j.ID))
+		before := executions(in)
+		ag.kill9()
+		if !comfyRunning(t, in, engineID) {
+			t.Fatal("the job was no longer running when the agent was killed: make bigGraph longer")
+		}
+		ev.waitFor("the host to show as disconnected", 60*time.Second, func(map[string]string, []map[string]any) bool {
+			return a.worker(on).State == "disconnected"
+		})
+		w := a.worker(on)
+		if w.Connected || len(w.HeldJobs) != 1 || w.HeldJobs[0] != j.ID || w.LostAt == nil ||
+			w.GraceRemainingS == nil || *w.GraceRemainingS <= 0 || *w.GraceRemainingS > 120 || w.GraceEndsAt == nil {
+			t.Errorf("disconnected instance: %+v", w)
+		}
+		if o := a.worker(other[on]); o.State != "disconnected" || len(o.HeldJobs) != 0 {
+			t.Errorf("the other instance of the host: %+v", o)
+		}
+		if got := a.job(j.ID); got.Status != "running" {
+			t.Errorf("the job while its agent is away: %+v", got)
+		}
+		waitComfy(t, "the job to finish on ComfyUI", 3*time.Minute, func() bool {
+			st, _, ok := comfyHistory(t, in, engineID)
+			return ok && st == "success"
+		})
+		startAgentFor(t, a.base, "gpu", "new="+newer.URL, "old="+older.URL)
+		ev.waitDone(2*time.Minute, j.ID)
+		got := a.job(j.ID)
+		if got.Status != "completed" || got.Attempts != 1 || len(got.Failures) != 0 || got.Result == nil || len(got.Result.Outputs) != 16 {
+			t.Fatalf("job after the agent came back: %+v", got)
+		}
+		if n := executions(in) - before; n != 1 {
+			t.Errorf("%s ran the job %d times", on, n)
+		}
+	})
+
+	// ImageFlip exists on 0.3.64, not on 2024-08-15. The participant's
+	// ComfyUI validates against the newer's object_info; the older
+	// instance, the only free one, refuses the job; it runs on the newer,
+	// and the older is not blamed for it.
+	t.Run("node only on one version", func(t *testing.T) {
+		a, ev, _ := host(t, "--prefetch", "0")
+		if st := a.do("POST", "/api/workers/gpu/old/drain", nil, nil); st != 200 {
+			t.Fatalf("drain: %d", st)
+		}
+		busy := a.submit("user002", bigGraph("busy", 14))
+		ev.waitStage(busy.ID, "executing", 60*time.Second)
+		a.do("POST", "/api/workers/gpu/old/undrain", nil, nil)
+		flip := map[string]any{
+			"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 48, "batch_size": 1, "color": 15}},
+			"2": map[string]any{"class_type": "ImageFlip", "inputs": map[string]any{"image": []any{"1", 0}, "flip_method": "x-axis: vertically"}},
+			"3": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "flip"}},
+		}
+		var queued struct {
+			PromptID string `json:"prompt_id"`
+		}
+		if st := a.do("POST", "/user/1/api/prompt", map[string]any{"prompt": flip, "client_id": "c1"}, &queued); st != 200 || queued.PromptID == "" {
+			t.Fatalf("POST /user/1/api/prompt: %d %+v", st, queued)
+		}
+		ev.waitDone(3*time.Minute, queued.PromptID, busy.ID)
+		got := a.job(queued.PromptID)
+		if got.Status != "completed" || got.Worker != "gpu/new" || len(got.Failures) != 1 ||
+			got.Failures[0].Worker != "gpu/old" || got.Failures[0].Reason != "missing_node" || !strings.Contains(got.Failures[0].Message, "ImageFlip") {
+			t.Fatalf("the ImageFlip job: %+v", got)
+		}
+		if st, files, ok := comfyHistory(t, newer, got.ID); !ok || st != "success" || files != 1 {
+			t.Errorf("0.3.64's history of the job: %q, %d files, %v", st, files, ok)
+		}
+		if w := a.worker("gpu/old"); w.SetAside != nil || len(w.RecentFailures) != 0 {
+			t.Errorf("the older instance was blamed for lacking a node: %+v", w)
+		}
+		var hist map[string]struct {
+			Status struct {
+				StatusStr string `json:"status_str"`
+			} `json:"status"`
+		}
+		a.do("GET", fmt.Sprintf("/user/1/api/history/%s", got.ID), nil, &hist)
+		if hist[got.ID].Status.StatusStr != "success" {
+			t.Errorf("the participant's history: %+v", hist)
+		}
+	})
+}
