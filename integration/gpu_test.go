@@ -269,24 +269,12 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		var ws struct {
-			Workers []struct {
-				ID        string `json:"id"`
-				Connected bool   `json:"connected"`
-			} `json:"workers"`
-		}
-		a.do("GET", "/api/workers", nil, &ws)
-		up := 0
-		for _, w := range ws.Workers {
-			if w.Connected {
-				up++
-			}
-		}
+		up, ids := a.connected()
 		if up >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("only %d of %d GPU instances connected: %+v", up, n, ws)
+			e.t.Fatalf("only %d of %d GPU instances connected: %v", up, n, ids)
 		}
 		// Wait for the next event of any kind (workers_changed comes with
 		// every connect); re-check on each.
@@ -295,6 +283,24 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// connected counts the GPU instances connected now, and lists every one.
+func (a admin) connected() (up int, ids []string) {
+	var ws struct {
+		Workers []struct {
+			ID        string `json:"id"`
+			Connected bool   `json:"connected"`
+		} `json:"workers"`
+	}
+	a.do("GET", "/api/workers", nil, &ws)
+	for _, w := range ws.Workers {
+		ids = append(ids, fmt.Sprintf("%s connected=%t", w.ID, w.Connected))
+		if w.Connected {
+			up++
+		}
+	}
+	return up, ids
 }
 
 func sha(t testing.TB, path string) string {

@@ -40,7 +40,7 @@ func BenchmarkServeRoom(b *testing.B) {
 		duration = "60s"
 	}
 	srv := startServer(b, b.TempDir(), "--agent-token", agentToken, "--max-pending", "0", "--seats", strconv.Itoa(participants),
-		"--queue-mode", "round-robin", "--log-level", "warn")
+		"--queue-mode", "round-robin", "--max-conns-per-ip", "0", "--log-level", "warn")
 	var sims []*sim
 	for range 4 {
 		s := startSim(b, "--step-ms", "5", "--steps", "10", "--log-level", "warn")
@@ -136,26 +136,13 @@ func renice(p *proc) { syscall.Setpriority(syscall.PRIO_PROCESS, p.cmd.Process.P
 // waitInstances polls the server until n GPU instances are connected.
 func waitInstances(b *testing.B, base string, n int) {
 	b.Helper()
-	a := admin{b, base}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		var ws struct {
-			Workers []struct {
-				Connected bool `json:"connected"`
-			} `json:"workers"`
-		}
-		a.do("GET", "/api/workers", nil, &ws)
-		up := 0
-		for _, w := range ws.Workers {
-			if w.Connected {
-				up++
-			}
-		}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		up, ids := admin{b, base}.connected()
 		if up >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d GPU instances connected", up, n)
+			b.Fatalf("only %d of %d GPU instances connected: %v", up, n, ids)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

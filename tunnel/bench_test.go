@@ -29,35 +29,19 @@ func benchBytes(b *testing.B) int64 {
 // sourceServer is an instance that sends size bytes on every connection
 // and closes it, as ComfyUI's /view streams a file.
 func sourceServer(b *testing.B, size int64) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	block := make([]byte, 1<<20)
 	for i := range block {
 		block[i] = byte(i)
 	}
-	var wg sync.WaitGroup
-	b.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpServer(b, func(c net.Conn) {
+		for left := size; left > 0; {
+			n := min(left, int64(len(block)))
+			if _, err := c.Write(block[:n]); err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				for left := size; left > 0; {
-					n := min(left, int64(len(block)))
-					if _, err := c.Write(block[:n]); err != nil {
-						return
-					}
-					left -= n
-				}
-			})
+			left -= n
 		}
 	})
-	return ln.Addr().String()
 }
 
 // drain reads c to EOF the same way for every path and returns MB/s.
@@ -147,31 +131,16 @@ func BenchmarkTransfer(b *testing.B) {
 // message every interval carrying the time it was sent, as an instance's
 // /ws sends the events of the job it runs.
 func tickServer(b *testing.B, interval time.Duration) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	b.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpServer(b, func(c net.Conn) {
+		msg := make([]byte, 64)
+		for t := time.NewTicker(interval); ; <-t.C {
+			binary.BigEndian.PutUint64(msg, uint64(time.Now().UnixNano()))
+			if _, err := c.Write(msg); err != nil {
+				t.Stop()
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				msg := make([]byte, 64)
-				for t := time.NewTicker(interval); ; <-t.C {
-					binary.BigEndian.PutUint64(msg, uint64(time.Now().UnixNano()))
-					if _, err := c.Write(msg); err != nil {
-						return
-					}
-				}
-			})
 		}
 	})
-	return ln.Addr().String()
 }
 
 // latencies collects durations from several goroutines.

@@ -316,8 +316,9 @@ func (r *relay) delayedPipe(dst, src net.Conn) {
 	<-done
 }
 
-// echoServer is a raw TCP instance that echoes until EOF, then half-closes.
-func echoServer(t testing.TB) string {
+// tcpServer is a raw TCP instance that runs handle on each connection
+// (closing it after) until the test ends.
+func tcpServer(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -333,13 +334,21 @@ func echoServer(t testing.TB) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-				_, _ = io.Copy(io.Discard, c)
+				handle(c)
 			})
 		}
 	})
 	return ln.Addr().String()
+}
+
+// echoServer is a raw TCP instance that echoes until EOF, then half-closes.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	return tcpServer(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	})
 }
 
 func isTimeout(err error) bool {
