@@ -269,12 +269,12 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		up, ids := a.connected()
-		if up >= n {
+		up, got := a.workersUp()
+		if got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("only %d of %d GPU instances connected: %v", up, n, ids)
+			e.t.Fatalf("only %d of %d GPU instances connected: %v", got, n, up)
 		}
 		// Wait for the next event of any kind (workers_changed comes with
 		// every connect); re-check on each.
@@ -285,8 +285,9 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	}
 }
 
-// connected counts the GPU instances connected now, and lists every one.
-func (a admin) connected() (up int, ids []string) {
+// workersUp maps every GPU instance the server lists to whether it is
+// connected now, and counts the connected ones.
+func (a admin) workersUp() (up map[string]bool, n int) {
 	var ws struct {
 		Workers []struct {
 			ID        string `json:"id"`
@@ -294,13 +295,14 @@ func (a admin) connected() (up int, ids []string) {
 		} `json:"workers"`
 	}
 	a.do("GET", "/api/workers", nil, &ws)
+	up = map[string]bool{}
 	for _, w := range ws.Workers {
-		ids = append(ids, fmt.Sprintf("%s connected=%t", w.ID, w.Connected))
+		up[w.ID] = w.Connected
 		if w.Connected {
-			up++
+			n++
 		}
 	}
-	return up, ids
+	return up, n
 }
 
 func sha(t testing.TB, path string) string {

@@ -137,12 +137,12 @@ func renice(p *proc) { syscall.Setpriority(syscall.PRIO_PROCESS, p.cmd.Process.P
 func waitInstances(b *testing.B, base string, n int) {
 	b.Helper()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		up, ids := admin{b, base}.connected()
-		if up >= n {
+		up, got := admin{b, base}.workersUp()
+		if got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d GPU instances connected: %v", up, n, ids)
+			b.Fatalf("only %d of %d GPU instances connected: %v", got, n, up)
 		}
 	}
 }
