@@ -152,6 +152,8 @@ func open(dir string, log *slog.Logger) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
+	st := bdb.Stats()
+	db.writeTime = st.TxStats.GetWriteTime() // a migration's is not a commit's
 	return db, nil
 }
 
