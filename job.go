@@ -103,6 +103,11 @@ type Job struct {
 type Result struct {
 	Outputs []Output        `json:"outputs"`
 	Raw     json.RawMessage `json:"raw,omitempty"` // the engine's own report, kept verbatim
+	// Meta and Messages are the rest of the engine's history entry: each
+	// output node's meta and the status messages (start, cached, success),
+	// verbatim but for the prompt id, which is the job's.
+	Meta     json.RawMessage `json:"meta,omitempty"`
+	Messages json.RawMessage `json:"messages,omitempty"`
 }
 
 // Output is one file a job produced, as kept in the output store.

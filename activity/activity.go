@@ -31,6 +31,10 @@ type Entry struct {
 	Detail string    `json:"detail,omitempty"`
 	JobID  string    `json:"job_id,omitempty"`
 	UserID string    `json:"user_id,omitempty"`
+	// JobNumber is the job's number, which people say ("job #42"); Worker
+	// the GPU instance it ran, failed or was lost on.
+	JobNumber uint64 `json:"job_number,omitempty"`
+	Worker    string `json:"worker,omitempty"`
 }
 
 // Log records entries and follows the queue's events.
@@ -38,11 +42,14 @@ type Log struct {
 	db  *store.DB
 	bus *sched.Bus
 	log *slog.Logger
+	// on remembers the instance each running job was leased to: a requeued
+	// job's event no longer names it. Only the Run goroutine touches it.
+	on map[string]string
 }
 
 // New returns the log.
 func New(db *store.DB, bus *sched.Bus, log *slog.Logger) *Log {
-	return &Log{db: db, bus: bus, log: log}
+	return &Log{db: db, bus: bus, log: log, on: map[string]string{}}
 }
 
 // Record appends an entry. Nothing waits for it: the entry joins the
@@ -61,11 +68,6 @@ func (l *Log) Record(e Entry) {
 	}
 	l.db.Lazy(func(tx *store.Tx) error { return tx.PutActivity(e.ID, b, Keep) })
 	l.bus.Publish(sched.Event{Type: EventActivity, Data: b})
-}
-
-// Admin records an admin action.
-func (l *Log) Admin(actor, kind, action, detail string) {
-	l.Record(Entry{Actor: actor, Kind: kind, Action: action, Detail: detail})
 }
 
 // EventActivity carries a new entry on the bus (Data: the entry).
@@ -110,32 +112,51 @@ func (l *Log) Run(ctx context.Context) {
 func (l *Log) fromEvent(e sched.Event) {
 	switch e.Type {
 	case sched.EventJobCreated:
-		l.Record(Entry{Actor: e.Job.UserID, Kind: "job", Action: "submitted", Detail: fmt.Sprintf("priority %d", e.Job.Priority), JobID: e.Job.ID, UserID: e.Job.UserID})
+		j := e.Job
+		detail := ""
+		if j.Priority != workshop.PriorityDefault {
+			detail = fmt.Sprintf("priority %d", j.Priority)
+		}
+		l.Record(Entry{Actor: j.UserID, Kind: "job", Action: "submitted", Detail: detail, JobID: j.ID, JobNumber: j.Seq, UserID: j.UserID})
 	case sched.EventJobUpdated:
 		j := e.Job
+		worker := j.Worker
+		if worker == "" {
+			worker = l.on[j.ID]
+		}
 		var action, detail string
 		switch j.Status {
+		case workshop.StatusRunning:
+			if j.Worker != "" {
+				l.on[j.ID] = j.Worker
+			}
+			return
 		case workshop.StatusCompleted:
 			action = "completed"
 			if j.Result != nil {
-				detail = fmt.Sprintf("%d output(s) on %s", len(j.Result.Outputs), j.Worker)
+				detail = fmt.Sprintf("%d outputs", len(j.Result.Outputs))
+				if len(j.Result.Outputs) == 1 {
+					detail = "1 output"
+				}
 			}
 		case workshop.StatusFailed:
 			action = "failed"
 		case workshop.StatusCancelled:
 			action = "cancelled"
 		case workshop.StatusPending:
-			if j.Error != nil && j.Error.Type == "requeued" {
-				action = "requeued"
+			if j.Error == nil || j.Error.Type != "requeued" {
+				return
 			}
+			action = "requeued"
+			delete(l.on, j.ID)
 		}
-		if action == "" {
-			return
+		if j.Status.Finished() {
+			delete(l.on, j.ID)
 		}
 		if j.Error != nil && detail == "" {
 			detail = j.Error.Message
 		}
-		l.Record(Entry{Actor: "system", Kind: "job", Action: action, Detail: detail, JobID: j.ID, UserID: j.UserID})
+		l.Record(Entry{Actor: "system", Kind: "job", Action: action, Detail: detail, JobID: j.ID, JobNumber: j.Seq, UserID: j.UserID, Worker: worker})
 	case sched.EventAgent:
 		var d struct{ Agent, Action, Detail string }
 		json.Unmarshal(e.Data, &d)

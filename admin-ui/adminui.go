@@ -37,24 +37,35 @@
 // and DELETE the page sends carries the header X-CSRF-Token with the token
 // from the login or session answer; the session cookie goes automatically.
 //
-//	POST /admin/login {"secret"}      200 {"csrf"} + HttpOnly cookie; 401; 429
+//	POST /admin/login {"secret", "name"?} 200 {"csrf", "name"} + HttpOnly cookie; 401; 429
 //	POST /admin/logout
-//	GET  /admin/session               200 {"csrf"} or 401 (the page shows the form)
+//	GET  /admin/session               200 {"csrf", "name"} or 401 (the page shows the form)
 //	GET  /ws                          admin events, cookie auth: queue_changed,
 //	                                  job_created, job_updated, job_progress,
 //	                                  workers_changed, announcement, spotlight,
 //	                                  activity
 //	GET  /api/queue/status; POST /api/queue/pause|resume; PUT /api/queue/mode
 //	GET  /api/jobs?status=pending&limit=500 | ?status=running | ?limit=100
+//	     | ?user_id=&status= (a seat's) | ?number=42 (one job, or none)
+//	GET  /api/jobs/{id}/detail        {job, seat, outputs, wait_seconds, run_seconds, history}
 //	DELETE /api/jobs/{id}; PATCH /api/jobs/{id}/priority; POST /api/jobs/{id}/move
 //	POST /api/jobs/{id}/retry
+//	POST /api/queue/cancel {user_id | status, ids?, dry_run?}  {count, counts, jobs}
 //	GET  /api/workers; POST /api/workers/{agent}/{instance}/drain|undrain
-//	GET|POST /api/seats; PATCH|DELETE /api/seats/{n}; GET /api/seats/{n}/qr.png
-//	GET  /api/outputs?limit=60[&before=]; GET|POST|DELETE /api/spotlight
+//	GET  /api/seats?live=0 (every seat, for names) | ?q=&state=&offset=&limit=50
+//	     (a page: {seats, total, offset, limit, summary})
+//	POST /api/seats; PATCH|DELETE /api/seats/{n}; GET /api/seats/{n}/qr.png
+//	GET|PUT /api/sheet {title, wifi_name, wifi_password, instructions}; GET /api/sheet/wifi.png
+//	GET  /api/outputs?limit=60&order=newest|oldest|seat[&user_id=][&before=]
+//	GET|POST|DELETE /api/spotlight
 //	GET|POST /api/announcements; DELETE /api/announcements/{id}
 //	GET  /api/workflows; PUT|DELETE /api/workflows/{name}
 //	GET  /api/activity?kind=&limit=200; GET /api/metrics
 //	GET  /api/export/jobs.csv, /api/export/outputs.zip (plain links)
+//
+// A Cancel waits a few seconds with an Undo before the DELETE goes (sent at
+// once, with keepalive, if the page closes first); bulk cancels ask the
+// server with dry_run, confirm with its numbers, and send those ids.
 //
 // The page keeps one WebSocket open and does not poll. When the socket drops
 // it shows a banner, reconnects with exponential backoff and full jitter

@@ -10,6 +10,7 @@ import (
 	"image/color"
 	"image/png"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ type fake struct {
 	notes    []map[string]any
 	flows    map[string][]byte
 	activity []map[string]any
+	sheet    map[string]string
+	name     string // who signed in
 	calls    []call
 	changed  chan struct{} // closed and replaced on every call
 
@@ -165,13 +168,15 @@ func (f *fake) populate(pendingJobs int) {
 		name := fmt.Sprintf("ComfyUI_%05d_.png", i+1)
 		url := fmt.Sprintf("/files/%s/%s", j.ID, name)
 		j.Result = map[string]any{"outputs": []any{map[string]any{"name": name, "filename": name, "size": 180000 + i*1000, "sha256": "ab", "url": url}}}
-		f.outputs = append([]map[string]any{{"job_id": j.ID, "user_id": j.UserID, "name": name, "url": url,
+		f.outputs = append([]map[string]any{{"job_id": j.ID, "job_number": j.Number, "user_id": j.UserID, "name": name, "url": url,
 			"mime": "image/png", "size": 180000 + i*1000, "created_at": done.Format(time.RFC3339)}}, f.outputs...)
 	}
 	failed := f.addJob(userID(4), 2, "failed", t0.Add(50*time.Minute))
-	failed.Error = map[string]any{"type": "execution_error", "message": "CUDA out of memory while running KSampler"}
-	done := t0.Add(51 * time.Minute)
-	failed.CompletedAt = &done
+	failed.Error = map[string]any{"type": "execution_error", "message": "OutOfMemoryError in node 3 (KSampler): CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity; 77.02 GiB already allocated)",
+		"details": map[string]any{"node_id": "3", "node_type": "KSampler", "exception_type": "torch.cuda.OutOfMemoryError",
+			"traceback": []string{"Traceback (most recent call last):\n", "  File \"/ComfyUI/execution.py\", line 323, in execute\n", "torch.cuda.OutOfMemoryError: CUDA out of memory.\n"}}}
+	st, done := t0.Add(50*time.Minute+10*time.Second), t0.Add(51*time.Minute)
+	failed.StartedAt, failed.CompletedAt, failed.Worker, failed.Attempts = &st, &done, "gpu-2/0", 1
 	// Two running jobs, one prefetched.
 	for i, w := range []string{"gpu-1/0", "gpu-1/1", "gpu-1/0"} {
 		j := f.addJob(userID(i+6), 2, "running", time.Now().Add(-time.Duration(3-i)*time.Minute))
@@ -195,6 +200,7 @@ func (f *fake) populate(pendingJobs int) {
 		f.addJob(userID(i%12+1), prio, "pending", time.Now().Add(-time.Duration(pendingJobs-i)*7*time.Second))
 	}
 	f.notes = []map[string]any{{"id": "a1", "text": "Welcome! Open the workflow “Portrait” from your list.", "created_at": t0.Format(time.RFC3339)}}
+	f.sheet = map[string]string{"title": "", "wifi_name": "", "wifi_password": "", "instructions": ""}
 	f.flows["portrait.json"] = []byte(`{"nodes":[]}`)
 	f.flows["video-loop.json"] = []byte(`{"nodes":[],"links":[]}`)
 	kinds := []string{"job", "admin", "agent", "seat"}
@@ -203,9 +209,13 @@ func (f *fake) populate(pendingJobs int) {
 		e := map[string]any{"id": fmt.Sprintf("e%03d", i), "time": t0.Add(time.Duration(i) * time.Minute).Format(time.RFC3339), "kind": k}
 		switch k {
 		case "job":
-			e["actor"], e["action"], e["detail"], e["user_id"] = userID(i%12+1), "submitted", fmt.Sprintf("job #%d", i+1), userID(i%12+1)
+			j := f.jobs[fmt.Sprintf("019a%04x-0000-7000-8000-%012x", i%14+1, i%14+1)]
+			e["actor"], e["action"], e["user_id"], e["job_id"], e["job_number"] = j.UserID, "submitted", j.UserID, j.ID, j.Number
+			if i%8 == 4 {
+				e["actor"], e["action"], e["detail"], e["worker"] = "system", "completed", "1 output", j.Worker
+			}
 		case "admin":
-			e["actor"], e["action"], e["detail"] = "admin", "paused the queue", ""
+			e["actor"], e["action"], e["detail"] = "Ann", "paused the queue", ""
 		case "agent":
 			e["actor"], e["action"], e["detail"] = "agent gpu-1", "connected", "2 instances"
 		case "seat":
@@ -402,12 +412,13 @@ func (f *fake) routes(app *fiber.App) {
 
 	app.Post("/admin/login", func(c *fiber.Ctx) error {
 		f.record(c)
-		var req struct{ Secret string }
+		var req struct{ Secret, Name string }
 		if err := json.Unmarshal(c.Body(), &req); err != nil {
 			return apiErr(c, 400, "invalid", "bad JSON")
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.name = req.Name
 		if f.limited {
 			return apiErr(c, 429, "rate_limited", "too many attempts")
 		}
@@ -416,7 +427,7 @@ func (f *fake) routes(app *fiber.App) {
 		}
 		f.session = "s-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		c.Cookie(&fiber.Cookie{Name: "workshop_session", Value: f.session, Path: "/", HTTPOnly: true, SameSite: "Strict"})
-		return c.JSON(fiber.Map{"csrf": f.csrf})
+		return c.JSON(fiber.Map{"csrf": f.csrf, "name": req.Name})
 	})
 	app.Post("/admin/logout", func(c *fiber.Ctx) error {
 		f.mu.Lock()
@@ -465,6 +476,9 @@ func (f *fake) routes(app *fiber.App) {
 				}
 			}
 		}()
+		// The library reuses the Conn once this returns: the reader must be
+		// done. (Close does nothing on a hijacked connection; a deadline does.)
+		defer func() { conn.SetReadDeadline(time.Now()); <-gone }()
 		if conn.WriteMessage(websocket.TextMessage, first) != nil {
 			return
 		}
@@ -521,6 +535,16 @@ func (f *fake) routes(app *fiber.App) {
 		defer f.mu.Unlock()
 		limit := c.QueryInt("limit", 100)
 		var out []*fjob
+		if n := c.Query("number"); n != "" {
+			out = []*fjob{}
+			for _, j := range f.jobs {
+				if strconv.Itoa(j.Number) == strings.TrimPrefix(n, "#") {
+					out = append(out, j)
+				}
+			}
+			return c.JSON(fiber.Map{"jobs": out})
+		}
+		user := c.Query("user_id")
 		switch st := c.Query("status"); st {
 		case "pending":
 			out = f.pending()
@@ -536,6 +560,15 @@ func (f *fake) routes(app *fiber.App) {
 				}
 			}
 			sort.Slice(out, func(a, b int) bool { return out[a].Number > out[b].Number })
+		}
+		if user != "" {
+			var mine []*fjob
+			for _, j := range out {
+				if j.UserID == user {
+					mine = append(mine, j)
+				}
+			}
+			out = mine
 		}
 		if len(out) > limit {
 			out = out[:limit]
@@ -615,6 +648,90 @@ func (f *fake) routes(app *fiber.App) {
 		return c.Status(201).JSON(j)
 	})
 
+	app.Get("/api/jobs/:id/detail", func(c *fiber.Ctx) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		j := f.jobs[c.Params("id")]
+		if j == nil {
+			return apiErr(c, 404, "not_found", "no such job")
+		}
+		full := map[string]any{}
+		b, _ := json.Marshal(j)
+		json.Unmarshal(b, &full)
+		full["workflow"] = map[string]any{"3": map[string]any{"class_type": "KSampler", "inputs": map[string]any{"seed": j.Number, "steps": 20}},
+			"9": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"8", 0}, "filename_prefix": "ComfyUI"}}}
+		full["extra_data"] = map[string]any{"extra_pnginfo": map[string]any{"workflow": map[string]any{"nodes": []any{map[string]any{"id": 3}, map[string]any{"id": 9}}, "links": []any{}}}}
+		var outputs []map[string]any
+		for _, o := range f.outputs {
+			if o["job_id"] == j.ID {
+				outputs = append(outputs, o)
+			}
+		}
+		if outputs == nil {
+			outputs = []map[string]any{}
+		}
+		var seat any
+		for _, s := range f.seats {
+			if s.UserID == j.UserID {
+				seat = map[string]any{"seat": s.Seat, "name": s.Name}
+			}
+		}
+		history := []map[string]any{{"id": "h1", "time": j.CreatedAt.Format(time.RFC3339), "kind": "job", "actor": j.UserID, "action": "submitted",
+			"job_id": j.ID, "job_number": j.Number, "user_id": j.UserID}}
+		if j.Status == "failed" || j.Status == "completed" || j.Status == "cancelled" {
+			e := map[string]any{"id": "h2", "time": j.CompletedAt.Format(time.RFC3339), "kind": "job", "actor": "system", "action": j.Status,
+				"job_id": j.ID, "job_number": j.Number, "user_id": j.UserID, "worker": j.Worker}
+			if j.Error != nil {
+				e["detail"] = j.Error["message"]
+			}
+			history = append(history, e)
+		}
+		d := fiber.Map{"job": full, "seat": seat, "outputs": outputs, "history": history}
+		if j.StartedAt != nil {
+			d["wait_seconds"] = j.StartedAt.Sub(j.CreatedAt).Seconds()
+			if j.CompletedAt != nil {
+				d["run_seconds"] = j.CompletedAt.Sub(*j.StartedAt).Seconds()
+			}
+		}
+		return c.JSON(d)
+	})
+	app.Post("/api/queue/cancel", func(c *fiber.Ctx) error {
+		var req struct {
+			UserID string   `json:"user_id"`
+			Status string   `json:"status"`
+			IDs    []string `json:"ids"`
+			DryRun bool     `json:"dry_run"`
+		}
+		if json.Unmarshal(c.Body(), &req) != nil || (req.UserID == "" && req.Status == "") {
+			return apiErr(c, 400, "invalid", "name a participant or a status")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		only := map[string]bool{}
+		for _, id := range req.IDs {
+			only[id] = true
+		}
+		var picked []map[string]any
+		counts := map[string]int{"pending": 0, "running": 0}
+		for _, j := range append(f.running(), f.pending()...) {
+			if (req.UserID != "" && j.UserID != req.UserID) || (req.Status != "" && req.Status != "active" && j.Status != req.Status) || (req.IDs != nil && !only[j.ID]) {
+				continue
+			}
+			picked = append(picked, map[string]any{"id": j.ID, "number": j.Number, "user_id": j.UserID, "status": j.Status})
+			counts[j.Status]++
+			if !req.DryRun {
+				now := time.Now()
+				j.Status, j.CompletedAt = "cancelled", &now
+				j.Error = map[string]any{"type": "cancelled", "message": "cancelled by the instructor"}
+				jobUpdated(j)
+			}
+		}
+		if picked == nil {
+			picked = []map[string]any{}
+		}
+		return c.JSON(fiber.Map{"dry_run": req.DryRun, "count": len(picked), "counts": counts, "jobs": picked})
+	})
+
 	// ---- workers ----
 	app.Get("/api/workers", func(c *fiber.Ctx) error {
 		f.mu.Lock()
@@ -651,7 +768,34 @@ func (f *fake) routes(app *fiber.App) {
 	app.Get("/api/seats", func(c *fiber.Ctx) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return c.JSON(fiber.Map{"seats": f.seats})
+		all := append([]*fseat(nil), f.seats...)
+		sort.Slice(all, func(a, b int) bool { return all[a].Seat < all[b].Seat })
+		warning := "Join links and QR codes point at 127.0.0.1, which only this machine can open: start the server with --public-url."
+		if !strings.Contains(f.seats[0].JoinURL, "127.0.0.1") {
+			warning = ""
+		}
+		if c.Query("q") == "" && c.Query("state") == "" && c.Query("offset") == "" && c.Query("limit") == "" {
+			return c.JSON(fiber.Map{"seats": all, "join_warning": warning})
+		}
+		q := strings.ToLower(c.Query("q"))
+		sum := map[string]int{"seats": len(all), "online": 0, "disabled": 0, "busy": 0}
+		var match []*fseat
+		for _, s := range all {
+			sum["online"] += b2i(s.Online)
+			sum["disabled"] += b2i(s.Disabled)
+			sum["busy"] += b2i(s.Pending+s.Running > 0)
+			okQ := q == "" || strconv.Itoa(s.Seat) == q || strings.Contains(strings.ToLower(s.Name), q) || strings.ToLower(s.Code) == q
+			okS := map[string]bool{"": true, "online": s.Online, "offline": !s.Online && !s.Disabled, "disabled": s.Disabled, "busy": s.Pending+s.Running > 0}[c.Query("state")]
+			if okQ && okS {
+				match = append(match, s)
+			}
+		}
+		off, lim := c.QueryInt("offset", 0), c.QueryInt("limit", 50)
+		page := match[min(off, len(match)):min(off+lim, len(match))]
+		if page == nil {
+			page = []*fseat{}
+		}
+		return c.JSON(fiber.Map{"seats": page, "total": len(match), "offset": off, "limit": lim, "summary": sum, "join_warning": warning})
 	})
 	app.Post("/api/seats", func(c *fiber.Ctx) error {
 		var req struct {
@@ -732,7 +876,28 @@ func (f *fake) routes(app *fiber.App) {
 	app.Get("/api/outputs", func(c *fiber.Ctx) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return c.JSON(fiber.Map{"outputs": f.outputs, "next": ""})
+		var out []map[string]any // f.outputs is newest first
+		for _, o := range f.outputs {
+			if u := c.Query("user_id"); u == "" || o["user_id"] == u {
+				out = append(out, o)
+			}
+		}
+		switch c.Query("order", "newest") {
+		case "oldest":
+			slices.Reverse(out)
+		case "seat":
+			sort.SliceStable(out, func(a, b int) bool { return out[a]["user_id"].(string) < out[b]["user_id"].(string) })
+		}
+		from, _ := strconv.Atoi(c.Query("before", "0"))
+		limit := c.QueryInt("limit", 60)
+		page, next := out[min(from, len(out)):min(from+limit, len(out))], ""
+		if from+limit < len(out) {
+			next = strconv.Itoa(from + limit)
+		}
+		if page == nil {
+			page = []map[string]any{}
+		}
+		return c.JSON(fiber.Map{"outputs": page, "next": next})
 	})
 	app.Get("/files/:job/:name", func(c *fiber.Ctx) error {
 		c.Set("Content-Type", "image/png")
@@ -773,6 +938,29 @@ func (f *fake) routes(app *fiber.App) {
 		b, _ := json.Marshal(fiber.Map{"type": "spotlight", "data": fiber.Map{}})
 		f.pushLocked(b)
 		return c.SendStatus(204)
+	})
+
+	// ---- the QR sheet ----
+	app.Get("/api/sheet", func(c *fiber.Ctx) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return c.JSON(f.sheet)
+	})
+	app.Put("/api/sheet", func(c *fiber.Ctx) error {
+		var req map[string]string
+		if json.Unmarshal(c.Body(), &req) != nil || len([]rune(req["title"])) > 80 {
+			return apiErr(c, 400, "invalid", "title is at most 80 characters")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, k := range []string{"title", "wifi_name", "wifi_password", "instructions"} {
+			f.sheet[k] = req[k]
+		}
+		return c.JSON(f.sheet)
+	})
+	app.Get("/api/sheet/wifi.png", func(c *fiber.Ctx) error {
+		c.Set("Content-Type", "image/png")
+		return c.Send(fakeQR(999))
 	})
 
 	// ---- announcements ----
@@ -875,6 +1063,35 @@ func (f *fake) routes(app *fiber.App) {
 		c.Set("Content-Type", "text/csv")
 		return c.SendString("id,user_id,status\n")
 	})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// running answers the running jobs by number.
+func (f *fake) running() []*fjob {
+	var out []*fjob
+	for _, j := range f.jobs {
+		if j.Status == "running" {
+			out = append(out, j)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Number < out[b].Number })
+	return out
+}
+
+// addSeats adds n unnamed seats after the last (f.mu held or no concurrency yet).
+func (f *fake) addSeats(n int) {
+	last := f.seats[len(f.seats)-1].Seat
+	for i := 1; i <= n; i++ {
+		s := &fseat{Seat: last + i, Code: fmt.Sprintf("Z%05d", (last+i)*7919%100000), UserID: userID(last + i)}
+		s.JoinURL = "http://workshop.example.org/join/" + s.Code
+		f.seats = append(f.seats, s)
+	}
 }
 
 // ---- images ----

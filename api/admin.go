@@ -3,11 +3,14 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gofiber/fiber/v2"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
@@ -80,6 +83,8 @@ func (s *Server) login(c *fiber.Ctx) error {
 	}
 	var req struct {
 		Secret string `json:"secret"`
+		// Name is who signs in, for the activity log ("Ann drained ...").
+		Name string `json:"name"`
 	}
 	json.Unmarshal(c.Body(), &req)
 	if req.Secret == "" {
@@ -98,7 +103,11 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "wrong admin token or password")
 	}
 	s.loginLimit.Reset(ip)
-	token, csrf, err := s.cfg.Seats.OpenAdmin(c.UserContext())
+	name := strings.TrimSpace(req.Name)
+	if err := checkActorName(name); err != nil {
+		return err
+	}
+	token, csrf, err := s.cfg.Seats.OpenAdminAs(c.UserContext(), name)
 	if err != nil {
 		return err
 	}
@@ -106,8 +115,8 @@ func (s *Server) login(c *fiber.Ctx) error {
 		Name: seats.AdminCookieName, Value: token, Path: "/", HTTPOnly: true, SameSite: "Strict",
 		Secure: s.cfg.TLS != nil, MaxAge: int(seats.SessionTTL / time.Second),
 	})
-	s.record(c, "admin", "login", "")
-	return c.JSON(fiber.Map{"csrf": csrf})
+	s.record(activity.Entry{Actor: sessionActor(store.Session{Name: name}), Kind: "admin", Action: "signed in"})
+	return c.JSON(fiber.Map{"csrf": csrf, "name": name})
 }
 
 func (s *Server) logout(c *fiber.Ctx) error {
@@ -126,7 +135,7 @@ func (s *Server) session(c *fiber.Ctx) error {
 	if !ok {
 		return workshop.Errorf(workshop.EUNAUTHORIZED, "not signed in")
 	}
-	return c.JSON(fiber.Map{"csrf": ses.CSRF})
+	return c.JSON(fiber.Map{"csrf": ses.CSRF, "name": ses.Name})
 }
 
 // checkCSRF protects state changes made with the session cookie: the page
@@ -162,8 +171,29 @@ func (s *Server) setPassword(c *fiber.Ctx) error {
 }
 
 // record notes an admin action in the activity log.
-func (s *Server) record(c *fiber.Ctx, actor, action, detail string) {
+func (s *Server) record(e activity.Entry) {
 	if s.cfg.Activity != nil {
-		s.cfg.Activity(actor, "admin", action, detail)
+		s.cfg.Activity(e)
 	}
+}
+
+// sessionActor is the name an admin session acts under.
+func sessionActor(ses store.Session) string {
+	if ses.Name != "" {
+		return ses.Name
+	}
+	return "Instructor"
+}
+
+// checkActorName refuses names that would garble the activity log.
+func checkActorName(name string) error {
+	if len([]rune(name)) > 40 {
+		return workshop.Errorf(workshop.EINVALID, "a name is at most 40 characters")
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return workshop.Errorf(workshop.EINVALID, "a name cannot hold control characters")
+		}
+	}
+	return nil
 }

@@ -30,6 +30,7 @@ type env struct {
 	t    *testing.T
 	base string
 	q    *sched.Queue
+	db   *store.DB
 }
 
 func start(t testing.TB, cfg sched.Config) *env { return startWith(t, cfg, nil) }
@@ -64,7 +65,7 @@ func startWith(t testing.TB, cfg sched.Config, more func(c *api.Config, db *stor
 		db.Close()
 	})
 	tt, _ := t.(*testing.T)
-	return &env{t: tt, base: "http://" + ln.Addr().String(), q: q}
+	return &env{t: tt, base: "http://" + ln.Addr().String(), q: q, db: db}
 }
 
 // call sends a request with the admin token (unless tok is "-") and decodes
@@ -384,5 +385,50 @@ func TestListLimitCapped(t *testing.T) {
 	e.call("GET", "/api/jobs?limit=2&cursor="+list.NextCursor, "", &list)
 	if len(list.Jobs) != 1 || list.NextCursor != "" {
 		t.Errorf("second page %+v", list)
+	}
+}
+
+// A socket dropped for being too slow ends cleanly while its client is
+// still talking: the server's reader is done before the connection is
+// handed back to the library, which reuses it.
+func TestEventsSocketDroppedWhileClientTalks(t *testing.T) {
+	e := start(t, sched.Config{})
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.base, "http")+"/ws?token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	talked := make(chan struct{})
+	go func() {
+		defer close(talked)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello"}`)) != nil {
+				return
+			}
+		}
+	}()
+	// The client reads nothing while the queue changes more than the
+	// socket's buffer holds: the server drops it.
+	for i := 0; i < 3000; i++ {
+		e.q.Events().Publish(sched.Event{Type: sched.EventQueueChanged, Queue: &sched.Status{}})
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			break // closed by the server, as it should be
+		}
+	}
+	close(stop)
+	<-talked
+	// The server still answers.
+	var st map[string]any
+	if code := e.call("GET", "/api/queue/status", "", &st); code != 200 {
+		t.Errorf("after the drop: %d", code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -76,6 +77,9 @@ func (s *Server) getJob(c *fiber.Ctx) error {
 }
 
 func (s *Server) listJobs(c *fiber.Ctx) error {
+	if n := c.Query("number"); n != "" {
+		return s.jobByNumber(c, n)
+	}
 	f := sched.ListFilter{
 		UserID: c.Query("user_id"),
 		Status: workshop.JobStatus(c.Query("status")),
@@ -103,6 +107,7 @@ func (s *Server) cancelJob(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	noteJob(c, "cancelled", job, "")
 	return c.JSON(job)
 }
 
@@ -117,6 +122,7 @@ func (s *Server) setPriority(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	noteJob(c, "gave", job, fmt.Sprintf(" priority %d", job.Priority))
 	return c.JSON(job)
 }
 

@@ -11,15 +11,18 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 	qrcode "github.com/skip2/go-qrcode"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -37,6 +40,7 @@ func (s *Server) moveJob(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	noteJob(c, "moved", job, " to the top of the queue")
 	return c.JSON(job)
 }
 
@@ -44,6 +48,11 @@ func (s *Server) retryJob(c *fiber.Ctx) error {
 	job, err := s.cfg.Queue.Retry(c.UserContext(), c.Params("id"))
 	if err != nil {
 		return err
+	}
+	if old, err := s.cfg.Queue.Get(c.Params("id")); err == nil {
+		noteJob(c, "retried", old, fmt.Sprintf(" as job #%d", job.Seq))
+	} else {
+		noteJob(c, "queued", job, " again (a retry)")
 	}
 	job.Workflow = nil
 	return c.Status(fiber.StatusCreated).JSON(job)
@@ -98,6 +107,7 @@ func (s *Server) seatQR(c *fiber.Ctx) error {
 // outputView is one output in the gallery.
 type outputView struct {
 	JobID     string    `json:"job_id"`
+	JobNumber uint64    `json:"job_number"`
 	UserID    string    `json:"user_id"`
 	Name      string    `json:"name"`
 	URL       string    `json:"url"`
@@ -116,39 +126,143 @@ func outputsOfJob(j *workshop.Job) []outputView {
 		at = *j.CompletedAt
 	}
 	for _, o := range j.Result.Outputs {
-		out = append(out, outputView{JobID: j.ID, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + url.PathEscape(o.Name),
+		out = append(out, outputView{JobID: j.ID, JobNumber: j.Seq, UserID: j.UserID, Name: o.Name, URL: "/api/jobs/" + j.ID + "/outputs/" + url.PathEscape(o.Name),
 			MIME: store.ContentType(o.Name), Size: o.Size, CreatedAt: at})
 	}
 	return out
 }
 
-// listOutputs is the gallery: every participant's outputs, newest first;
-// the cursor is the id of the last job of the page.
+// listOutputs is the gallery: every participant's outputs (or one's, with
+// user_id), in pages of about limit.
+//
+//	order=newest (default)  newest job first
+//	order=oldest            oldest job first
+//	order=seat              by seat number, each seat's newest first
+//
+// before is the cursor the previous page answered as next.
 func (s *Server) listOutputs(c *fiber.Ctx) error {
 	limit := min(max(c.QueryInt("limit", 60), 1), 500)
+	user := c.Query("user_id")
+	if user != "" && !workshop.ValidUserID(user) {
+		return workshop.Errorf(workshop.EINVALID, "user_id %q is not a valid participant id", user)
+	}
+	var walk func(cursor string, fn func(j *workshop.Job, resume string) bool) error
+	switch order := c.Query("order", "newest"); {
+	case order == "newest" || (order == "seat" && user != ""):
+		walk = func(cursor string, fn func(*workshop.Job, string) bool) error {
+			return s.newestDone(user, cursor, func(j *workshop.Job) bool { return fn(j, j.ID) })
+		}
+	case order == "oldest":
+		walk = func(cursor string, fn func(*workshop.Job, string) bool) error { return s.oldestDone(user, cursor, fn) }
+	case order == "seat":
+		walk = s.doneBySeat
+	default:
+		return workshop.Errorf(workshop.EINVALID, "order %q: want newest, oldest or seat", order)
+	}
 	out := []outputView{}
-	cursor, next := c.Query("before"), ""
-	for len(out) < limit {
-		jobs, nx, err := s.cfg.Queue.List(sched.ListFilter{Status: workshop.StatusCompleted, Cursor: cursor, Limit: 100})
+	next, resumed := "", ""
+	err := walk(c.Query("before"), func(j *workshop.Job, resume string) bool {
+		if j.Result == nil || len(j.Result.Outputs) == 0 {
+			return true
+		}
+		if len(out) >= limit {
+			next = resumed // there is more after this page
+			return false
+		}
+		out = append(out, outputsOfJob(j)...)
+		resumed = resume
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"outputs": out, "next": next})
+}
+
+// newestDone walks a participant's (or everyone's) completed jobs newest
+// first, from before cursor.
+func (s *Server) newestDone(user, cursor string, fn func(*workshop.Job) bool) error {
+	for {
+		jobs, nx, err := s.cfg.Queue.List(sched.ListFilter{UserID: user, Status: workshop.StatusCompleted, Cursor: cursor, Limit: 100})
 		if err != nil {
 			return err
 		}
 		for _, j := range jobs {
-			out = append(out, outputsOfJob(j)...)
-			next = j.ID
-			if len(out) >= limit {
-				break
+			if !fn(j) {
+				return nil
 			}
 		}
 		if nx == "" {
-			if len(out) < limit {
-				next = ""
-			}
-			break
+			return nil
 		}
 		cursor = nx
 	}
-	return c.JSON(fiber.Map{"outputs": out, "next": next})
+}
+
+// oldestDone walks completed jobs oldest first, after cursor. Everyone's
+// come from the store in key order; one participant's are few enough to
+// gather newest first and turn around.
+func (s *Server) oldestDone(user, cursor string, fn func(*workshop.Job, string) bool) error {
+	if cursor != "" {
+		if _, err := uuid.Parse(cursor); err != nil {
+			return workshop.Errorf(workshop.EINVALID, "cursor %q is not one this server gave", cursor)
+		}
+	}
+	if user == "" {
+		return s.cfg.DB.View(func(tx *store.Tx) error {
+			return tx.EachJobAfter(cursor, func(j *workshop.Job) bool {
+				return j.Status != workshop.StatusCompleted || fn(j, j.ID)
+			})
+		})
+	}
+	var jobs []*workshop.Job
+	if err := s.newestDone(user, "", func(j *workshop.Job) bool { jobs = append(jobs, j); return true }); err != nil {
+		return err
+	}
+	slices.Reverse(jobs)
+	for _, j := range jobs {
+		if j.ID > cursor && !fn(j, j.ID) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// doneBySeat walks completed jobs seat by seat (by number), each seat's
+// newest first; its cursor is "seat:job id".
+func (s *Server) doneBySeat(cursor string, fn func(*workshop.Job, string) bool) error {
+	from, after := 0, ""
+	if cursor != "" {
+		n, id, ok := strings.Cut(cursor, ":")
+		seat, err := strconv.Atoi(n)
+		if !ok || err != nil || seat < 1 {
+			return workshop.Errorf(workshop.EINVALID, "cursor %q is not one this server gave", cursor)
+		}
+		from, after = seat, id
+	}
+	all, err := s.cfg.Seats.List()
+	if err != nil {
+		return err
+	}
+	for _, seat := range all {
+		if seat.Number < from {
+			continue
+		}
+		cur := ""
+		if seat.Number == from {
+			cur = after
+		}
+		more := true
+		prefix := strconv.Itoa(seat.Number) + ":"
+		err := s.newestDone(workshop.UserID(seat.Number), cur, func(j *workshop.Job) bool {
+			more = fn(j, prefix+j.ID)
+			return more
+		})
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 const settingSpotlight = "spotlight"
@@ -186,6 +300,7 @@ func (s *Server) setSpotlight(c *fiber.Ctx) error {
 	if pick == nil {
 		return workshop.Errorf(workshop.ENOTFOUND, "job %s has no output %q", req.JobID, req.Name)
 	}
+	noteJob(c, "put "+pick.Name+" of", job, " on the projector")
 	return s.putSpotlight(c, pick)
 }
 
@@ -492,6 +607,7 @@ func (s *Server) prune(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"dry_run": req.DryRun, "before": cutoff.UTC(), "jobs": jobs, "inputs": inputs})
 	}
 	if req.DryRun {
+		noteNothing(c)
 		jobs, err := s.cfg.Queue.PruneCount(cutoff)
 		if err != nil {
 			return err
@@ -513,5 +629,7 @@ func (s *Server) prune(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	note(c, activity.Entry{Action: fmt.Sprintf("pruned %s and %s from before %s",
+		plural(len(pruned), "finished job"), plural(inputs, "upload"), cutoff.UTC().Format("2006-01-02 15:04 UTC"))})
 	return answer(len(pruned), inputs)
 }

@@ -6,39 +6,54 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/api"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// roomEnv is a server with seats and an output store.
+// roomEnv is a server with seats (2, or nSeats), an output store and the
+// activity log, as the admin page uses it.
 type roomEnv struct {
 	*env
 	files *store.Files
 	seats *seats.Service
+	log   *activity.Log
+	acts  *sched.Subscription // the log's entries as they are recorded
 }
 
-func startRoom(t *testing.T, publicURL string) *roomEnv {
+func startRoom(t *testing.T, publicURL string, nSeats ...int) *roomEnv {
 	t.Helper()
+	n := 2
+	if len(nSeats) > 0 {
+		n = nSeats[0]
+	}
 	r := &roomEnv{}
-	r.env = startWith(t, sched.Config{}, func(c *api.Config, db *store.DB, dir string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.env = startWith(t, sched.Config{Mode: workshop.ModeFIFO}, func(c *api.Config, db *store.DB, dir string) {
 		files, err := store.NewFiles(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.files, r.seats = files, seats.New(db)
-		if err := r.seats.Ensure(context.Background(), 2); err != nil {
+		if err := r.seats.Ensure(ctx, n); err != nil {
 			t.Fatal(err)
 		}
+		r.log = activity.New(db, c.Queue.Events(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		r.acts = c.Queue.Events().Subscribe(4096, func(e sched.Event) bool { return e.Type == activity.EventActivity })
+		go r.log.Run(ctx)
 		c.Files, c.Seats, c.PublicURL = files, r.seats, publicURL
+		c.Activity, c.ActivityList = r.log.Record, r.log.List
 	})
+	t.Cleanup(func() { cancel(); r.acts.Close() })
 	return r
 }
 

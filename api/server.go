@@ -18,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/auth"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
@@ -39,10 +40,11 @@ type Config struct {
 	// TLS reports the certificate in use (mode, expiry) for /health; nil
 	// without TLS.
 	TLS func() (mode string, expires time.Time)
-	// Activity records an entry in the activity log (actor, kind, action,
-	// detail); nil: none is kept.
-	Activity     func(actor, kind, action, detail string)
-	ActivityList func(kind, text string, limit int) (any, error)
+	// Activity records an entry in the activity log; nil: none is kept.
+	// ActivityList reads it: newest first, of one kind (or any), containing
+	// text (or anything).
+	Activity     func(activity.Entry)
+	ActivityList func(kind, text string, limit int) ([]activity.Entry, error)
 	WorkflowsDir string // the workshop workflows every participant sees
 	// Metrics serves Prometheus metrics at /metrics, to the admin.
 	Metrics http.Handler
@@ -215,6 +217,12 @@ func (s *Server) routes() {
 	a.Post("/workers/:agent/:instance/undrain", s.drainWorker(false))
 	a.Post("/workers/:agent/:instance/put-back", s.putBackWorker)
 	a.Delete("/workers/:agent/:instance", s.forgetWorker)
+	// The admin page's job desk and QR sheet.
+	a.Get("/jobs/:id/detail", s.jobDetail)
+	a.Post("/queue/cancel", s.cancelMany)
+	a.Get("/sheet", s.getSheet)
+	a.Put("/sheet", s.putSheet)
+	a.Get("/sheet/wifi.png", s.wifiQR)
 	a.Use(func(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.ENOTFOUND, "no API route %s %s", c.Method(), c.Path())
 	})
@@ -269,7 +277,8 @@ func (s *Server) requireAdmin(c *fiber.Ctx) error {
 		}
 		return s.nextRecorded(c)
 	}
-	if _, ok := s.adminSession(c); ok {
+	if ses, ok := s.adminSession(c); ok {
+		c.Locals(localActor, sessionActor(ses))
 		if changes(c) {
 			if err := s.checkCSRF(c); err != nil {
 				return err
@@ -287,7 +296,9 @@ func changes(c *fiber.Ctx) bool { return !auth.SafeMethod(c.Method()) }
 func (s *Server) nextRecorded(c *fiber.Ctx) error {
 	err := c.Next()
 	if err == nil && changes(c) && c.Response().StatusCode() < 400 && !(c.Method() == fiber.MethodPost && c.Path() == "/api/jobs") {
-		s.record(c, "admin", c.Method()+" "+strings.TrimPrefix(c.Path(), "/api"), "")
+		if e, ok := s.adminEntry(c); ok {
+			s.record(e)
+		}
 	}
 	return err
 }

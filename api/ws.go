@@ -36,6 +36,10 @@ func (s *Server) eventsSocket(c *fiber.Ctx) error {
 				}
 			}
 		}()
+		// The library reuses the Conn once this returns: the reader must be
+		// done with it first. (Close does nothing on a hijacked connection
+		// until then; a deadline ends the read.)
+		defer func() { conn.SetReadDeadline(time.Now()); <-gone }()
 		ping := time.NewTicker(30 * time.Second)
 		defer ping.Stop()
 		for {

@@ -1,6 +1,7 @@
 package comfy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -49,6 +50,36 @@ type PromptError struct {
 	NodeErrors map[string]NodeError `json:"node_errors"`
 	// Body is the reply exactly as received.
 	Body []byte `json:"-"`
+}
+
+// UnmarshalJSON reads the 400 body of any ComfyUI version: current ones
+// send {"error": {type, message, ...}, "node_errors": {...}}; before 2025
+// "no prompt" came as {"error": "no prompt", "node_errors": []}, and
+// node_errors without any as [].
+func (e *PromptError) UnmarshalJSON(b []byte) error {
+	var body struct {
+		Error      json.RawMessage `json:"error"`
+		NodeErrors json.RawMessage `json:"node_errors"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return err
+	}
+	var msg string
+	if json.Unmarshal(body.Error, &msg) == nil {
+		e.Info = ErrorInfo{Type: ErrInvalidPrompt, Message: msg, ExtraInfo: json.RawMessage("{}")}
+		if msg == "no prompt" {
+			e.Info.Type = ErrNoPrompt
+		}
+	} else if err := json.Unmarshal(body.Error, &e.Info); err != nil {
+		return fmt.Errorf("comfy: prompt error: %w", err)
+	}
+	e.NodeErrors = map[string]NodeError{}
+	if t := bytes.TrimSpace(body.NodeErrors); len(t) > 0 && t[0] == '{' {
+		if err := json.Unmarshal(t, &e.NodeErrors); err != nil {
+			return fmt.Errorf("comfy: prompt node_errors: %w", err)
+		}
+	}
+	return nil
 }
 
 func (e *PromptError) Error() string {

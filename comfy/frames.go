@@ -1,6 +1,7 @@
 package comfy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -139,4 +140,32 @@ func EncodeProgressText(nodeID, text string) []byte {
 	binary.BigEndian.PutUint32(out[4:], uint32(len(nodeID)))
 	out = append(out, nodeID...)
 	return append(out, text...)
+}
+
+// RenamePrompt rewrites a frame's prompt id from one id to another,
+// changing nothing else (key order, spacing, numbers stay as sent): in a
+// text frame every JSON string equal to from, in a type-4 preview its
+// metadata's. A frame without from is returned as is.
+func RenamePrompt(frame []byte, isBinary bool, from, to string) []byte {
+	if from == "" || from == to {
+		return frame
+	}
+	old, _ := json.Marshal(from)
+	repl, _ := json.Marshal(to)
+	if !isBinary {
+		return bytes.ReplaceAll(frame, old, repl)
+	}
+	if len(frame) < 8 || binary.BigEndian.Uint32(frame) != BinaryPreviewImageWithMetadata {
+		return frame
+	}
+	n := binary.BigEndian.Uint32(frame[4:8])
+	if uint64(n) > uint64(len(frame)-8) {
+		return frame
+	}
+	md := bytes.ReplaceAll(frame[8:8+n], old, repl)
+	out := make([]byte, 8, 8+len(md)+len(frame)-int(8+n))
+	binary.BigEndian.PutUint32(out, BinaryPreviewImageWithMetadata)
+	binary.BigEndian.PutUint32(out[4:], uint32(len(md)))
+	out = append(out, md...)
+	return append(out, frame[8+n:]...)
 }

@@ -20,6 +20,9 @@ type HistoryEntry struct {
 	Status  *ExecStatus           `json:"status"`
 	// Meta maps node id -> where the output came from (subgraph nodes).
 	Meta map[string]OutputMeta `json:"meta,omitempty"`
+	// Raw is the entry as the server sent it, in its key order (Outputs
+	// and Meta are maps, which lose it).
+	Raw json.RawMessage `json:"-"`
 }
 
 // NodeOutput is the UI output of one node.
@@ -208,11 +211,15 @@ func decodeHistory(data []byte) ([]HistoryEntry, error) {
 			return nil, fmt.Errorf("comfy: history: %w", err)
 		}
 		key, _ := keyTok.(string)
-		var e HistoryEntry
-		if err := dec.Decode(&e); err != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("comfy: history entry %s: %w", key, err)
 		}
-		e.PromptID = key
+		var e HistoryEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, fmt.Errorf("comfy: history entry %s: %w", key, err)
+		}
+		e.PromptID, e.Raw = key, raw
 		entries = append(entries, e)
 	}
 	return entries, nil

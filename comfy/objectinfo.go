@@ -14,7 +14,7 @@ type ObjectInfo map[string]NodeInfo
 type NodeInfo struct {
 	Input          NodeInputs          `json:"input"`
 	InputOrder     map[string][]string `json:"input_order"`
-	IsInputList    bool                `json:"is_input_list"`
+	IsInputList    bool                `json:"is_input_list,omitempty"`
 	Output         []IOType            `json:"output"`
 	OutputIsList   []bool              `json:"output_is_list"`
 	OutputName     []string            `json:"output_name"`
@@ -123,6 +123,9 @@ type InputSpec struct {
 	// ListForm is set for old-style combos, whose first element is the
 	// option list itself.
 	ListForm bool
+	// ConfigRaw is the config as sent, in its key order (Config is a map):
+	// ComfyUI echoes it in validation errors as input_config.
+	ConfigRaw json.RawMessage
 }
 
 // MarshalJSON writes [type-or-options, config].
@@ -137,6 +140,9 @@ func (s InputSpec) MarshalJSON() ([]byte, error) {
 	}
 	if s.Config == nil {
 		return json.Marshal([]any{first})
+	}
+	if s.ConfigRaw != nil {
+		return json.Marshal([]any{first, s.ConfigRaw})
 	}
 	return json.Marshal([]any{first, s.Config})
 }
@@ -160,6 +166,7 @@ func (s *InputSpec) UnmarshalJSON(b []byte) error {
 		if err := decodeNumbers(parts[1], &s.Config); err != nil {
 			return fmt.Errorf("comfy: input spec config: %w", err)
 		}
+		s.ConfigRaw = append(json.RawMessage(nil), parts[1]...)
 	}
 	if !s.ListForm && s.Type == "COMBO" && s.Config != nil {
 		if opts, ok := s.Config["options"].([]any); ok {

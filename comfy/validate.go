@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // ValidateOptions tunes ValidatePrompt.
@@ -22,6 +24,9 @@ type ValidateOptions struct {
 	// MissingNodeType reports an unknown class as "missing_node_type" (how
 	// ComfyUI words it since February 2026) instead of "invalid_prompt".
 	MissingNodeType bool
+	// Legacy words errors as ComfyUI before 2025 does
+	// ("images, SAMPLER != IMAGE" for a type mismatch).
+	Legacy bool
 }
 
 // ValidatePrompt checks an API-format graph against object_info the way
@@ -58,15 +63,11 @@ type nodeResult struct {
 // errorDraft is an ErrorInfo whose extra_info is still a Go value.
 type errorDraft struct {
 	Type, Message, Details string
-	Extra                  map[string]any
+	Extra                  jsonobj.Object // in ComfyUI's key order
 }
 
 func (d errorDraft) info() ErrorInfo {
-	extra := d.Extra
-	if extra == nil {
-		extra = map[string]any{}
-	}
-	raw, _ := json.Marshal(extra)
+	raw, _ := d.Extra.MarshalJSON()
 	return ErrorInfo{Type: d.Type, Message: d.Message, Details: d.Details, ExtraInfo: raw}
 }
 
@@ -96,7 +97,7 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 				return nil, nil, v.topError(ErrMissingNodeType,
 					fmt.Sprintf("Node '%s' not found. The custom node may not be installed.", title),
 					fmt.Sprintf("Node ID '#%s'", id),
-					map[string]any{"node_id": id, "class_type": node.ClassType, "node_title": title})
+					jsonobj.Of("node_id", id, "class_type", node.ClassType, "node_title", title))
 			}
 			return nil, nil, v.topError(ErrInvalidPrompt, fmt.Sprintf("Cannot execute because node %s does not exist.", node.ClassType), fmt.Sprintf("Node ID '#%s'", id), nil)
 		}
@@ -122,7 +123,7 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 		if exc != nil {
 			res = &nodeResult{reasons: []errorDraft{{
 				Type: "exception_during_validation", Message: "Exception when validating node", Details: exc.msg,
-				Extra: map[string]any{"exception_type": exc.typ, "traceback": fakeTraceback(exc)},
+				Extra: jsonobj.Of("exception_type", exc.typ, "traceback", fakeTraceback(exc)),
 			}}}
 			v.setResult(o, res)
 		}
@@ -171,7 +172,7 @@ func (v *validator) run() ([]string, map[string]NodeError, *PromptError) {
 	return good, nodeErrors, nil
 }
 
-func (v *validator) topError(typ, msg, details string, extra map[string]any) *PromptError {
+func (v *validator) topError(typ, msg, details string, extra jsonobj.Object) *PromptError {
 	return &PromptError{StatusCode: 400, Info: errorDraft{Type: typ, Message: msg, Details: details, Extra: extra}.info(), NodeErrors: map[string]NodeError{}}
 }
 
@@ -212,7 +213,7 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		for _, c := range uniq {
 			v.setResult(c, &nodeResult{reasons: []errorDraft{{
 				Type: ErrDependencyCycle, Message: "Dependency cycle detected", Details: strings.Join(parts, " -> "),
-				Extra: map[string]any{"node_id": c, "cycle_nodes": uniq},
+				Extra: jsonobj.Of("node_id", c, "cycle_nodes", uniq),
 			}}})
 		}
 		return v.validated[id], nil
@@ -244,14 +245,14 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		if !present {
 			if category == "required" {
 				errs = append(errs, errorDraft{Type: ErrRequiredInputMissing, Message: "Required input is missing", Details: x,
-					Extra: map[string]any{"input_name": x}})
+					Extra: jsonobj.Of("input_name", x)})
 			}
 			continue
 		}
 		if list, isList := val.([]any); isList {
 			if len(list) != 2 {
 				errs = append(errs, errorDraft{Type: ErrBadLinkedInput, Message: "Bad linked input, must be a length-2 list of [node_id, slot_index]", Details: x,
-					Extra: map[string]any{"input_name": x, "input_config": inputConfig, "received_value": val}})
+					Extra: jsonobj.Of("input_name", x, "input_config", inputConfig, "received_value", val)})
 				continue
 			}
 			srcID := fmt.Sprint(list[0])
@@ -276,17 +277,20 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 			received := srcInfo.Output[idx]
 			if !typesMatch(received, spec) {
 				rName := ioTypeRepr(received)
+				details := fmt.Sprintf("%s, received_type(%s) mismatch input_type(%s)", x, rName, specTypeRepr(spec))
+				if v.opts.Legacy {
+					details = fmt.Sprintf("%s, %s != %s", x, rName, specTypeRepr(spec))
+				}
 				errs = append(errs, errorDraft{Type: ErrReturnTypeMismatch, Message: "Return type mismatch between linked nodes",
-					Details: fmt.Sprintf("%s, received_type(%s) mismatch input_type(%s)", x, rName, specTypeRepr(spec)),
-					Extra:   map[string]any{"input_name": x, "input_config": inputConfig, "received_type": received, "linked_node": val}})
+					Details: details,
+					Extra:   jsonobj.Of("input_name", x, "input_config", inputConfig, "received_type", received, "linked_node", val)})
 				continue
 			}
 			r, exc := v.validateInputs(srcID, append(visiting, id))
 			if exc != nil {
 				v.setResult(srcID, &nodeResult{reasons: []errorDraft{{
 					Type: "exception_during_inner_validation", Message: "Exception when validating inner node", Details: exc.msg,
-					Extra: map[string]any{"input_name": x, "input_config": inputConfig, "exception_message": exc.msg,
-						"exception_type": exc.typ, "traceback": fakeTraceback(exc), "linked_node": val},
+					Extra: jsonobj.Of("input_name", x, "input_config", inputConfig, "exception_message", exc.msg, "exception_type", exc.typ, "traceback", fakeTraceback(exc), "linked_node", val),
 				}}})
 				valid = false
 				continue
@@ -307,7 +311,7 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		if convErr != "" {
 			errs = append(errs, errorDraft{Type: ErrInvalidInputType, Message: fmt.Sprintf("Failed to convert an input value to a %s value", spec.Type),
 				Details: fmt.Sprintf("%s, %s, %s", x, pyStr(val), convErr),
-				Extra:   map[string]any{"input_name": x, "input_config": inputConfig, "received_value": val, "exception_message": convErr}})
+				Extra:   jsonobj.Of("input_name", x, "input_config", inputConfig, "received_value", val, "exception_message", convErr)})
 			continue
 		}
 		if conv != nil {
@@ -320,14 +324,14 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 		if lo, ok := spec.Min(); ok {
 			if f, isNum := toFloat(val); isNum && f < lo {
 				errs = append(errs, errorDraft{Type: ErrValueSmallerThanMin, Message: fmt.Sprintf("Value %s smaller than min of %s", pyStr(val), pyStr(spec.Config["min"])),
-					Details: x, Extra: map[string]any{"input_name": x, "input_config": inputConfig, "received_value": val}})
+					Details: x, Extra: jsonobj.Of("input_name", x, "input_config", inputConfig, "received_value", val)})
 				continue
 			}
 		}
 		if hi, ok := spec.Max(); ok {
 			if f, isNum := toFloat(val); isNum && f > hi {
 				errs = append(errs, errorDraft{Type: ErrValueBiggerThanMax, Message: fmt.Sprintf("Value %s bigger than max of %s", pyStr(val), pyStr(spec.Config["max"])),
-					Details: x, Extra: map[string]any{"input_name": x, "input_config": inputConfig, "received_value": val}})
+					Details: x, Extra: jsonobj.Of("input_name", x, "input_config", inputConfig, "received_value", val)})
 				continue
 			}
 		}
@@ -340,7 +344,7 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 			}
 			errs = append(errs, errorDraft{Type: ErrValueNotInList, Message: "Value not in list",
 				Details: fmt.Sprintf("%s: %s not in %s", x, pyRepr(val), listInfo),
-				Extra:   map[string]any{"input_name": x, "input_config": cfgOut, "received_value": val}})
+				Extra:   jsonobj.Of("input_name", x, "input_config", cfgOut, "received_value", val)})
 			continue
 		}
 	}
@@ -352,7 +356,7 @@ func (v *validator) validateInputs(id string, visiting []string) (*nodeResult, *
 	sort.Strings(failedNames)
 	for _, name := range failedNames {
 		errs = append(errs, errorDraft{Type: ErrCustomValidationFailed, Message: "Custom validation failed for node",
-			Details: name + " - " + customFailed[name], Extra: map[string]any{"input_name": name}})
+			Details: name + " - " + customFailed[name], Extra: jsonobj.Of("input_name", name)})
 	}
 
 	prev, had := v.validated[id] // a cycle found below may have marked us
@@ -392,8 +396,13 @@ func specFirst(s InputSpec) any {
 	return s.Type
 }
 
-func specConfig(s InputSpec) map[string]any {
-	if s.Config == nil {
+// specConfig is the config as ComfyUI echoes it in input_config: in the
+// key order it was sent in.
+func specConfig(s InputSpec) any {
+	switch {
+	case s.ConfigRaw != nil:
+		return s.ConfigRaw
+	case s.Config == nil:
 		return map[string]any{}
 	}
 	return s.Config

@@ -484,17 +484,20 @@ func (d *Dispatcher) status(id string) (WorkerStatus, bool) {
 // agent's tunnel. The newest ComfyUI is preferred, so that with mixed
 // versions every participant gets the same UI and node list (the newest's,
 // which the dispatcher can run: a job needing a node that an older
-// instance lacks is retried on one that has it). Among equals, idle
-// instances are preferred, so browsing does not slow a busy one.
+// instance lacks is retried on one that has it). Instances taking jobs
+// come first (a drained or set-aside one may be on its way out, and what
+// it describes is not where jobs run). Among equals, idle instances are
+// preferred, so browsing does not slow a busy one.
 func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, network, addr string) (net.Conn, error), ok bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var pick *worker
 	var pickVersion string
-	pickIdle := false
+	pickTaking, pickIdle := false, false
 	for _, w := range d.workers {
 		w.mu.Lock()
 		up, idle, version := w.connected, w.executing == "", comfyVersion(w.report.SystemStats)
+		taking := !w.draining && !w.aside
 		w.mu.Unlock()
 		if !up {
 			continue
@@ -502,6 +505,8 @@ func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, net
 		better := pick == nil
 		if !better {
 			switch c := compareVersions(version, pickVersion); {
+			case taking != pickTaking:
+				better = taking
 			case c != 0:
 				better = c > 0
 			case idle != pickIdle:
@@ -511,7 +516,7 @@ func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, net
 			}
 		}
 		if better {
-			pick, pickIdle, pickVersion = w, idle, version
+			pick, pickTaking, pickIdle, pickVersion = w, taking, idle, version
 		}
 	}
 	if pick == nil {

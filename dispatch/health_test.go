@@ -7,7 +7,6 @@ import (
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
-	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/comfy/sim"
 	"github.com/comfy-workshop/workshop/dispatch"
 	"github.com/comfy-workshop/workshop/sched"
@@ -16,8 +15,8 @@ import (
 // watchJobs follows the queue's events until the test ends.
 type watchJobs struct {
 	sub *sched.Subscription
-	// finished jobs, and execution_error frames relayed to participants,
-	// by job id
+	// finished jobs, and the ends that a participant's socket tells as the
+	// instance's execution_error (from the job's record), by job id
 	done, errors map[string]int
 	final        map[string]*workshop.Job
 }
@@ -51,13 +50,12 @@ func (w *watchJobs) until(t *testing.T, cond func() bool) {
 			if !ok {
 				t.Fatal("the event subscription fell behind")
 			}
-			switch {
-			case e.Type == sched.EventJobUpdated && e.Job.Status.Finished():
+			if e.Type == sched.EventJobUpdated && e.Job.Status.Finished() {
 				w.done[e.Job.ID]++
 				w.final[e.Job.ID] = e.Job
-			case e.Type == sched.EventEngine:
-				if ev, err := comfy.DecodeText(e.Frame); err == nil && ev.Type == comfy.EventExecutionError {
-					w.errors[e.JobID]++
+				if j := e.Job; j.Status == workshop.StatusFailed && j.Error != nil && j.Error.Type == "execution_error" &&
+					strings.Contains(string(j.Error.Details), `"exception_type"`) {
+					w.errors[j.ID]++
 				}
 			}
 		case <-deadline:

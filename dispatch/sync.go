@@ -11,6 +11,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -218,16 +219,18 @@ func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
 	var m comfy.ExecutionError
 	for _, msg := range e.Status.Messages {
 		if msg.Event == comfy.EventExecutionError && json.Unmarshal(msg.Data, &m) == nil {
-			jerr := executionError(&m, msg.Data)
+			// e.PromptID is the instance's id of it; the record carries the job's.
+			jerr := executionError(&m, comfy.RenamePrompt(msg.Data, false, e.PromptID, jobID))
 			if reason, ok := executionFault(&m); ok {
-				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr, nil)
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
 			} else {
 				w.fail(jobID, jerr)
 			}
 			return
 		}
 	}
-	w.fail(jobID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance", Details: historyMessages(e)})
+	w.fail(jobID, &workshop.JobError{Type: "execution_error", Message: "the job failed on the GPU instance",
+		Details: comfy.RenamePrompt(historyMessages(e), false, e.PromptID, jobID)})
 }
 
 // collectAttempts bounds the tries to bring a job's outputs home while its
@@ -349,8 +352,9 @@ func (w *worker) collectOnce(t *track) error {
 			Size: saved.Size, SHA256: saved.SHA256, URL: w.d.cfg.OutputURL(job.ID, name),
 		})
 	}
-	raw, _ := json.Marshal(entry.Outputs)
-	done, err := w.q.Complete(context.Background(), job.ID, w.id, &workshop.Result{Outputs: outputs, Raw: raw})
+	res := &workshop.Result{Outputs: outputs}
+	res.Raw, res.Meta, res.Messages = historyParts(entry, t.engineID, job.ID)
+	done, err := w.q.Complete(context.Background(), job.ID, w.id, res)
 	w.untrack(job.ID)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ECONFLICT {
@@ -366,6 +370,26 @@ func (w *worker) collectOnce(t *track) error {
 	w.d.completed(context.Background(), w.id, done)
 	w.log.Info("job completed", "job", job.ID, "user", job.UserID, "outputs", len(outputs))
 	return nil
+}
+
+// historyParts takes the outputs, meta and status messages of an engine's
+// history entry in the engine's own key order (nodes in the order they ran),
+// with the engine's prompt id renamed to the job's.
+func historyParts(e *comfy.HistoryEntry, engineID, jobID string) (outputs, meta, messages json.RawMessage) {
+	entry, err := jsonobj.Parse(e.Raw)
+	if err != nil {
+		b, _ := json.Marshal(e.Outputs)
+		return b, nil, nil
+	}
+	outputs, _ = entry.Get("outputs")
+	meta, _ = entry.Get("meta")
+	if status, ok := entry.Get("status"); ok {
+		if st, err := jsonobj.Parse(status); err == nil {
+			messages, _ = st.Get("messages")
+		}
+	}
+	messages = comfy.RenamePrompt(messages, false, engineID, jobID)
+	return outputs, meta, messages
 }
 
 // outputName gives a stored output a unique, safe name: StoredName,

@@ -47,9 +47,16 @@ type worker struct {
 	wake   chan struct{} // capacity or connection changed
 	sync   chan struct{} // a reconcile with the instance is needed
 
+	// evMu orders event handling: the socket's events, and those replayed
+	// once a post's answer names the engine's id for them.
+	evMu sync.Mutex
+
 	mu         sync.Mutex
 	jobs       map[string]*track // by job id
 	byEngine   map[string]string // engine prompt id -> job id, where they differ
+	posting    int               // posts awaiting the instance's answer
+	early      []earlyEvent      // events for ids unknown while posting
+	earlyLost  bool              // some fell off the end of early
 	executing  string            // job id the instance is executing
 	connected  bool              // the instance's socket is up
 	reconciled bool              // state matches the instance since it came up
@@ -62,6 +69,18 @@ type worker struct {
 	gpus       []tunnel.GPUStats
 	models     json.RawMessage
 }
+
+// earlyEvent is a socket event for a prompt id the worker does not know
+// yet. ComfyUI before mid-2025 makes its own ids, and runs a fully cached
+// graph to its end before it answers the post that would name the id.
+type earlyEvent struct {
+	promptID string
+	ev       comfy.Event
+}
+
+// maxEarly bounds the events kept for an answer: a cached graph sends a
+// few dozen. Past it the oldest go, and a reconcile finds the job's end.
+const maxEarly = 1024
 
 // track is a leased job on this worker.
 type track struct {
@@ -236,12 +255,16 @@ func (w *worker) submit(job *workshop.Job) {
 	err := w.uploadInputs(ctx, job)
 	var resp *comfy.PromptResponse
 	if err == nil {
+		w.mu.Lock()
+		w.posting++
+		w.mu.Unlock()
 		resp, err = w.client.QueuePrompt(ctx, comfy.PromptRequest{
 			Prompt:    json.RawMessage(job.Workflow),
 			ClientID:  w.clientID,
 			PromptID:  job.ID,
 			ExtraData: extraData(job),
 		})
+		w.answered(t, resp)
 	}
 	var perr *comfy.PromptError
 	switch {
@@ -250,7 +273,7 @@ func (w *worker) submit(job *workshop.Job) {
 		jerr := &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)}
 		if reason, msg, ok := promptFault(perr); ok {
 			// A node or model this instance lacks: another may have it.
-			w.retryElsewhere(job.ID, workshop.Failure{Reason: reason, Message: msg}, jerr, nil)
+			w.retryElsewhere(job.ID, workshop.Failure{Reason: reason, Message: msg}, jerr)
 			return
 		}
 		w.fail(job.ID, jerr)
@@ -279,17 +302,52 @@ func (w *worker) submit(job *workshop.Job) {
 	if t.stage == stageSubmitting {
 		t.stage = stageQueued
 	}
-	if resp.PromptID != "" && resp.PromptID != job.ID {
-		t.engineID = resp.PromptID
-		w.byEngine[resp.PromptID] = job.ID
-	}
+	engineID := t.engineID
 	w.mu.Unlock()
-	if t.engineID != job.ID {
-		if err := w.q.SetEngineID(context.Background(), job.ID, w.id, t.engineID); err != nil {
+	if engineID != job.ID {
+		// A cached job may be done already (ECONFLICT): its id is no longer needed.
+		if err := w.q.SetEngineID(context.Background(), job.ID, w.id, engineID); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
 			w.log.Warn("record engine id", "job", job.ID, "err", err)
 		}
 	}
 	w.publishProgress(t, false)
+}
+
+// answered ends a post: with the instance's answer (nil if it failed) the
+// job is known by the engine's id, and the events that came for that id
+// before the answer are handled now, in order, ahead of any later one.
+func (w *worker) answered(t *track, resp *comfy.PromptResponse) {
+	w.evMu.Lock()
+	defer w.evMu.Unlock()
+	w.mu.Lock()
+	w.posting--
+	var replay []comfy.Event
+	if resp != nil && resp.PromptID != "" {
+		if resp.PromptID != t.job.ID {
+			t.engineID = resp.PromptID
+			w.byEngine[resp.PromptID] = t.job.ID
+		}
+		kept := w.early[:0]
+		for _, e := range w.early {
+			if e.promptID == resp.PromptID {
+				replay = append(replay, e.ev)
+			} else {
+				kept = append(kept, e)
+			}
+		}
+		w.early = kept
+	}
+	lost := w.earlyLost && len(replay) > 0
+	if w.posting == 0 {
+		w.early, w.earlyLost = nil, false // nobody's: other clients of this ComfyUI
+	}
+	w.mu.Unlock()
+	if lost {
+		w.kick(w.sync) // the instance's history has what fell off
+	}
+	for _, ev := range replay {
+		w.handle(ev)
+	}
 }
 
 // extraData passes a ComfyUI client's extra_data on (the UI graph, so the
@@ -359,8 +417,8 @@ func executionError(m *comfy.ExecutionError, raw json.RawMessage) *workshop.JobE
 
 // retryElsewhere ends a dispatch that failed for the instance's reason:
 // the job goes to another instance, or fails with jerr when it has failed
-// on every one (then frame, the engine's error, goes to its owner).
-func (w *worker) retryElsewhere(jobID string, f workshop.Failure, jerr *workshop.JobError, frame *sched.Event) {
+// on every one.
+func (w *worker) retryElsewhere(jobID string, f workshop.Failure, jerr *workshop.JobError) {
 	ctx := context.Background()
 	j, err := w.q.RetryElsewhere(ctx, jobID, w.id, f, jerr)
 	if err != nil {
@@ -371,8 +429,6 @@ func (w *worker) retryElsewhere(jobID string, f workshop.Failure, jerr *workshop
 	}
 	if j.Status == workshop.StatusPending {
 		w.log.Warn("a job failed for a reason of this instance's own; it goes to another", "job", jobID, "reason", f.Reason, "err", f.Message)
-	} else if frame != nil && frame.Frame != nil {
-		w.q.Events().Publish(*frame)
 	}
 	w.d.failed(ctx, w, j, f)
 }
@@ -398,6 +454,13 @@ func (w *worker) followLoop(f *comfy.Follower) {
 }
 
 func (w *worker) onEvent(ev comfy.Event) {
+	w.evMu.Lock()
+	defer w.evMu.Unlock()
+	w.handle(ev)
+}
+
+// handle acts on one socket event; evMu held.
+func (w *worker) handle(ev comfy.Event) {
 	switch ev.Type {
 	case comfy.EventStatus, comfy.EventReconnected:
 		w.mu.Lock()
@@ -428,24 +491,42 @@ func (w *worker) onEvent(ev comfy.Event) {
 
 	w.mu.Lock()
 	promptID := ev.PromptID()
-	if promptID == "" && ev.Type == comfy.EventPreviewImage && w.executing != "" {
+	if promptID == "" && ev.Type == comfy.EventPreviewImage {
 		// Type-1 previews carry no prompt id: they belong to the one running.
-		promptID = w.jobs[w.executing].engineIDOrEmpty()
+		if w.executing != "" {
+			promptID = w.jobs[w.executing].engineIDOrEmpty()
+		} else if n := len(w.early); n > 0 {
+			promptID = w.early[n-1].promptID
+		}
 	}
 	jobID, t := w.lookup(promptID)
 	if t == nil {
+		if w.posting > 0 && promptID != "" {
+			// Perhaps the job being posted, under an id the answer will
+			// name: kept until then.
+			if len(w.early) == maxEarly {
+				w.early, w.earlyLost = w.early[1:], true
+			}
+			w.early = append(w.early, earlyEvent{promptID: promptID, ev: ev})
+		}
 		w.mu.Unlock()
 		return // not ours: another client of this ComfyUI, or a job we let go
 	}
 	user := t.job.UserID
+	engineID := t.engineID
+	// What the job's owner and history see carries the job's id.
+	details := func() json.RawMessage {
+		return append(json.RawMessage(nil), comfy.RenamePrompt(ev.Data, false, engineID, jobID)...)
+	}
 	var publish, withPreview bool
-	relay := ev.Frame != nil
-	var after func()
+	var before, after func()
 	switch m := ev.Msg.(type) {
 	case *comfy.ExecutionStart:
 		t.stage, t.started, w.executing = stageExecuting, time.Now(), jobID
 		publish = true
-		after = func() {
+		// Recorded before the owner hears of it: what they do next (an
+		// interrupt, a look at their queue) finds the job started.
+		before = func() {
 			if err := w.q.Started(context.Background(), jobID, w.id); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
 				w.log.Warn("mark started", "job", jobID, "err", err)
 			}
@@ -480,17 +561,15 @@ func (w *worker) onEvent(ev comfy.Event) {
 			after = func() { go w.collect(jobID) }
 		}
 	case *comfy.ExecutionError:
-		jerr := executionError(m, ev.Data)
+		// The participant hears of it only if the job fails for good (not
+		// retried elsewhere): their socket tells a job's end from its record.
+		jerr := executionError(m, details())
 		reason, instanceSide := executionFault(m)
-		// Retried elsewhere, the participant is not told of this attempt's
-		// error; only if it fails for good.
-		relay = relay && !instanceSide
-		frame := sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: ev.Frame, Binary: ev.Binary}
 		after = func() {
 			if instanceSide {
 				// Still tracked meanwhile, so the worker takes no new job
 				// before it knows whether it is set aside.
-				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr, &frame)
+				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
 				w.untrack(jobID)
 				return
 			}
@@ -504,15 +583,20 @@ func (w *worker) onEvent(ev comfy.Event) {
 			if !timedOut {
 				// Not ours to interrupt (we only interrupt cancelled or timed
 				// out jobs): someone stopped it on the host.
-				w.fail(jobID, &workshop.JobError{Type: "interrupted", Message: "the job was interrupted on the GPU host", Details: append(json.RawMessage(nil), ev.Data...)})
+				w.fail(jobID, &workshop.JobError{Type: "interrupted", Message: "the job was interrupted on the GPU host", Details: details()})
 			}
 		}
 	}
 	w.mu.Unlock()
 
-	// Relay the frame to the job's owner.
-	if relay && w.q.Events().HasSubscribers() {
-		w.q.Events().Publish(sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: ev.Frame, Binary: ev.Binary})
+	if before != nil {
+		before()
+	}
+	// Relay the frame to the job's owner, under the job's id: the owner
+	// never sees the id an older ComfyUI made up.
+	if ev.Frame != nil && w.q.Events().HasSubscribers() {
+		frame := comfy.RenamePrompt(ev.Frame, ev.Binary, engineID, jobID)
+		w.q.Events().Publish(sched.Event{Type: sched.EventEngine, UserID: user, JobID: jobID, Frame: frame, Binary: ev.Binary})
 	}
 	if publish {
 		w.publishProgress(t, withPreview)

@@ -191,7 +191,8 @@ func TestAdminActions(t *testing.T) {
 	for _, e := range act.Entries {
 		kinds[e.Kind+":"+e.Action] = true
 	}
-	for _, want := range []string{"job:submitted", "job:completed", "job:cancelled", "agent:connected", "admin:login"} {
+	for _, want := range []string{"job:submitted", "job:completed", "job:cancelled", "agent:connected", "admin:signed in",
+		"admin:paused the queue", "admin:drained GPU gpu-a/0", "admin:renamed seat 2 to Bea; let seat 2 hold 3 pending jobs at a time"} {
 		if !kinds[want] {
 			t.Errorf("activity has no %s: %v", want, kinds)
 		}

@@ -101,7 +101,18 @@ func (p *participant) do(method, path string, body io.Reader, contentType string
 
 func (p *participant) prompt(graph map[string]any) string {
 	p.t.Helper()
-	b, _ := json.Marshal(map[string]any{"prompt": graph, "client_id": "test"})
+	return p.promptWith(graph, nil)
+}
+
+// promptWith queues a graph with extra_data (nil: none) through the
+// participant's ComfyUI and returns its id.
+func (p *participant) promptWith(graph, extra map[string]any) string {
+	p.t.Helper()
+	req := map[string]any{"prompt": graph, "client_id": "test"}
+	if extra != nil {
+		req["extra_data"] = extra
+	}
+	b, _ := json.Marshal(req)
 	st, body := p.do("POST", fmt.Sprintf("/user/%d/api/prompt", p.seat), bytes.NewReader(b), "")
 	var r struct {
 		PromptID string `json:"prompt_id"`

@@ -26,6 +26,7 @@ type workerInfo struct {
 		Failures []json.RawMessage `json:"failures"`
 	} `json:"set_aside"`
 	RecentFailures []json.RawMessage `json:"recent_failures"`
+	JobsDone       int               `json:"jobs_done"`
 }
 
 func (a admin) workers() []workerInfo {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -22,8 +24,10 @@ type infoCache struct {
 	mu      sync.Mutex
 	fetched time.Time // when raw was last confirmed with the GPU hosts
 	raw     []byte
-	nodes   map[string]json.RawMessage
-	info    comfy.ObjectInfo
+	// classes is object_info as the instance sent it (the frontend builds
+	// widgets in key order), less the classes the workshop does not allow.
+	classes jsonobj.Object
+	info    comfy.ObjectInfo    // the same, parsed, for validation
 	loaders map[string][]string // class -> inputs that take an uploaded file
 }
 
@@ -41,19 +45,24 @@ func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
 		ic.fetched = time.Now()
 		return nil
 	}
-	var nodes map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &nodes); err != nil {
+	all, err := jsonobj.Parse(raw)
+	if err != nil {
 		return err
 	}
 	var info comfy.ObjectInfo
 	if err := json.Unmarshal(raw, &info); err != nil {
 		return err
 	}
+	classes := make(jsonobj.Object, 0, len(all))
+	for _, m := range all {
+		if allowed(m.Key) {
+			classes = append(classes, m)
+		}
+	}
 	loaders := map[string][]string{}
 	for class, n := range info {
 		if !allowed(class) {
 			delete(info, class)
-			delete(nodes, class)
 			continue
 		}
 		for _, name := range n.InputNames() {
@@ -69,7 +78,7 @@ func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
 			}
 		}
 	}
-	ic.raw, ic.nodes, ic.info, ic.loaders, ic.fetched = raw, nodes, info, loaders, time.Now()
+	ic.raw, ic.classes, ic.info, ic.loaders, ic.fetched = raw, classes, info, loaders, time.Now()
 	return nil
 }
 
@@ -77,7 +86,7 @@ func (ic *infoCache) load(raw []byte, allowed func(string) bool) error {
 // own uploads, not the GPU host's input folder.
 type userView struct {
 	info    comfy.ObjectInfo
-	nodes   map[string]json.RawMessage
+	classes jsonobj.Object
 	uploads map[string]bool
 	loaders map[string][]string
 }
@@ -109,29 +118,69 @@ func (p *Proxy) viewFor(ctx context.Context, user string) (*userView, bool) {
 	uploads, _ := p.cfg.Files.List(store.Inputs, user)
 	p.info.mu.Lock()
 	defer p.info.mu.Unlock()
-	v := &userView{info: make(comfy.ObjectInfo, len(p.info.info)), nodes: make(map[string]json.RawMessage, len(p.info.nodes)), uploads: map[string]bool{}, loaders: p.info.loaders}
+	v := &userView{info: make(comfy.ObjectInfo, len(p.info.info)), classes: slices.Clone(p.info.classes), uploads: map[string]bool{}, loaders: p.info.loaders}
 	for k, n := range p.info.info {
 		v.info[k] = n
-	}
-	for k, n := range p.info.nodes {
-		v.nodes[k] = n
 	}
 	options := make([]any, 0, len(uploads))
 	for _, u := range uploads {
 		v.uploads[u] = true
 		options = append(options, u)
 	}
+	list := jsonobj.Raw(options)
 	for class, inputs := range v.loaders {
 		n := v.info[class]
 		n.Input.Required = withOptions(n.Input.Required, inputs, options)
 		n.Input.Optional = withOptions(n.Input.Optional, inputs, options)
 		v.info[class] = n
-		if b, err := json.Marshal(n); err == nil {
-			v.nodes[class] = b
+		if raw, ok := v.classes.Get(class); ok {
+			v.classes.Set(class, withUploads(raw, inputs, list))
 		}
 	}
 	return v, true
 }
+
+// withUploads rewrites one class's definition with the named combos'
+// choices replaced by list, every other byte as the instance sent it.
+func withUploads(class json.RawMessage, inputs []string, list json.RawMessage) json.RawMessage {
+	for _, name := range inputs {
+		for _, cat := range []string{"required", "optional"} {
+			out, ok, err := jsonobj.Edit(class, []string{"input", cat, name}, func(spec json.RawMessage) (json.RawMessage, error) {
+				return specWithOptions(spec, list)
+			})
+			if err == nil && ok {
+				class = out
+				break
+			}
+		}
+	}
+	return class
+}
+
+// specWithOptions replaces a combo's choices: the first element of an
+// old-style spec ([[choices], {config}]), or config "options" of a
+// new-style one (["COMBO", {"options": [...]}]).
+func specWithOptions(spec, list json.RawMessage) (json.RawMessage, error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal(spec, &parts); err != nil || len(parts) == 0 {
+		return nil, errNotCombo
+	}
+	switch {
+	case bytes.HasPrefix(bytes.TrimSpace(parts[0]), []byte("[")):
+		parts[0] = list
+	case len(parts) > 1:
+		cfg, ok, err := jsonobj.Edit(parts[1], []string{"options"}, func(json.RawMessage) (json.RawMessage, error) { return list, nil })
+		if err != nil || !ok {
+			return nil, errNotCombo
+		}
+		parts[1] = cfg
+	default:
+		return nil, errNotCombo
+	}
+	return json.Marshal(parts)
+}
+
+var errNotCombo = errors.New("not a combo input")
 
 // withOptions copies specs with the named combos' choices replaced.
 func withOptions(specs map[string]comfy.InputSpec, inputs []string, options []any) map[string]comfy.InputSpec {
@@ -211,13 +260,14 @@ func (v *userView) rewriteInputs(p comfy.Prompt, user string) []string {
 	return used
 }
 
-// objectInfo serves the participant's object_info.
+// objectInfo serves the participant's object_info, in the instance's key
+// order.
 func (p *Proxy) objectInfo(c *fiber.Ctx) error {
 	v, ok := p.viewFor(c.UserContext(), userOf(c))
 	if !ok {
 		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
 	}
-	return c.JSON(v.nodes)
+	return sendObject(c, v.classes)
 }
 
 func (p *Proxy) objectInfoOne(c *fiber.Ctx) error {
@@ -226,8 +276,16 @@ func (p *Proxy) objectInfoOne(c *fiber.Ctx) error {
 		return workshop.Errorf(workshop.EUNAVAILABLE, "the GPUs are not connected yet")
 	}
 	class := c.Params("class")
-	if n, ok := v.nodes[class]; ok {
-		return c.JSON(fiber.Map{class: n})
+	if n, ok := v.classes.Get(class); ok {
+		return sendObject(c, jsonobj.Object{{Key: class, Value: n}})
 	}
 	return c.JSON(fiber.Map{}) // ComfyUI answers {} for an unknown class
+}
+
+func sendObject(c *fiber.Ctx, o jsonobj.Object) error {
+	b, err := o.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return c.Type("json").Send(b)
 }

@@ -11,15 +11,18 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/sched"
 )
 
-// comfyError answers in ComfyUI's /prompt error shape.
+// comfyError answers in the /prompt error shape of current ComfyUI, keys
+// in its order.
 func comfyError(c *fiber.Ctx, status int, typ, msg, details string) error {
-	return c.Status(status).JSON(fiber.Map{
-		"error":       fiber.Map{"type": typ, "message": msg, "details": details, "extra_info": fiber.Map{}},
-		"node_errors": fiber.Map{},
-	})
+	b, _ := jsonobj.Of(
+		"error", jsonobj.Of("type", typ, "message", msg, "details", details, "extra_info", jsonobj.Object{}),
+		"node_errors", jsonobj.Object{},
+	).MarshalJSON()
+	return c.Status(status).Type("json").Send(b)
 }
 
 // promptInfo is GET /prompt: the participant's own queue count.
@@ -85,17 +88,15 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 	job, err := p.cfg.Queue.Submit(c.UserContext(), sub)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ETOOMANY {
-			return c.Status(429).JSON(fiber.Map{
-				"error":       fiber.Map{"type": "queue_full", "message": workshop.ErrorMessage(err), "details": "", "extra_info": fiber.Map{}},
-				"node_errors": fiber.Map{},
-			})
+			return comfyError(c, 429, "queue_full", workshop.ErrorMessage(err), "")
 		}
 		if code := workshop.ErrorCode(err); code == workshop.EINVALID || code == workshop.ETOOLARGE {
 			return comfyError(c, 400, "invalid_prompt", "Invalid prompt", workshop.ErrorMessage(err))
 		}
 		return err
 	}
-	return c.JSON(fiber.Map{"prompt_id": job.ID, "number": job.Seq, "node_errors": fiber.Map{}})
+	b, _ := jsonobj.Of("prompt_id", job.ID, "number", job.Seq, "node_errors", jsonobj.Object{}).MarshalJSON()
+	return c.Type("json").Send(b)
 }
 
 func (p *Proxy) maxNodes() int {
@@ -146,18 +147,26 @@ func (p *Proxy) outputNodes(c *fiber.Ctx, workflow json.RawMessage) []string {
 	return out
 }
 
+// executing reports whether a job runs on a GPU now: leased and started.
+// A prefetched job waits in the instance's queue, as a pending prompt does
+// in ComfyUI's.
+func executing(j *workshop.Job) bool {
+	return j.Status == workshop.StatusRunning && j.StartedAt != nil
+}
+
 // getQueue is GET /queue: the participant's own running and pending jobs.
 func (p *Proxy) getQueue(c *fiber.Ctx) error {
 	running, pending := []any{}, []any{}
 	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
 		item := queueItem(j, p.outputNodes(c, j.Workflow))
-		if j.Status == workshop.StatusRunning {
+		if executing(j) {
 			running = append(running, item)
 		} else {
 			pending = append(pending, item)
 		}
 	}
-	return c.JSON(fiber.Map{"queue_running": running, "queue_pending": pending})
+	b, _ := jsonobj.Of("queue_running", running, "queue_pending", pending).MarshalJSON()
+	return c.Type("json").Send(b)
 }
 
 // postQueue is POST /queue: delete or clear the participant's own pending
@@ -186,22 +195,38 @@ func (p *Proxy) postQueue(c *fiber.Ctx) error {
 	return c.SendStatus(200)
 }
 
-// interrupt is POST /interrupt: cancel the participant's running job (only
-// the given one, when a prompt_id is given). Always 200, as ComfyUI.
+// interrupt is POST /interrupt: as in ComfyUI, stop what runs, here the
+// participant's executing job (with a prompt_id, only that one, if it is
+// executing; one waiting in the queue is left alone, as ComfyUI leaves
+// it). The job is cancelled; its end is told as ComfyUI tells an
+// interrupt, naming the node it was at. Always 200, as ComfyUI.
 func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	var req struct {
 		PromptID string `json:"prompt_id"`
 	}
 	json.Unmarshal(c.Body(), &req)
-	for _, j := range p.cfg.Queue.Mine(userOf(c), false) {
-		if j.Status != workshop.StatusRunning || (req.PromptID != "" && req.PromptID != j.ID) {
+	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
+		if !executing(j) || req.PromptID != "" && req.PromptID != j.ID {
 			continue
 		}
-		if _, err := p.cfg.Queue.Cancel(c.UserContext(), j.ID, "interrupted by its owner"); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+		jerr := &workshop.JobError{Type: "cancelled", Message: "interrupted by its owner", Details: p.interruptedAt(j)}
+		if _, err := p.cfg.Queue.CancelWith(c.UserContext(), j.ID, jerr); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
 			return err
 		}
 	}
 	return c.SendStatus(200)
+}
+
+// interruptedAt is where a running job is, as execution_interrupted names
+// it: {"node_id", "node_type"}.
+func (p *Proxy) interruptedAt(j *workshop.Job) json.RawMessage {
+	node := p.live.node(j.ID)
+	class := ""
+	if prompt, err := comfy.ParsePrompt(j.Workflow); err == nil {
+		class = prompt[node].ClassType
+	}
+	b, _ := jsonobj.Of("node_id", node, "node_type", class).MarshalJSON()
+	return b
 }
 
 // finished returns the participant's finished jobs, oldest first, with
@@ -215,7 +240,7 @@ func (p *Proxy) finished(user string, limit int) ([]*workshop.Job, error) {
 			return nil, err
 		}
 		for _, j := range jobs {
-			if j.Status.Finished() && j.Status != workshop.StatusCancelled {
+			if inHistory(j) {
 				out = append(out, j)
 			}
 		}
@@ -235,31 +260,36 @@ func (p *Proxy) finished(user string, limit int) ([]*workshop.Job, error) {
 // history holds at most 10,000 items.
 const historyLimit = 1000
 
+// inHistory reports whether ComfyUI would keep a history entry of the
+// job: it ran to its end, failed, or was interrupted while it ran (one
+// taken out of the queue before it started leaves none).
+func inHistory(j *workshop.Job) bool {
+	return j.Status == workshop.StatusCompleted || j.Status == workshop.StatusFailed ||
+		j.Status == workshop.StatusCancelled && j.StartedAt != nil
+}
+
 // historyEntry is the ComfyUI history entry of a finished job, with its
-// outputs named as this server serves them (subfolder = job id).
-func (p *Proxy) historyEntry(c *fiber.Ctx, j *workshop.Job) fiber.Map {
+// outputs named as this server serves them (subfolder = job id), in
+// ComfyUI's key order.
+func (p *Proxy) historyEntry(c *fiber.Ctx, j *workshop.Job) jsonobj.Object {
 	full, err := p.cfg.Queue.Get(j.ID)
 	if err == nil {
 		j = full
 	}
-	status := "success"
-	messages := []any{}
-	if j.Status == workshop.StatusFailed {
-		status = "error"
-		if j.Error != nil {
-			messages = append(messages, []any{"execution_error", fiber.Map{"prompt_id": j.ID, "exception_message": j.Error.Message, "exception_type": j.Error.Type}})
-		}
-	}
-	outputs := json.RawMessage("{}")
+	outputs, meta := json.RawMessage("{}"), json.RawMessage(nil)
 	if j.Result != nil && len(j.Result.Raw) > 0 {
 		outputs = rewriteOutputs(j.Result.Raw, j.ID)
+		meta = j.Result.Meta
 	}
-	return fiber.Map{
-		"prompt":  queueItem(j, p.outputNodes(c, j.Workflow)),
-		"outputs": outputs,
-		"status":  fiber.Map{"status_str": status, "completed": j.Status == workshop.StatusCompleted, "messages": messages},
-		"meta":    fiber.Map{},
+	if meta == nil {
+		meta = metaOf(outputs)
 	}
+	done := j.Status == workshop.StatusCompleted
+	status := jsonobj.Of("status_str", "error", "completed", done, "messages", historyMessages(j))
+	if done {
+		status.Set("status_str", jsonobj.Raw("success"))
+	}
+	return jsonobj.Of("prompt", queueItem(j, p.outputNodes(c, j.Workflow)), "outputs", outputs, "status", status, "meta", meta)
 }
 
 // getHistory is GET /history?max_items=&offset=: oldest first; with
@@ -304,7 +334,7 @@ func orderedHistory(c *fiber.Ctx, p *Proxy, jobs []*workshop.Job) json.RawMessag
 			b.WriteByte(',')
 		}
 		k, _ := json.Marshal(j.ID)
-		v, _ := json.Marshal(p.historyEntry(c, j))
+		v, _ := p.historyEntry(c, j).MarshalJSON()
 		b.Write(k)
 		b.WriteByte(':')
 		b.Write(v)
@@ -315,54 +345,16 @@ func orderedHistory(c *fiber.Ctx, p *Proxy, jobs []*workshop.Job) json.RawMessag
 
 func (p *Proxy) getHistoryOne(c *fiber.Ctx) error {
 	j, err := p.cfg.Queue.Get(c.Params("id"))
-	if err != nil || j.UserID != userOf(c) || !j.Status.Finished() || j.Status == workshop.StatusCancelled {
+	if err != nil || j.UserID != userOf(c) || !inHistory(j) {
 		return c.JSON(fiber.Map{}) // ComfyUI answers {} for an unknown id
 	}
-	return c.JSON(fiber.Map{j.ID: p.historyEntry(c, j)})
+	return c.Type("json").Send(orderedHistory(c, p, []*workshop.Job{j}))
 }
 
 // postHistory is POST /history {delete|clear}: the participant's history
 // is their jobs; removing entries hides nothing in the workshop's records,
 // so it is accepted and does nothing.
 func (p *Proxy) postHistory(c *fiber.Ctx) error { return c.SendStatus(200) }
-
-// rewriteOutputs renames every file in a ComfyUI outputs object to where
-// this server serves it: subfolder = the job id, filename = its stored name.
-func rewriteOutputs(raw json.RawMessage, jobID string) json.RawMessage {
-	var outputs map[string]map[string]json.RawMessage
-	if json.Unmarshal(raw, &outputs) != nil {
-		return raw
-	}
-	for _, node := range outputs {
-		for key, v := range node {
-			var files []map[string]any
-			if json.Unmarshal(v, &files) != nil || len(files) == 0 {
-				continue
-			}
-			changed := false
-			for _, f := range files {
-				name, ok1 := f["filename"].(string)
-				if !ok1 {
-					continue
-				}
-				sub, _ := f["subfolder"].(string)
-				typ, _ := f["type"].(string)
-				f["filename"] = workshop.StoredName(name, sub, typ)
-				f["subfolder"] = jobID
-				f["type"] = "output"
-				changed = true
-			}
-			if changed {
-				node[key], _ = json.Marshal(files)
-			}
-		}
-	}
-	b, err := json.Marshal(outputs)
-	if err != nil {
-		return raw
-	}
-	return b
-}
 
 // listJobs is the newer GET /api/jobs: the participant's jobs.
 func (p *Proxy) listJobs(c *fiber.Ctx) error {

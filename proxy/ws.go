@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 )
@@ -40,6 +41,16 @@ func (l *liveState) run(ctx context.Context, q *sched.Queue) {
 			delete(l.jobs, e.Job.ID)
 		}
 	})
+}
+
+// node is the node a running job is at, or "".
+func (l *liveState) node(jobID string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.jobs[jobID]; p != nil {
+		return p.Node
+	}
+	return ""
 }
 
 func (l *liveState) of(user string) []sched.Progress {
@@ -124,21 +135,27 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 		}
 		return write(websocket.TextMessage, b)
 	}
-	status := func() error {
-		pending, running := p.cfg.Queue.Counts(user)
-		return writeJSON(wsMsg{"status", map[string]any{"status": map[string]any{"exec_info": map[string]any{"queue_remaining": pending + running}}, "sid": sid}})
+	writeFrame := func(typ string, data jsonobj.Object) error {
+		return write(websocket.TextMessage, frame(typ, raw(data)))
 	}
-	if status() != nil {
+	// The first status names the socket's id, as ComfyUI's does; later
+	// ones are its broadcasts, without.
+	queueStatus := func() jsonobj.Object {
+		pending, running := p.cfg.Queue.Counts(user)
+		return jsonobj.Of("status", jsonobj.Of("exec_info", jsonobj.Of("queue_remaining", pending+running)))
+	}
+	status := func() error { return writeFrame("status", queueStatus()) }
+	if writeFrame("status", append(queueStatus(), jsonobj.Of("sid", sid)...)) != nil {
 		return
 	}
 	// Reconnected mid-job: where each running job is now.
 	for _, pr := range p.live.of(user) {
-		writeJSON(wsMsg{"execution_start", map[string]any{"prompt_id": pr.JobID, "timestamp": time.Now().UnixMilli()}})
+		writeFrame("execution_start", jsonobj.Of("prompt_id", pr.JobID, "timestamp", time.Now().UnixMilli()))
 		if pr.Node != "" {
-			writeJSON(wsMsg{"executing", map[string]any{"node": pr.Node, "display_node": pr.Node, "prompt_id": pr.JobID}})
+			writeFrame("executing", jsonobj.Of("node", pr.Node, "display_node", pr.Node, "prompt_id", pr.JobID))
 		}
 		if pr.Max > 0 {
-			writeJSON(wsMsg{"progress", map[string]any{"value": pr.Value, "max": pr.Max, "prompt_id": pr.JobID, "node": pr.Node}})
+			writeFrame("progress", jsonobj.Of("value", pr.Value, "max", pr.Max, "prompt_id", pr.JobID, "node", pr.Node))
 		}
 	}
 	// What the extension shows of the queue: sent now, then whenever it
@@ -181,6 +198,10 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 			}
 		}
 	}()
+	// The library reuses the Conn once this returns, so the reader must be
+	// done first (Close does nothing on a hijacked connection; a deadline
+	// ends the read).
+	defer func() { conn.SetReadDeadline(time.Now()); <-gone }()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -216,9 +237,9 @@ func (p *Proxy) serveSocket(conn *websocket.Conn, user, sid string) {
 				mdMu.Unlock()
 				err = p.relay(write, e, md)
 			case sched.EventJobCreated, sched.EventJobUpdated:
-				if err = status(); err == nil {
-					now := time.Now()
-					err = sendStanding(p.standing(user), now)
+				err = p.jobChanged(write, status, e.Job)
+				if err == nil {
+					err = sendStanding(p.standing(user), time.Now())
 				}
 				if err == nil && e.Job.Status == workshop.StatusCompleted {
 					err = p.sendOutputs(writeJSON, user, e.Job.ID)
@@ -246,9 +267,29 @@ func (p *Proxy) sendOutputs(writeJSON func(any) error, user, jobID string) error
 	return nil
 }
 
+// jobChanged tells the socket of a change of one of its jobs: a status
+// (the queue count), and for a job that ended, its end as ComfyUI tells it.
+func (p *Proxy) jobChanged(write func(int, []byte) error, status func() error, j *workshop.Job) error {
+	if !j.Status.Finished() {
+		return status()
+	}
+	typ, data := endEvent(j)
+	if typ != "" {
+		if err := write(websocket.TextMessage, frame(typ, data)); err != nil {
+			return err
+		}
+	}
+	if err := status(); err != nil || typ == "" {
+		return err
+	}
+	return write(websocket.TextMessage, executingDone(j.ID))
+}
+
 // relay passes one engine frame on: executed outputs renamed to where this
 // server serves them, type-4 previews turned into type 1 for clients that
-// did not ask for metadata.
+// did not ask for metadata. The instance's end events (execution_success,
+// execution_error, execution_interrupted, executing null) are not: the
+// job's end is told when the workshop has finished it.
 func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadata bool) error {
 	if e.Binary {
 		frame := e.Frame
@@ -272,29 +313,28 @@ func (p *Proxy) relay(write func(int, []byte) error, e sched.Event, wantsMetadat
 		}
 		return write(websocket.BinaryMessage, frame)
 	}
-	if !bytes.Contains(e.Frame, []byte(`"executed"`)) {
+	if !bytes.Contains(e.Frame, []byte(`"execut`)) {
 		return write(websocket.TextMessage, e.Frame) // progress and the like: as is, unparsed
 	}
 	var m struct {
-		Type string                     `json:"type"`
-		Data map[string]json.RawMessage `json:"data"`
+		Type string `json:"type"`
+		Data struct {
+			Node json.RawMessage `json:"node"`
+		} `json:"data"`
 	}
-	if json.Unmarshal(e.Frame, &m) == nil && m.Type == "executed" && m.Data["output"] != nil {
-		m.Data["output"] = rewriteNodeOutput(m.Data["output"], e.JobID)
-		b, err := json.Marshal(m)
-		if err == nil {
+	if json.Unmarshal(e.Frame, &m) != nil {
+		return write(websocket.TextMessage, e.Frame)
+	}
+	switch {
+	case m.Type == "execution_success", m.Type == "execution_error", m.Type == "execution_interrupted",
+		m.Type == "executing" && (m.Data.Node == nil || string(m.Data.Node) == "null"):
+		return nil
+	case m.Type == "executed":
+		if b, ok, err := jsonobj.Edit(e.Frame, []string{"data", "output"}, func(out json.RawMessage) (json.RawMessage, error) {
+			return rewriteNodeOutput(out, e.JobID), nil
+		}); err == nil && ok {
 			return write(websocket.TextMessage, b)
 		}
 	}
 	return write(websocket.TextMessage, e.Frame)
-}
-
-// rewriteNodeOutput renames the files of one node's output.
-func rewriteNodeOutput(raw json.RawMessage, jobID string) json.RawMessage {
-	wrapped, _ := json.Marshal(map[string]json.RawMessage{"n": raw})
-	var back map[string]json.RawMessage
-	if json.Unmarshal(rewriteOutputs(wrapped, jobID), &back) != nil {
-		return raw
-	}
-	return back["n"]
 }

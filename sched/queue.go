@@ -321,6 +321,17 @@ func (q *Queue) SetQuota(user string, n int) {
 // fill sets the computed fields of a job from its entry; mu held.
 func (q *Queue) fill(j *workshop.Job, e *entry) {
 	j.Position, j.ETASeconds = 0, nil
+	if e != nil && e.status == workshop.StatusRunning && !e.leaseExp.IsZero() {
+		// Leases are renewed in memory only: the stored expiry is the first.
+		exp := e.leaseExp
+		j.LeaseExpires = &exp
+		if !exp.After(q.now()) {
+			// Its worker stopped renewing it, and the next sweep (within a
+			// second) puts it back in the queue: it is not running.
+			j.Status, j.Worker, j.LeaseExpires, j.StartedAt = workshop.StatusPending, "", nil, nil
+		}
+		return
+	}
 	if e == nil || e.status != workshop.StatusPending {
 		return
 	}
@@ -541,17 +552,23 @@ func (q *Queue) dropActive(e *entry) {
 // Cancel cancels a pending or running job. A running job's worker learns of
 // it through the Cancelled event and interrupts the engine.
 func (q *Queue) Cancel(ctx context.Context, id, reason string) (*workshop.Job, error) {
+	if reason == "" {
+		reason = "cancelled"
+	}
+	return q.CancelWith(ctx, id, &workshop.JobError{Type: "cancelled", Message: reason})
+}
+
+// CancelWith cancels a job with jerr as its reason (its Details say, for
+// a job interrupted while it ran, where it was).
+func (q *Queue) CancelWith(ctx context.Context, id string, jerr *workshop.JobError) (*workshop.Job, error) {
 	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
 		now := q.now().UTC()
 		q.finish(e, workshop.StatusCancelled)
-		if reason == "" {
-			reason = "cancelled"
-		}
 		return func(j *workshop.Job) {
 			j.Status = workshop.StatusCancelled
 			j.CompletedAt = &now
 			j.LeaseExpires = nil
-			j.Error = &workshop.JobError{Type: "cancelled", Message: reason}
+			j.Error = jerr
 		}, nil
 	})
 }

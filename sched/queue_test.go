@@ -450,6 +450,38 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 	}
 }
 
+// Reads show the lease as it is in memory (renewals are not written), and
+// a job whose lease ran out is not shown as running, even before the sweep
+// requeues it.
+func TestReadsShowTheLiveLease(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Now: clock})
+	ctx := context.Background()
+	j := submit(t, q, "A", "a")
+	q.Lease(ctx, "w", time.Minute)
+	advance(50 * time.Second)
+	if err := q.Extend(ctx, j.ID, "w", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	advance(20 * time.Second) // past the first lease, within the renewed one
+	g, _ := q.Get(j.ID)
+	if g.Status != workshop.StatusRunning || g.LeaseExpires == nil || !g.LeaseExpires.Equal(clock().Add(40*time.Second)) {
+		t.Errorf("renewed lease read as %s until %v", g.Status, g.LeaseExpires)
+	}
+	advance(time.Minute)
+	g, _ = q.Get(j.ID)
+	mine := q.Mine("A", false)
+	listed, _, _ := q.List(sched.ListFilter{UserID: "A"})
+	for _, r := range []*workshop.Job{g, mine[0], listed[0]} {
+		if r.Status != workshop.StatusPending || r.LeaseExpires != nil || r.Worker != "" {
+			t.Errorf("expired lease read as %s (worker %q, until %v)", r.Status, r.Worker, r.LeaseExpires)
+		}
+	}
+}
+
 func TestCancelAndPriorityChangeOrder(t *testing.T) {
 	ctx := context.Background()
 	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeFIFO})

@@ -356,26 +356,6 @@ func (tx *Tx) Served() (map[string]uint64, error) {
 
 // EachJob walks every job oldest first, without workflows, until fn
 // returns false. It reads every record: for reports, not hot paths.
-func (tx *Tx) EachJob(fn func(*workshop.Job) bool) error { return tx.EachJobAfter("", fn) }
-
-// EachJobAfter is EachJob from the first job after id after, so that a long
-// walk can go in short transactions.
-func (tx *Tx) EachJobAfter(after string, fn func(*workshop.Job) bool) error {
-	c := tx.tx.Bucket(bucketJobs).Cursor()
-	k, v := c.First()
-	if after != "" {
-		if k, v = c.Seek([]byte(after)); k != nil && string(k) == after {
-			k, v = c.Next()
-		}
-	}
-	for ; k != nil; k, v = c.Next() {
-		j, err := decodeJobSummary(v)
-		if err != nil {
-			return err
-		}
-		if !fn(j) {
-			return nil
-		}
-	}
-	return nil
+func (tx *Tx) EachJob(fn func(*workshop.Job) bool) error {
+	return tx.EachJobAfter("", fn)
 }

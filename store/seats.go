@@ -110,6 +110,7 @@ func (tx *Tx) SeatByCode(code string) (*workshop.Seat, error) {
 type Session struct {
 	Seat    int       `json:"seat,omitempty"` // 0 for the admin
 	Admin   bool      `json:"admin,omitempty"`
+	Name    string    `json:"name,omitempty"` // who signed in as the admin, for the activity log
 	CSRF    string    `json:"csrf,omitempty"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires"`

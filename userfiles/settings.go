@@ -3,100 +3,38 @@ package userfiles
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"io/fs"
 	"os"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
-// object is a JSON object that keeps its keys in order and its values as
-// written, as a Python dict loaded with json.load does (ComfyUI merges
-// settings with {**old, **new}: old keys keep their place, new ones follow).
-type object struct {
-	keys []string
-	vals map[string]json.RawMessage
-}
+// object is the settings: a JSON object that keeps its keys in order and
+// its values as written, as a Python dict loaded with json.load does
+// (ComfyUI merges settings with {**old, **new}: old keys keep their place,
+// new ones follow).
+type object = jsonobj.Object
 
-func newObject() *object { return &object{vals: map[string]json.RawMessage{}} }
-
-var errNotObject = errors.New("not a JSON object")
+func newObject() *object { return &object{} }
 
 // parseObject decodes b, which must hold exactly one JSON object. A key
 // given twice keeps its first place and its last value, as in Python.
 func parseObject(b []byte) (*object, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errNotObject
-	}
-	o := newObject()
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errNotObject
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		o.set(key, v)
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return o, nil
+	o, err := jsonobj.Parse(b)
+	return &o, err
 }
 
-func (o *object) set(key string, v json.RawMessage) {
-	if _, ok := o.vals[key]; !ok {
-		o.keys = append(o.keys, key)
+// merge adds every key of n to o, as {**o, **n}.
+func merge(o, n *object) {
+	for _, m := range *n {
+		o.Set(m.Key, m.Value)
 	}
-	o.vals[key] = v
-}
-
-// merge adds every key of n, as {**o, **n}.
-func (o *object) merge(n *object) {
-	for _, k := range n.keys {
-		o.set(k, n.vals[k])
-	}
-}
-
-// MarshalJSON writes the object compactly, keys in order.
-func (o *object) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range o.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, err := json.Marshal(k)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(kb)
-		b.WriteByte(':')
-		if err := json.Compact(&b, o.vals[k]); err != nil {
-			return nil, err
-		}
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
 }
 
 // indented is the file form: ComfyUI writes json.dumps(settings, indent=4).
-func (o *object) indented() ([]byte, error) {
+func indented(o *object) ([]byte, error) {
 	c, err := o.MarshalJSON()
 	if err != nil {
 		return nil, err
@@ -153,7 +91,7 @@ func (h *handler) getSetting(c *fiber.Ctx, user string) error {
 		return h.openFail(c, err)
 	}
 	defer root.Close()
-	v, ok := h.s.loadSettings(root).vals[id]
+	v, ok := h.s.loadSettings(root).Get(id)
 	if !ok {
 		v = json.RawMessage("null")
 	}
@@ -166,7 +104,7 @@ func (h *handler) postSettings(c *fiber.Ctx, user string) error {
 	if err != nil {
 		return sendText(c, fiber.StatusBadRequest, "Settings must be a JSON object")
 	}
-	return h.updateSettings(c, user, func(o *object) { o.merge(n) })
+	return h.updateSettings(c, user, func(o *object) { merge(o, n) })
 }
 
 // postSetting sets one setting to the posted JSON value.
@@ -180,7 +118,7 @@ func (h *handler) postSetting(c *fiber.Ctx, user string) error {
 		return sendText(c, fiber.StatusBadRequest, "The setting value must be JSON")
 	}
 	v := append(json.RawMessage(nil), body...)
-	return h.updateSettings(c, user, func(o *object) { o.set(id, v) })
+	return h.updateSettings(c, user, func(o *object) { o.Set(id, v) })
 }
 
 func (h *handler) updateSettings(c *fiber.Ctx, user string, change func(*object)) error {
@@ -195,7 +133,7 @@ func (h *handler) updateSettings(c *fiber.Ctx, user string, change func(*object)
 	defer root.Close()
 	o := h.s.loadSettings(root)
 	change(o)
-	b, err := o.indented()
+	b, err := indented(o)
 	if err != nil {
 		return h.internal(c, "encode settings", err)
 	}

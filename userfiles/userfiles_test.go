@@ -679,7 +679,7 @@ func TestObjectOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := parseObject([]byte(`{"c":[],"a":null}`))
-	o.merge(n)
+	merge(o, n)
 	b, _ := o.MarshalJSON()
 	if string(b) != `{"b":3,"a":null,"c":[]}` {
 		t.Fatalf("merged %s", b)

@@ -56,6 +56,8 @@ func command(o *options) *cli.Command {
 	fs.BoolVar(&c.DisableMetadata, "disable-metadata", false, "leave prompt/workflow metadata out of PNGs")
 	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id `handling`: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
 	fs.BoolVar(&c.MissingNodeType, "missing-node-type", false, "report unknown nodes as missing_node_type (ComfyUI since Feb 2026)")
+	fs.BoolVar(&c.Legacy, "legacy", false, "behave as ComfyUI before mid-2025 (2024-08-15): ignore client prompt_ids, older error shapes, no progress_state or feature flags")
+	fs.BoolVar(&c.Instant, "instant", false, "run prompts at once and answer POST /prompt only after every event of the run is sent (as a cached graph on a real ComfyUI)")
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")

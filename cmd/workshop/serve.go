@@ -437,7 +437,7 @@ func serve(ctx context.Context, c serveConfig) error {
 			func(app *fiber.App) { adminui.Register(app, adminui.Config{}) },
 		},
 		Metrics:  prom.Handler(),
-		Activity: actLog.Admin, ActivityList: func(kind, text string, limit int) (any, error) { return actLog.List(kind, text, limit) },
+		Activity: actLog.Record, ActivityList: actLog.List,
 		WorkflowsDir: filepath.Join(c.Data, "workflows"), Online: participants.Online,
 		TLS: tlsInfo(tlsm, c.TLS),
 	})

@@ -2,8 +2,12 @@ package sim
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // The node catalog: what /object_info describes and what /prompt accepts.
@@ -44,6 +48,7 @@ type nodeDef struct {
 	required, optional                           []inputDef
 	hidden                                       []string // PROMPT, EXTRA_PNGINFO, UNIQUE_ID
 	outputs                                      []outputDef
+	outputTooltips                               []string // old-style nodes' OUTPUT_TOOLTIPS
 	outputNode                                   bool
 	run                                          runFunc
 }
@@ -51,7 +56,9 @@ type nodeDef struct {
 type inputDef struct {
 	name string
 	typ  string
-	cfg  map[string]any
+	// cfg is the config as key, value pairs, in ComfyUI's order (the
+	// frontend and validation errors show it as sent).
+	cfg []any
 	// options, when set, makes the input a combo; folder names a model
 	// folder whose files are the options (resolved per request).
 	options []string
@@ -61,22 +68,22 @@ type inputDef struct {
 
 type outputDef struct{ typ, name string }
 
-func in(name, typ string, kv ...any) inputDef { return inputDef{name: name, typ: typ, cfg: kvMap(kv)} }
+func in(name, typ string, kv ...any) inputDef { return inputDef{name: name, typ: typ, cfg: kv} }
 
 func intIn(name string, def, min, max any, kv ...any) inputDef {
-	return inputDef{name: name, typ: "INT", cfg: merge(map[string]any{"default": def, "min": min, "max": max}, kvMap(kv))}
+	return inputDef{name: name, typ: "INT", cfg: append([]any{"default", def, "min", min, "max", max}, kv...)}
 }
 
 func floatIn(name string, def, min, max, step any, kv ...any) inputDef {
-	return inputDef{name: name, typ: "FLOAT", cfg: merge(map[string]any{"default": def, "min": min, "max": max, "step": step}, kvMap(kv))}
+	return inputDef{name: name, typ: "FLOAT", cfg: append([]any{"default", def, "min", min, "max", max, "step", step}, kv...)}
 }
 
 func combo(name string, options []string, kv ...any) inputDef {
-	return inputDef{name: name, typ: "COMBO", options: options, cfg: kvMap(kv)}
+	return inputDef{name: name, typ: "COMBO", options: options, cfg: kv}
 }
 
 func modelCombo(name string, folders []string, kv ...any) inputDef {
-	return inputDef{name: name, typ: "COMBO", folder: folders, cfg: kvMap(kv)}
+	return inputDef{name: name, typ: "COMBO", folder: folders, cfg: kv}
 }
 
 func out(typ string, name ...string) outputDef {
@@ -86,22 +93,23 @@ func out(typ string, name ...string) outputDef {
 	return outputDef{typ, typ}
 }
 
-func kvMap(kv []any) map[string]any {
-	if len(kv) == 0 {
-		return nil
-	}
-	m := map[string]any{}
+// config turns key, value pairs into a config: nil values are left out
+// (VHS frame_rate has no max, PrimitiveInt no default), a key given twice
+// keeps its first place and its last value, floats are written as Python
+// writes them (8.0, not 8).
+func config(kv []any) jsonobj.Object {
+	o := jsonobj.Object{}
 	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
+		v := kv[i+1]
+		if v == nil {
+			continue
+		}
+		if f, ok := v.(float64); ok {
+			v = json.RawMessage(pyFloatString(f))
+		}
+		o.Set(kv[i].(string), jsonobj.Raw(v))
 	}
-	return m
-}
-
-func merge(a, b map[string]any) map[string]any {
-	for k, v := range b {
-		a[k] = v
-	}
-	return a
+	return o
 }
 
 const (
@@ -118,38 +126,42 @@ func catalog() []nodeDef {
 				in("model", "MODEL", "tooltip", "The model used for denoising the input latent."),
 				intIn("seed", 0, 0, maxSeed, "control_after_generate", true, "tooltip", "The random seed used for creating the noise."),
 				intIn("steps", 20, 1, 10000, "tooltip", "The number of steps used in the denoising process."),
-				floatIn("cfg", 8.0, 0.0, 100.0, 0.1, "round", 0.01),
-				combo("sampler_name", samplerNames),
-				combo("scheduler", schedulerNames),
-				in("positive", "CONDITIONING"),
-				in("negative", "CONDITIONING"),
-				in("latent_image", "LATENT"),
-				floatIn("denoise", 1.0, 0.0, 1.0, 0.01),
-			}, outputs: []outputDef{out("LATENT")}},
+				floatIn("cfg", 8.0, 0.0, 100.0, 0.1, "round", 0.01, "tooltip", "The Classifier-Free Guidance scale balances creativity and adherence to the prompt. Higher values result in images more closely matching the prompt however too high values will negatively impact quality."),
+				combo("sampler_name", samplerNames, "tooltip", "The algorithm used when sampling, this can affect the quality, speed, and style of the generated output."),
+				combo("scheduler", schedulerNames, "tooltip", "The scheduler controls how noise is gradually removed to form the image."),
+				in("positive", "CONDITIONING", "tooltip", "The conditioning describing the attributes you want to include in the image."),
+				in("negative", "CONDITIONING", "tooltip", "The conditioning describing the attributes you want to exclude from the image."),
+				in("latent_image", "LATENT", "tooltip", "The latent image to denoise."),
+				floatIn("denoise", 1.0, 0.0, 1.0, 0.01, "tooltip", "The amount of denoising applied, lower values will maintain the structure of the initial image allowing for image to image sampling."),
+			}, outputs: []outputDef{out("LATENT")}, outputTooltips: []string{"The denoised latent."}},
 		{name: "CheckpointLoaderSimple", display: "Load Checkpoint", category: "loaders", run: runLoader,
-			description: "Loads a diffusion model checkpoint, diffusion models are used to denoise latents.",
-			required:    []inputDef{modelCombo("ckpt_name", []string{"checkpoints"}, "tooltip", "The name of the checkpoint (model) to load.")},
-			outputs:     []outputDef{out("MODEL"), out("CLIP"), out("VAE")}},
+			description:    "Loads a diffusion model checkpoint, diffusion models are used to denoise latents.",
+			required:       []inputDef{modelCombo("ckpt_name", []string{"checkpoints"}, "tooltip", "The name of the checkpoint (model) to load.")},
+			outputs:        []outputDef{out("MODEL"), out("CLIP"), out("VAE")},
+			outputTooltips: []string{"The model used for denoising latents.", "The CLIP model used for encoding text prompts.", "The VAE model used for encoding and decoding images to and from latent space."}},
 		{name: "CLIPTextEncode", display: "CLIP Text Encode (Prompt)", category: "conditioning", run: runTextEncode,
 			description: "Encodes a text prompt using a CLIP model into an embedding that can be used to guide the diffusion model towards generating specific images.",
 			required: []inputDef{
 				in("text", "STRING", "multiline", true, "dynamicPrompts", true, "tooltip", "The text to be encoded."),
 				in("clip", "CLIP", "tooltip", "The CLIP model used for encoding the text."),
-			}, outputs: []outputDef{out("CONDITIONING")}},
+			}, outputs: []outputDef{out("CONDITIONING")}, outputTooltips: []string{"A conditioning containing the embedded text used to guide the diffusion model."}},
 		{name: "VAEDecode", display: "VAE Decode", category: "latent", run: runDecode,
 			description: "Decodes latent images back into pixel space images.",
-			required:    []inputDef{in("samples", "LATENT"), in("vae", "VAE")},
-			outputs:     []outputDef{out("IMAGE")}},
+			required:    []inputDef{in("samples", "LATENT", "tooltip", "The latent to be decoded."), in("vae", "VAE", "tooltip", "The VAE model used for decoding the latent.")},
+			outputs:     []outputDef{out("IMAGE")}, outputTooltips: []string{"The decoded image."}},
 		{name: "VAEEncode", display: "VAE Encode", category: "latent", run: runEncode,
 			required: []inputDef{in("pixels", "IMAGE"), in("vae", "VAE")},
 			outputs:  []outputDef{out("LATENT")}},
+		{name: "VAELoader", display: "Load VAE", category: "loaders", run: runLoader,
+			required: []inputDef{modelCombo("vae_name", []string{"vae", "+pixel_space"})},
+			outputs:  []outputDef{out("VAE")}},
 		{name: "EmptyLatentImage", display: "Empty Latent Image", category: "latent", run: runEmptyLatent,
 			description: "Create a new batch of empty latent images to be denoised via sampling.",
 			required: []inputDef{
-				intIn("width", 512, 16, maxResolution, "step", 8),
-				intIn("height", 512, 16, maxResolution, "step", 8),
-				intIn("batch_size", 1, 1, 4096),
-			}, outputs: []outputDef{out("LATENT")}},
+				intIn("width", 512, 16, maxResolution, "step", 8, "tooltip", "The width of the latent images in pixels."),
+				intIn("height", 512, 16, maxResolution, "step", 8, "tooltip", "The height of the latent images in pixels."),
+				intIn("batch_size", 1, 1, 4096, "tooltip", "The number of latent images in the batch."),
+			}, outputs: []outputDef{out("LATENT")}, outputTooltips: []string{"The empty latent image batch."}},
 		{name: "SaveImage", display: "Save Image", category: "image", outputNode: true, run: runSaveImage,
 			description: "Saves the input images to your ComfyUI output directory.",
 			required: []inputDef{
@@ -161,15 +173,8 @@ func catalog() []nodeDef {
 			required:    []inputDef{in("images", "IMAGE")},
 			hidden:      []string{"prompt:PROMPT", "extra_pnginfo:EXTRA_PNGINFO"}},
 		{name: "LoadImage", display: "Load Image", category: "image", run: runLoadImage,
-			required: []inputDef{{name: "image", typ: "COMBO", inputs: true, cfg: map[string]any{"image_upload": true}}},
+			required: []inputDef{{name: "image", typ: "COMBO", inputs: true, cfg: []any{"image_upload", true}}},
 			outputs:  []outputDef{out("IMAGE"), out("MASK")}},
-		{name: "EmptyImage", category: "image", run: runEmptyImage,
-			required: []inputDef{
-				intIn("width", 512, 1, maxResolution, "step", 1),
-				intIn("height", 512, 1, maxResolution, "step", 1),
-				intIn("batch_size", 1, 1, 4096),
-				intIn("color", 0, 0, 0xFFFFFF, "step", 1, "display", "color"),
-			}, outputs: []outputDef{out("IMAGE")}},
 		{name: "ImageScale", display: "Upscale Image", category: "image/upscaling", run: runImageScale,
 			required: []inputDef{
 				in("image", "IMAGE"), combo("upscale_method", upscaleMethods),
@@ -180,6 +185,20 @@ func catalog() []nodeDef {
 		{name: "ImageScaleBy", display: "Upscale Image By", category: "image/upscaling", run: runImageScaleBy,
 			required: []inputDef{in("image", "IMAGE"), combo("upscale_method", upscaleMethods), floatIn("scale_by", 1.0, 0.01, 8.0, 0.01)},
 			outputs:  []outputDef{out("IMAGE")}},
+		{name: "EmptyImage", category: "image", run: runEmptyImage,
+			required: []inputDef{
+				intIn("width", 512, 1, maxResolution, "step", 1),
+				intIn("height", 512, 1, maxResolution, "step", 1),
+				intIn("batch_size", 1, 1, 4096),
+				intIn("color", 0, 0, 0xFFFFFF, "step", 1, "display", "color"),
+			}, outputs: []outputDef{out("IMAGE")}},
+		{name: "CLIPLoader", display: "Load CLIP", category: "advanced/loaders", run: runLoader,
+			required: []inputDef{modelCombo("clip_name", []string{"text_encoders"}), combo("type", clipTypes)},
+			optional: []inputDef{combo("device", []string{"default", "cpu"}, "advanced", true)},
+			outputs:  []outputDef{out("CLIP")}},
+		{name: "UNETLoader", display: "Load Diffusion Model", category: "advanced/loaders", run: runLoader,
+			required: []inputDef{modelCombo("unet_name", []string{"diffusion_models"}), combo("weight_dtype", []string{"default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"})},
+			outputs:  []outputDef{out("MODEL")}},
 		{name: "VAEDecodeTiled", display: "VAE Decode (Tiled)", category: "_for_testing", run: runDecode,
 			required: []inputDef{
 				in("samples", "LATENT"), in("vae", "VAE"),
@@ -188,29 +207,19 @@ func catalog() []nodeDef {
 				intIn("temporal_size", 64, 8, 4096, "step", 4, "tooltip", "Only used for video VAEs: Amount of frames to decode at a time."),
 				intIn("temporal_overlap", 8, 4, 4096, "step", 4, "tooltip", "Only used for video VAEs: Amount of frames to overlap."),
 			}, outputs: []outputDef{out("IMAGE")}},
-		{name: "LoraLoaderModelOnly", category: "loaders", run: runLoader,
-			required: []inputDef{in("model", "MODEL"), modelCombo("lora_name", []string{"loras"}), floatIn("strength_model", 1.0, -100.0, 100.0, 0.01)},
-			outputs:  []outputDef{out("MODEL")}},
-		{name: "UNETLoader", display: "Load Diffusion Model", category: "advanced/loaders", run: runLoader,
-			required: []inputDef{modelCombo("unet_name", []string{"diffusion_models"}), combo("weight_dtype", []string{"default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"})},
-			outputs:  []outputDef{out("MODEL")}},
-		{name: "CLIPLoader", display: "Load CLIP", category: "advanced/loaders", run: runLoader,
-			required: []inputDef{modelCombo("clip_name", []string{"text_encoders"}), combo("type", clipTypes)},
-			optional: []inputDef{combo("device", []string{"default", "cpu"}, "advanced", true)},
-			outputs:  []outputDef{out("CLIP")}},
-		{name: "VAELoader", display: "Load VAE", category: "loaders", run: runLoader,
-			required: []inputDef{modelCombo("vae_name", []string{"vae", "+pixel_space"})},
-			outputs:  []outputDef{out("VAE")}},
 		{name: "ConditioningZeroOut", category: "advanced/conditioning", run: runPassThrough,
 			required: []inputDef{in("conditioning", "CONDITIONING")},
 			outputs:  []outputDef{out("CONDITIONING")}},
+		{name: "LoraLoaderModelOnly", category: "loaders", run: runLoader,
+			required: []inputDef{in("model", "MODEL"), modelCombo("lora_name", []string{"loras"}), floatIn("strength_model", 1.0, -100.0, 100.0, 0.01)},
+			outputs:  []outputDef{out("MODEL")}, outputTooltips: []string{"The modified diffusion model.", "The modified CLIP model."}},
 		{name: "KSamplerSelect", category: "sampling/custom_sampling/samplers", module: "comfy_extras.nodes_custom_sampler", run: runPassThrough,
 			required: []inputDef{combo("sampler_name", samplerNames)}, outputs: []outputDef{out("SAMPLER")}},
-		{name: "RandomNoise", category: "sampling/custom_sampling/noise", module: "comfy_extras.nodes_custom_sampler", run: runPassThrough,
-			required: []inputDef{intIn("noise_seed", 0, 0, maxSeed, "control_after_generate", true)}, outputs: []outputDef{out("NOISE")}},
 		{name: "CFGGuider", category: "sampling/custom_sampling/guiders", module: "comfy_extras.nodes_custom_sampler", run: runPassThrough,
 			required: []inputDef{in("model", "MODEL"), in("positive", "CONDITIONING"), in("negative", "CONDITIONING"), floatIn("cfg", 8.0, 0.0, 100.0, 0.1, "round", 0.01)},
 			outputs:  []outputDef{out("GUIDER")}},
+		{name: "RandomNoise", category: "sampling/custom_sampling/noise", module: "comfy_extras.nodes_custom_sampler", run: runPassThrough,
+			required: []inputDef{intIn("noise_seed", 0, 0, maxSeed, "control_after_generate", true)}, outputs: []outputDef{out("NOISE")}},
 		{name: "SamplerCustomAdvanced", category: "sampling/custom_sampling", module: "comfy_extras.nodes_custom_sampler", run: runSampler,
 			required: []inputDef{in("noise", "NOISE"), in("guider", "GUIDER"), in("sampler", "SAMPLER"), in("sigmas", "SIGMAS"), in("latent_image", "LATENT")},
 			outputs:  []outputDef{out("LATENT", "output"), out("LATENT", "denoised_output")}},
@@ -222,16 +231,6 @@ func catalog() []nodeDef {
 		{name: "EmptyFlux2LatentImage", category: "latent", module: "comfy_extras.nodes_flux", v3: true, run: runEmptyLatent,
 			required: []inputDef{intIn("width", 1024, 16, maxResolution, "step", 16), intIn("height", 1024, 16, maxResolution, "step", 16), intIn("batch_size", 1, 1, 4096)},
 			outputs:  []outputDef{out("LATENT")}},
-		{name: "PrimitiveInt", display: "Int", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
-			required: []inputDef{intIn("value", nil, minSize, maxSize, "control_after_generate", true)}, outputs: []outputDef{out("INT")}},
-		{name: "PrimitiveFloat", display: "Float", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
-			required: []inputDef{{name: "value", typ: "FLOAT", cfg: map[string]any{"min": minSize, "max": maxSize}}}, outputs: []outputDef{out("FLOAT")}},
-		{name: "PrimitiveString", display: "String", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
-			required: []inputDef{in("value", "STRING")}, outputs: []outputDef{out("STRING")}},
-		{name: "PrimitiveStringMultiline", display: "String (Multiline)", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
-			required: []inputDef{in("value", "STRING", "multiline", true)}, outputs: []outputDef{out("STRING")}},
-		{name: "PrimitiveBoolean", display: "Boolean", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
-			required: []inputDef{in("value", "BOOLEAN")}, outputs: []outputDef{out("BOOLEAN")}},
 		{name: "GetImageSize", display: "Get Image Size", category: "image", module: "comfy_extras.nodes_images", run: runImageSize,
 			description: "Returns width and height of the image, and passes it through unchanged.",
 			required:    []inputDef{in("image", "IMAGE")}, hidden: []string{"unique_id:UNIQUE_ID"},
@@ -247,8 +246,8 @@ func catalog() []nodeDef {
 		{name: "LTXVScheduler", category: "sampling/custom_sampling/schedulers", module: "comfy_extras.nodes_lt", v3: true, run: runPassThrough,
 			required: []inputDef{
 				intIn("steps", 20, 1, 10000), floatIn("max_shift", 2.05, 0.0, 100.0, 0.01), floatIn("base_shift", 0.95, 0.0, 100.0, 0.01),
-				in("stretch", "BOOLEAN", "default", true, "tooltip", "Stretch the sigmas to be in the range [terminal, 1]."),
-				floatIn("terminal", 0.1, 0.0, 0.99, 0.01, "tooltip", "The terminal value of the sigmas after stretching."),
+				in("stretch", "BOOLEAN", "tooltip", "Stretch the sigmas to be in the range [terminal, 1].", "default", true),
+				in("terminal", "FLOAT", "tooltip", "The terminal value of the sigmas after stretching.", "default", 0.1, "min", 0.0, "max", 0.99, "step", 0.01),
 			}, optional: []inputDef{in("latent", "LATENT")}, outputs: []outputDef{out("SIGMAS")}},
 		{name: "LTXVCropGuides", category: "conditioning/video_models", module: "comfy_extras.nodes_lt", v3: true, run: runPassThrough,
 			required: []inputDef{in("positive", "CONDITIONING"), in("negative", "CONDITIONING"), in("latent", "LATENT")},
@@ -271,7 +270,7 @@ func catalog() []nodeDef {
 		{name: "LTXVEmptyLatentAudio", display: "Empty LTXV Latent Audio", category: "model/latent/ltxv", module: "comfy_extras.nodes_lt_audio", v3: true, run: runPassThrough,
 			required: []inputDef{
 				intIn("frames_number", 97, 1, 1000, "step", 1, "display", "number", "tooltip", "Number of frames."),
-				{name: "frame_rate", typ: "FLOAT,INT", cfg: map[string]any{"default": 25.0, "min": 1.0, "max": 1000.0, "step": 0.01, "display": "number", "tooltip": "Number of frames per second."}},
+				{name: "frame_rate", typ: "FLOAT,INT", cfg: []any{"default", 25.0, "min", 1.0, "max", 1000.0, "step", 0.01, "display", "number", "tooltip", "Number of frames per second."}},
 				intIn("batch_size", 1, 1, 4096, "display", "number"),
 				in("audio_vae", "VAE", "display_name", "Audio VAE"),
 			}, outputs: []outputDef{out("LATENT", "Latent")}},
@@ -281,19 +280,29 @@ func catalog() []nodeDef {
 				modelCombo("text_encoder", []string{"text_encoders"}), modelCombo("ckpt_name", []string{"checkpoints"}),
 				combo("device", []string{"default", "cpu"}, "advanced", true),
 			}, outputs: []outputDef{out("CLIP")}},
+		{name: "SaveVideo", display: "Save Video", category: "image/video", module: "comfy_extras.nodes_video", v3: true, outputNode: true, run: runSaveVideo,
+			description: "Saves the input images to your ComfyUI output directory.",
+			required: []inputDef{
+				in("video", "VIDEO", "tooltip", "The video to save."),
+				in("filename_prefix", "STRING", "tooltip", tipPrefix, "default", "video/ComfyUI", "multiline", false),
+				combo("format", []string{"auto", "mp4"}, "tooltip", "The format to save the video as.", "default", "auto"),
+				combo("codec", []string{"auto", "h264"}, "tooltip", "The codec to use for the video.", "default", "auto"),
+			}, hidden: []string{"prompt:PROMPT", "extra_pnginfo:EXTRA_PNGINFO"}},
 		{name: "CreateVideo", display: "Create Video", category: "image/video", module: "comfy_extras.nodes_video", v3: true, run: runCreateVideo,
 			description: "Create a video from images.",
 			required:    []inputDef{in("images", "IMAGE", "tooltip", "The images to create a video from."), floatIn("fps", 30.0, 1.0, 120.0, 1.0)},
 			optional:    []inputDef{in("audio", "AUDIO", "tooltip", "The audio to add to the video.")},
 			outputs:     []outputDef{out("VIDEO")}},
-		{name: "SaveVideo", display: "Save Video", category: "image/video", module: "comfy_extras.nodes_video", v3: true, outputNode: true, run: runSaveVideo,
-			description: "Saves the input images to your ComfyUI output directory.",
-			required: []inputDef{
-				in("video", "VIDEO", "tooltip", "The video to save."),
-				in("filename_prefix", "STRING", "default", "video/ComfyUI", "tooltip", tipPrefix),
-				combo("format", []string{"auto", "mp4"}, "default", "auto", "tooltip", "The format to save the video as."),
-				combo("codec", []string{"auto", "h264"}, "default", "auto", "tooltip", "The codec to use for the video."),
-			}, hidden: []string{"prompt:PROMPT", "extra_pnginfo:EXTRA_PNGINFO"}},
+		{name: "PrimitiveString", display: "String", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
+			required: []inputDef{in("value", "STRING", "multiline", false)}, outputs: []outputDef{out("STRING")}},
+		{name: "PrimitiveStringMultiline", display: "String (Multiline)", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
+			required: []inputDef{in("value", "STRING", "multiline", true)}, outputs: []outputDef{out("STRING")}},
+		{name: "PrimitiveInt", display: "Int", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
+			required: []inputDef{intIn("value", nil, minSize, maxSize, "control_after_generate", true)}, outputs: []outputDef{out("INT")}},
+		{name: "PrimitiveFloat", display: "Float", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
+			required: []inputDef{{name: "value", typ: "FLOAT", cfg: []any{"min", minSize, "max", maxSize}}}, outputs: []outputDef{out("FLOAT")}},
+		{name: "PrimitiveBoolean", display: "Boolean", category: "utils/primitive", module: "comfy_extras.nodes_primitive", v3: true, run: runPrimitive,
+			required: []inputDef{in("value", "BOOLEAN")}, outputs: []outputDef{out("BOOLEAN")}},
 		// Video Helper Suite's combine node, the most used custom video
 		// output: it reports its file under "gifs", not "images".
 		{name: "VHS_VideoCombine", display: "Video Combine 🎥🅥🅗🅢", category: "Video Helper Suite 🎥🅥🅗🅢", module: "custom_nodes.ComfyUI-VideoHelperSuite",
@@ -313,62 +322,112 @@ func catalog() []nodeDef {
 	}
 }
 
-// nodeInfo renders a definition as /object_info does; dynamic combos get
-// their options from opts.
-func (d *nodeDef) nodeInfo(opts func(inputDef) []string) comfy.NodeInfo {
-	info := comfy.NodeInfo{
-		Input:        comfy.NodeInputs{Required: map[string]comfy.InputSpec{}},
-		InputOrder:   map[string][]string{"required": {}},
-		Output:       []comfy.IOType{},
-		OutputIsList: []bool{},
-		OutputName:   []string{},
-		Name:         d.name,
-		DisplayName:  d.display,
-		Description:  d.description,
-		PythonModule: d.module,
-		Category:     d.category,
-		OutputNode:   d.outputNode,
-	}
-	if info.DisplayName == "" {
-		info.DisplayName = d.name
-	}
-	if info.PythonModule == "" {
-		info.PythonModule = "nodes"
-	}
-	for _, in := range d.required {
-		info.Input.Required[in.name] = d.spec(in, opts)
-		info.InputOrder["required"] = append(info.InputOrder["required"], in.name)
-	}
-	if len(d.optional) > 0 {
-		info.Input.Optional = map[string]comfy.InputSpec{}
-		for _, in := range d.optional {
-			info.Input.Optional[in.name] = d.spec(in, opts)
-			info.InputOrder["optional"] = append(info.InputOrder["optional"], in.name)
-		}
-	}
-	if len(d.hidden) > 0 {
-		info.Input.Hidden = map[string]json.RawMessage{}
-		for _, h := range d.hidden {
-			name, kind := splitHidden(h)
-			var raw []byte
-			if d.v3 {
-				raw, _ = json.Marshal([]string{kind})
-			} else {
-				raw, _ = json.Marshal(kind)
-			}
-			info.Input.Hidden[name] = raw
-			info.InputOrder["hidden"] = append(info.InputOrder["hidden"], name)
-		}
-	}
-	for _, o := range d.outputs {
-		info.Output = append(info.Output, comfy.IOType{Name: o.typ})
-		info.OutputIsList = append(info.OutputIsList, false)
-		info.OutputName = append(info.OutputName, o.name)
-		if d.v3 {
-			info.OutputTooltips = append(info.OutputTooltips, nil)
-		}
+// notYet lists what ComfyUI 2024-08-15 did not have yet, of the nodes the
+// simulator knows: Legacy mode leaves it out of object_info. An entry is
+// "input" or "input.config_key".
+var notYet = map[string][]string{
+	"KSampler":       {"seed.control_after_generate"},
+	"RandomNoise":    {"noise_seed.control_after_generate"},
+	"CLIPLoader":     {"device"},
+	"VAEDecodeTiled": {"overlap", "temporal_size", "temporal_overlap"},
+}
+
+// nodeInfo renders a definition for validation; dynamic combos get their
+// options from opts.
+func (d *nodeDef) nodeInfo(opts func(inputDef) []string, legacy bool) comfy.NodeInfo {
+	var info comfy.NodeInfo
+	if err := json.Unmarshal(d.encode(opts, legacy), &info); err != nil {
+		panic(fmt.Sprintf("sim: node %s does not describe itself: %v", d.name, err))
 	}
 	return info
+}
+
+// encode renders a definition as ComfyUI's /object_info does, key for key
+// in its order: old-style nodes as nodes.py's, new-style ("V3") as
+// comfy_api's, which put output_tooltips after the outputs and end with
+// the deprecated, experimental and api_node flags. legacy leaves out what
+// the older ComfyUI did not have (notYet).
+func (d *nodeDef) encode(opts func(inputDef) []string, legacy bool) []byte {
+	var omit []string
+	if legacy {
+		omit = notYet[d.name]
+	}
+	inputs, order := jsonobj.Object{}, jsonobj.Object{}
+	for _, cat := range []struct {
+		name string
+		defs []inputDef
+	}{{"required", d.required}, {"optional", d.optional}} {
+		defs := slices.DeleteFunc(slices.Clone(cat.defs), func(in inputDef) bool { return slices.Contains(omit, in.name) })
+		if len(defs) == 0 && cat.name != "required" {
+			continue
+		}
+		specs, names := jsonobj.Object{}, []string{}
+		for _, in := range defs {
+			for _, o := range omit {
+				if key, ok := strings.CutPrefix(o, in.name+"."); ok {
+					in.cfg = withoutKey(in.cfg, key)
+				}
+			}
+			specs = append(specs, jsonobj.Member{Key: in.name, Value: d.spec(in, opts)})
+			names = append(names, in.name)
+		}
+		inputs = append(inputs, jsonobj.Member{Key: cat.name, Value: jsonobj.Raw(specs)})
+		order = append(order, jsonobj.Member{Key: cat.name, Value: jsonobj.Raw(names)})
+	}
+	if len(d.hidden) > 0 {
+		hidden, names := jsonobj.Object{}, []string{}
+		for _, h := range d.hidden {
+			name, kind := splitHidden(h)
+			var v any = kind
+			if d.v3 {
+				v = []string{kind}
+			}
+			hidden = append(hidden, jsonobj.Member{Key: name, Value: jsonobj.Raw(v)})
+			names = append(names, name)
+		}
+		inputs = append(inputs, jsonobj.Member{Key: "hidden", Value: jsonobj.Raw(hidden)})
+		order = append(order, jsonobj.Member{Key: "hidden", Value: jsonobj.Raw(names)})
+	}
+	outputs, isList, names := []string{}, []bool{}, []string{}
+	for _, o := range d.outputs {
+		outputs, isList, names = append(outputs, o.typ), append(isList, false), append(names, o.name)
+	}
+	var display any = d.display
+	switch {
+	case d.display == "" && d.v3:
+		display = nil // a V3 node without a display name says null
+	case d.display == "":
+		display = d.name
+	}
+	module := d.module
+	if module == "" {
+		module = "nodes"
+	}
+	n := jsonobj.Of("input", inputs, "input_order", order, "output", outputs, "output_is_list", isList, "output_name", names)
+	if d.v3 {
+		n = append(n, jsonobj.Of("output_tooltips", make([]*string, len(d.outputs)))...)
+	}
+	n = append(n, jsonobj.Of("name", d.name, "display_name", display, "description", d.description,
+		"python_module", module, "category", d.category, "output_node", d.outputNode)...)
+	switch {
+	case d.v3:
+		n = append(n, jsonobj.Of("deprecated", false, "experimental", false, "api_node", false)...)
+	case d.outputTooltips != nil:
+		n = append(n, jsonobj.Of("output_tooltips", d.outputTooltips)...)
+	}
+	b, _ := n.MarshalJSON()
+	return b
+}
+
+// withoutKey is a config's pairs less one key.
+func withoutKey(kv []any, key string) []any {
+	var out []any
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] != key {
+			out = append(out, kv[i], kv[i+1])
+		}
+	}
+	return out
 }
 
 func splitHidden(h string) (name, kind string) {
@@ -380,33 +439,30 @@ func splitHidden(h string) (name, kind string) {
 	return h, h
 }
 
-func (d *nodeDef) spec(in inputDef, opts func(inputDef) []string) comfy.InputSpec {
-	cfg := map[string]any{}
-	for k, v := range in.cfg {
-		if v != nil { // e.g. VHS frame_rate has no max, PrimitiveInt no default
-			cfg[k] = v
-		}
-	}
+// spec renders one input: [type] or [type, config]; an old-style combo as
+// [[choices], config], a V3 one as ["COMBO", {..., "multiselect", "options"}].
+func (d *nodeDef) spec(in inputDef, opts func(inputDef) []string) json.RawMessage {
+	cfg := config(in.cfg)
 	if in.typ != "COMBO" {
 		if len(cfg) == 0 && !d.v3 {
-			return comfy.InputSpec{Type: in.typ}
+			return jsonobj.Raw([]any{in.typ})
 		}
-		return comfy.InputSpec{Type: in.typ, Config: cfg}
+		return jsonobj.Raw([]any{in.typ, cfg})
 	}
 	options := in.options
 	if options == nil {
 		options = opts(in)
 	}
-	list := make([]any, len(options))
-	for i, o := range options {
-		list[i] = o
+	if options == nil {
+		options = []string{}
 	}
 	if d.v3 {
-		cfg["options"] = list
-		return comfy.InputSpec{Type: "COMBO", Options: list, Config: cfg}
+		cfg.Set("multiselect", jsonobj.Raw(false))
+		cfg.Set("options", jsonobj.Raw(options))
+		return jsonobj.Raw([]any{"COMBO", cfg})
 	}
 	if len(cfg) == 0 {
-		return comfy.InputSpec{Type: "COMBO", Options: list, ListForm: true}
+		return jsonobj.Raw([]any{options})
 	}
-	return comfy.InputSpec{Type: "COMBO", Options: list, Config: cfg, ListForm: true}
+	return jsonobj.Raw([]any{options, cfg})
 }

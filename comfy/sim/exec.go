@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // executor runs one prompt at a time, like ComfyUI's prompt_worker.
@@ -138,7 +139,7 @@ func (e *executor) run(j *job) bool {
 	r := &runState{e: e, j: j, sid: sid, faults: faults, results: map[string][]*value{}, progress: newProgress(j.id)}
 	s.log.Info("executing prompt", "prompt_id", j.id, "client_id", j.extra["client_id"])
 
-	r.add(comfy.EventExecutionStart, map[string]any{"prompt_id": j.id}, false)
+	r.add(comfy.EventExecutionStart, jsonobj.Of("prompt_id", j.id), false)
 
 	sigs := map[string]string{}
 	for id := range j.prompt {
@@ -162,11 +163,18 @@ func (e *executor) run(j *job) bool {
 			cachedNodes = append(cachedNodes, id)
 		}
 	}
-	r.add(comfy.EventExecutionCached, map[string]any{"nodes": cachedNodes, "prompt_id": j.id}, false)
+	r.add(comfy.EventExecutionCached, jsonobj.Of("nodes", cachedNodes, "prompt_id", j.id), false)
 
 	var failure error
 	var failedNode string
-	for _, id := range executionOrder(j, s) {
+	cached := func(id string) bool { _, ok := e.cache[sigs[id]]; return ok }
+	// A cached input is used as it is, without a word on the socket.
+	for id := range j.prompt {
+		if c, ok := e.cache[sigs[id]]; ok {
+			r.results[id] = c.outputs
+		}
+	}
+	for _, id := range executionOrder(j, s, cached) {
 		if e.interrupted() {
 			failure, failedNode = errInterrupted, id
 			break
@@ -201,13 +209,13 @@ func (e *executor) run(j *job) bool {
 	status := comfy.ExecStatus{StatusStr: "success", Completed: true}
 	switch {
 	case failure == nil:
-		r.add(comfy.EventExecutionSuccess, map[string]any{"prompt_id": j.id}, false)
+		r.add(comfy.EventExecutionSuccess, jsonobj.Of("prompt_id", j.id), false)
 		s.stats.succeeded.Add(1)
 	case errors.Is(failure, errInterrupted):
 		status = comfy.ExecStatus{StatusStr: "error"}
-		r.add(comfy.EventExecutionInterrupted, map[string]any{
-			"prompt_id": j.id, "node_id": failedNode, "node_type": j.prompt[failedNode].ClassType, "executed": r.executedList(),
-		}, true)
+		r.add(comfy.EventExecutionInterrupted, jsonobj.Of(
+			"prompt_id", j.id, "node_id", failedNode, "node_type", j.prompt[failedNode].ClassType, "executed", r.executedList(),
+		), true)
 		s.stats.interrupts.Add(1)
 		s.log.Info("prompt interrupted", "prompt_id", j.id, "node", failedNode)
 	default:
@@ -220,12 +228,12 @@ func (e *executor) run(j *job) bool {
 		if inputs == nil {
 			inputs = map[string]any{}
 		}
-		r.add(comfy.EventExecutionError, map[string]any{
-			"prompt_id": j.id, "node_id": failedNode, "node_type": j.prompt[failedNode].ClassType, "executed": r.executedList(),
-			"exception_message": ee.msg, "exception_type": ee.excType,
-			"traceback":      []string{fmt.Sprintf("  File \"/ComfyUI/execution.py\", line 277, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(...)\n"), fmt.Sprintf("%s: %s\n", ee.excType, ee.msg)},
-			"current_inputs": inputs, "current_outputs": cachedNodes,
-		}, false)
+		r.add(comfy.EventExecutionError, jsonobj.Of(
+			"prompt_id", j.id, "node_id", failedNode, "node_type", j.prompt[failedNode].ClassType, "executed", r.executedList(),
+			"exception_message", ee.msg, "exception_type", ee.excType,
+			"traceback", []string{fmt.Sprintf("  File \"/ComfyUI/execution.py\", line 277, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(...)\n"), fmt.Sprintf("%s: %s\n", ee.excType, ee.msg)},
+			"current_inputs", inputs, "current_outputs", cachedNodes,
+		), false)
 		s.stats.failed.Add(1)
 		s.log.Warn("prompt failed", "prompt_id", j.id, "node", failedNode, "err", ee.msg)
 	}
@@ -236,9 +244,10 @@ func (e *executor) run(j *job) bool {
 	e.setLastNode(nil)
 	s.queue.done(j, &historyEntry{item: j.item(), outputs: r.uiOutputs, meta: r.meta, status: status})
 	if sid != nil {
-		s.hub.sendJSON(sid, comfy.EventExecuting, map[string]any{"node": nil, "prompt_id": j.id})
+		s.hub.sendJSON(sid, comfy.EventExecuting, jsonobj.Of("node", nil, "prompt_id", j.id))
 	}
 	e.setRunning(nil, nil)
+	j.end()
 	return true
 }
 
@@ -260,8 +269,8 @@ type runState struct {
 // add is PromptExecutor.add_message: remembered for the history status,
 // sent to the prompt's client (or, for broadcast ones without a client,
 // to everyone).
-func (r *runState) add(event string, data map[string]any, broadcast bool) {
-	data["timestamp"] = time.Now().UnixMilli()
+func (r *runState) add(event string, data jsonobj.Object, broadcast bool) {
+	data.Set("timestamp", jsonobj.Raw(time.Now().UnixMilli()))
 	raw, _ := json.Marshal(data)
 	r.messages = append(r.messages, comfy.StatusMessage{Event: event, Data: raw})
 	if r.sid != nil || broadcast {
@@ -283,7 +292,7 @@ func (r *runState) recordUI(id string, ui comfy.NodeOutput) {
 	r.uiOutputs[id] = ui
 	r.meta[id] = comfy.OutputMeta{NodeID: id, DisplayNode: id, RealNodeID: id}
 	if r.sid != nil {
-		r.e.s.hub.sendJSON(r.sid, comfy.EventExecuted, map[string]any{"node": id, "display_node": id, "output": ui, "prompt_id": r.j.id})
+		r.e.s.hub.sendJSON(r.sid, comfy.EventExecuted, jsonobj.Of("node", id, "display_node", id, "output", ui, "prompt_id", r.j.id))
 	}
 }
 
@@ -311,7 +320,7 @@ func (r *runState) execute(id string) (*nodeRun, error) {
 	idCopy := id
 	r.e.setLastNode(&idCopy)
 	if r.sid != nil {
-		s.hub.sendJSON(r.sid, comfy.EventExecuting, map[string]any{"node": id, "display_node": id, "prompt_id": r.j.id})
+		s.hub.sendJSON(r.sid, comfy.EventExecuting, jsonobj.Of("node", id, "display_node", id, "prompt_id", r.j.id))
 	}
 	x := &nodeCtx{r: r, id: id, node: node, def: def}
 	if matches(r.faults.CrashNode, id, node.ClassType) {
@@ -367,7 +376,10 @@ func (r *runState) finishProgress(id string) {
 }
 
 func (r *runState) sendProgressState() {
-	r.e.s.hub.sendJSON(r.sid, comfy.EventProgressState, map[string]any{"prompt_id": r.j.id, "nodes": r.progress.snapshot()})
+	if r.e.s.cfg.Legacy {
+		return // ComfyUI reports progress_state since 2025
+	}
+	r.e.s.hub.sendJSON(r.sid, comfy.EventProgressState, jsonobj.Of("prompt_id", r.j.id, "nodes", r.progress.snapshot()))
 }
 
 // signature identifies a node's result: its class, its widget values and
@@ -414,8 +426,10 @@ func (r *runState) signature(id string, sigs map[string]string, visiting map[str
 }
 
 // executionOrder is a depth-first walk from the outputs to run, inputs in
-// object_info order: dependencies first, each node once.
-func executionOrder(j *job, s *Server) []string {
+// object_info order: dependencies first, each node once. A cached input is
+// not staged (ComfyUI's ExecutionList leaves it out, and so its inputs);
+// a cached output is, to report its output again.
+func executionOrder(j *job, s *Server, cached func(string) bool) []string {
 	var order []string
 	seen := map[string]bool{}
 	var visit func(id string)
@@ -426,6 +440,12 @@ func executionOrder(j *job, s *Server) []string {
 		seen[id] = true
 		node, ok := j.prompt[id]
 		if !ok {
+			return
+		}
+		if cached(id) {
+			if slices.Contains(j.outputs, id) {
+				order = append(order, id)
+			}
 			return
 		}
 		def := s.byName[node.ClassType]
@@ -493,19 +513,17 @@ func (p *progressReg) finish(id string) {
 	n.state, n.value = "finished", n.max
 }
 
-func (p *progressReg) snapshot() map[string]any {
-	out := map[string]any{}
-	ids := append([]string{}, p.order...)
-	sort.Strings(ids)
-	for _, id := range ids {
+// snapshot is every started node in the order they started.
+func (p *progressReg) snapshot() jsonobj.Object {
+	out := jsonobj.Object{}
+	for _, id := range p.order {
 		n := p.nodes[id]
 		if n.state == "pending" {
 			continue
 		}
-		out[id] = map[string]any{
-			"value": n.value, "max": n.max, "state": n.state, "node_id": id, "prompt_id": p.promptID,
-			"display_node_id": id, "parent_node_id": nil, "real_node_id": id,
-		}
+		out = append(out, jsonobj.Member{Key: id, Value: jsonobj.Raw(jsonobj.Of(
+			"value", n.value, "max", n.max, "state", n.state, "node_id", id, "prompt_id", p.promptID,
+			"display_node_id", id, "parent_node_id", nil, "real_node_id", id))})
 	}
 	return out
 }

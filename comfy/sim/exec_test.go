@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/google/uuid"
 )
 
 func TestEmptyImageRunsInComfyOrder(t *testing.T) {
@@ -348,10 +350,19 @@ func TestDroppedSocketReconnects(t *testing.T) {
 	if st.Msg.(*comfy.StatusMsg).SID != "c" {
 		t.Errorf("status after reconnect: %s", st.Frame)
 	}
-	e.collect(f, id)
+	// The prompt ran on while the socket was down, and may have ended
+	// before the client was back: its end is in the history, not
+	// necessarily on the socket (as with ComfyUI, whose events to a
+	// missing socket are lost).
+	if err := e.sim.WaitIdle(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 	if !e.history(id).Succeeded() {
 		t.Error("prompt did not finish after the drop")
 	}
+	// The new socket carries the next prompt's events.
+	next := e.queue(emptyImageGraph(7, "after-drop"), "c", nil)
+	e.collect(f, next)
 	// And the on-demand drop.
 	if n := e.sim.DropSockets(); n == 0 {
 		t.Error("no socket to drop")
@@ -370,5 +381,41 @@ func TestPromptIDPolicies(t *testing.T) {
 	var pe *comfy.PromptError
 	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrInvalidPromptID {
 		t.Fatalf("uuid policy: %v", err)
+	}
+}
+
+// Instant answers a post only after the prompt has run and every event is
+// sent; Legacy then names its own id, as ComfyUI before mid-2025 did. A
+// client that waits for the answer before it listens misses the run.
+func TestInstantLegacyRunsBeforeTheAnswer(t *testing.T) {
+	e := start(t, sim.Config{Instant: true, Legacy: true, StepDelay: time.Second})
+	f := e.follow("c")
+	resp, err := e.c.QueuePrompt(ctx(t), comfy.PromptRequest{Prompt: txt2imgGraph(5, "instant", 3), ClientID: "c", PromptID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Done by the time of the answer (a step of a second is not waited for).
+	if h, ok, err := e.c.PromptHistory(ctx(t), resp.PromptID); err != nil || !ok || !h.Succeeded() {
+		t.Fatalf("history at the answer: %v %v %+v", ok, err, h)
+	}
+	evs := e.collect(f, resp.PromptID)
+	if slices.Contains(types(evs), comfy.EventProgressState) {
+		t.Errorf("the older ComfyUI sends no progress_state: %v", types(evs))
+	}
+	if st := e.sim.Stats(); st.Executions[resp.PromptID] != 1 {
+		t.Errorf("executions %v", st.Executions)
+	}
+	// The older error shapes, which the client still reads.
+	_, err = e.c.QueuePrompt(ctx(t), comfy.PromptRequest{})
+	var pe *comfy.PromptError
+	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrNoPrompt || string(pe.Body) != `{"error":"no prompt","node_errors":[]}` {
+		t.Errorf("no prompt: %v", err)
+	}
+	_, err = e.c.QueuePrompt(ctx(t), comfy.PromptRequest{Prompt: comfy.Prompt{"1": {ClassType: "EmptyImage", Inputs: map[string]any{"width": 8, "height": 8, "batch_size": 1, "color": 0}}}})
+	if !errors.As(err, &pe) || pe.Info.Type != comfy.ErrPromptNoOutputs || !strings.HasSuffix(string(pe.Body), `"node_errors":[]}`) {
+		t.Errorf("no outputs: %v", err)
+	}
+	if st, _, _ := get(t, e.hs.URL+"/features"); st != 404 {
+		t.Errorf("/features: %d", st)
 	}
 }

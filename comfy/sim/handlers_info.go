@@ -15,33 +15,55 @@ import (
 	"strings"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
-// objectInfo renders the catalog with today's model and input files.
-func (s *Server) objectInfo() comfy.ObjectInfo {
-	opts := func(in inputDef) []string {
-		if in.inputs {
-			return s.inputImages()
-		}
-		var out []string
-		for _, f := range in.folder {
-			if strings.HasPrefix(f, "+") { // a fixed extra option (VAELoader's pixel_space)
-				out = append(out, f[1:])
-				continue
-			}
-			out = append(out, s.modelNames(f)...)
-		}
-		if out == nil {
-			out = []string{}
-		}
-		return out
-	}
+// objectInfoFor renders the classes a prompt uses (all that validating it
+// needs) with today's model and input files.
+func (s *Server) objectInfoFor(p comfy.Prompt) comfy.ObjectInfo {
 	info := comfy.ObjectInfo{}
-	for i := range s.catalog {
-		d := &s.catalog[i]
-		info[d.name] = d.nodeInfo(opts)
+	for _, n := range p {
+		if d, ok := s.byName[n.ClassType]; ok {
+			if _, done := info[d.name]; !done {
+				info[d.name] = d.nodeInfo(s.options, s.cfg.Legacy)
+			}
+		}
 	}
 	return info
+}
+
+// objectInfoJSON is /object_info as ComfyUI writes it: classes in
+// registration order, every definition in its key order.
+func (s *Server) objectInfoJSON(only string) []byte {
+	o := jsonobj.Object{}
+	for i := range s.catalog {
+		d := &s.catalog[i]
+		if only == "" || d.name == only {
+			o = append(o, jsonobj.Member{Key: d.name, Value: d.encode(s.options, s.cfg.Legacy)})
+		}
+	}
+	b, _ := o.MarshalJSON()
+	return b
+}
+
+// options are a dynamic combo's choices: files of the input folder or of
+// model folders.
+func (s *Server) options(in inputDef) []string {
+	if in.inputs {
+		return s.inputImages()
+	}
+	var out []string
+	for _, f := range in.folder {
+		if strings.HasPrefix(f, "+") { // a fixed extra option (VAELoader's pixel_space)
+			out = append(out, f[1:])
+			continue
+		}
+		out = append(out, s.modelNames(f)...)
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out
 }
 
 var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".gif": true, ".bmp": true, ".tif": true, ".tiff": true, ".jfif": true}
@@ -60,17 +82,16 @@ func (s *Server) inputImages() []string {
 }
 
 func (s *Server) handleObjectInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.objectInfo())
+	writeRawJSON(w, http.StatusOK, s.objectInfoJSON(""))
 }
 
 func (s *Server) handleObjectInfoNode(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("node_class")
-	out := comfy.ObjectInfo{}
-	if d, ok := s.byName[name]; ok {
-		all := s.objectInfo()
-		out[d.name] = all[d.name]
+	if _, ok := s.byName[name]; !ok {
+		writeRawJSON(w, http.StatusOK, []byte("{}"))
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeRawJSON(w, http.StatusOK, s.objectInfoJSON(name))
 }
 
 func (s *Server) handleFeatures(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/google/uuid"
 )
 
@@ -20,7 +21,7 @@ type promptBody struct {
 	Prompt                  json.RawMessage `json:"prompt"`
 	ClientID                json.RawMessage `json:"client_id"`
 	PromptID                json.RawMessage `json:"prompt_id"`
-	ExtraData               map[string]any  `json:"extra_data"`
+	ExtraData               json.RawMessage `json:"extra_data"`
 	Number                  *json.Number    `json:"number"`
 	Front                   any             `json:"front"`
 	PartialExecutionTargets []string        `json:"partial_execution_targets"`
@@ -52,9 +53,13 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body.Prompt) == 0 || string(body.Prompt) == "null" {
 		s.stats.rejected.Add(1)
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
-			"type": comfy.ErrNoPrompt, "message": "No prompt provided", "details": "No prompt provided", "extra_info": map[string]any{},
-		}, "node_errors": map[string]any{}})
+		if s.cfg.Legacy {
+			writeJSON(w, http.StatusBadRequest, jsonobj.Of("error", "no prompt", "node_errors", []any{}))
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, jsonobj.Of("error", jsonobj.Of(
+			"type", comfy.ErrNoPrompt, "message", "No prompt provided", "details", "No prompt provided", "extra_info", jsonobj.Object{},
+		), "node_errors", jsonobj.Object{}))
 		return
 	}
 	promptID, errBody := s.choosePromptID(body.PromptID)
@@ -68,29 +73,41 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 		internalError(w) // a prompt that is not an object breaks ComfyUI too
 		return
 	}
-	outputs, nodeErrors, perr := comfy.ValidatePrompt(prompt, s.objectInfo(), comfy.ValidateOptions{
+	outputs, nodeErrors, perr := comfy.ValidatePrompt(prompt, s.objectInfoFor(prompt), comfy.ValidateOptions{
 		PartialExecutionTargets: body.PartialExecutionTargets,
 		Custom:                  s.customValidate,
 		MissingNodeType:         s.cfg.MissingNodeType,
+		Legacy:                  s.cfg.Legacy,
 	})
-	extra := body.ExtraData
-	if extra == nil {
-		extra = map[string]any{}
+	// extra_data as posted, in its order, with the client_id set in it.
+	extraObj, err := jsonobj.Parse(body.ExtraData)
+	if err != nil {
+		extraObj = jsonobj.Object{}
 	}
 	if len(body.ClientID) > 0 {
-		var cid any
-		_ = json.Unmarshal(body.ClientID, &cid)
-		extra["client_id"] = cid
+		extraObj.Set("client_id", body.ClientID)
 	}
 	if perr != nil {
 		s.stats.rejected.Add(1)
 		s.log.Warn("invalid prompt", "type", perr.Info.Type, "message", perr.Info.Message, "details", perr.Info.Details)
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": perr.Info, "node_errors": nonNil(perr.NodeErrors)})
+		writeJSON(w, http.StatusBadRequest, jsonobj.Of("error", perr.Info, "node_errors", s.nodeErrors(perr.NodeErrors)))
 		return
 	}
-	extra["create_time"] = time.Now().UnixMilli()
-	raw, _ := json.Marshal(prompt)
-	j := &job{number: number, id: promptID, prompt: prompt, raw: raw, extra: extra, outputs: outputs}
+	if !s.cfg.Legacy {
+		extraObj.Set("create_time", jsonobj.Raw(time.Now().UnixMilli()))
+	}
+	extraRaw, _ := extraObj.MarshalJSON()
+	var extra map[string]any
+	dec := json.NewDecoder(bytes.NewReader(extraRaw))
+	dec.UseNumber()
+	_ = dec.Decode(&extra)
+	// The prompt as posted: ComfyUI keeps its key order.
+	var raw bytes.Buffer
+	if json.Compact(&raw, body.Prompt) != nil {
+		b, _ := json.Marshal(prompt)
+		raw.Write(b)
+	}
+	j := &job{number: number, id: promptID, prompt: prompt, raw: raw.Bytes(), extra: extra, extraRaw: extraRaw, outputs: outputs, ended: make(chan struct{})}
 	j.priority, _ = number.Float64()
 	if f, ok := extra["sim"]; ok {
 		b, _ := json.Marshal(f)
@@ -108,7 +125,16 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": promptID, "number": number, "node_errors": nonNil(nodeErrors)})
+	if s.cfg.Instant {
+		// As a real ComfyUI may, with a cached graph: the prompt runs to
+		// its end, every event sent, before the post is answered.
+		select {
+		case <-j.ended:
+		case <-s.closing:
+		case <-r.Context().Done():
+		}
+	}
+	writeJSON(w, http.StatusOK, jsonobj.Of("prompt_id", promptID, "number", number, "node_errors", nonNil(nodeErrors)))
 }
 
 func nonNil(m map[string]comfy.NodeError) map[string]comfy.NodeError {
@@ -118,13 +144,22 @@ func nonNil(m map[string]comfy.NodeError) map[string]comfy.NodeError {
 	return m
 }
 
+// nodeErrors is a 400 answer's node_errors: an object, or in the older
+// ComfyUI an empty list when there are none.
+func (s *Server) nodeErrors(m map[string]comfy.NodeError) any {
+	if len(m) == 0 && s.cfg.Legacy {
+		return []any{}
+	}
+	return nonNil(m)
+}
+
 // choosePromptID applies the configured ComfyUI generation's rule.
-func (s *Server) choosePromptID(raw json.RawMessage) (string, map[string]any) {
+func (s *Server) choosePromptID(raw json.RawMessage) (string, jsonobj.Object) {
 	var given any
 	if len(raw) > 0 {
 		_ = json.Unmarshal(raw, &given)
 	}
-	if given == nil || s.cfg.PromptIDs == PromptIDIgnore {
+	if given == nil || s.cfg.PromptIDs == PromptIDIgnore || s.cfg.Legacy {
 		return uuid.NewString(), nil
 	}
 	if s.cfg.PromptIDs == PromptIDAny {
@@ -137,11 +172,11 @@ func (s *Server) choosePromptID(raw json.RawMessage) (string, map[string]any) {
 	if u, err := uuid.Parse(str); ok && err == nil && u.String() == str {
 		return str, nil
 	}
-	return "", map[string]any{"error": map[string]any{
-		"type": comfy.ErrInvalidPromptID, "message": "prompt_id must be a valid UUID",
-		"details":    "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
-		"extra_info": map[string]any{},
-	}, "node_errors": map[string]any{}}
+	return "", jsonobj.Of("error", jsonobj.Of(
+		"type", comfy.ErrInvalidPromptID, "message", "prompt_id must be a valid UUID",
+		"details", "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+		"extra_info", jsonobj.Object{},
+	), "node_errors", jsonobj.Object{})
 }
 
 // customValidate is the VALIDATE_INPUTS of the nodes that have one.

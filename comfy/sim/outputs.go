@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // sample runs a sampler's steps: each one waits StepDelay, checks for an
@@ -43,15 +44,15 @@ func (x *nodeCtx) sample(steps int, v *value) error {
 		}
 		meta := r.sid != nil && s.hub.lookup(*r.sid) != nil && s.hub.lookup(*r.sid).supportsPreviewMetadata()
 		if jpg != nil && meta {
-			frame, err := comfy.EncodePreviewImageWithMetadata(map[string]any{
-				"node_id": x.id, "prompt_id": r.j.id, "display_node_id": x.id, "parent_node_id": nil,
-				"real_node_id": x.id, "image_type": "image/jpeg",
-			}, jpg)
+			frame, err := comfy.EncodePreviewImageWithMetadata(jsonobj.Of(
+				"node_id", x.id, "prompt_id", r.j.id, "display_node_id", x.id, "parent_node_id", nil,
+				"real_node_id", x.id, "image_type", "image/jpeg",
+			), jpg)
 			if err == nil {
 				s.hub.send(r.sid, wsFrame{binary: true, data: frame})
 			}
 		}
-		s.hub.sendJSON(r.sid, comfy.EventProgress, map[string]any{"value": step, "max": steps, "prompt_id": r.j.id, "node": x.id})
+		s.hub.sendJSON(r.sid, comfy.EventProgress, jsonobj.Of("value", step, "max", steps, "prompt_id", r.j.id, "node", x.id))
 		if jpg != nil && !meta {
 			s.hub.send(r.sid, wsFrame{binary: true, data: comfy.EncodePreviewImage(comfy.ImageJPEG, jpg)})
 		}

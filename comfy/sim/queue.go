@@ -21,9 +21,16 @@ type job struct {
 	prompt   comfy.Prompt
 	raw      json.RawMessage // the prompt after validation, as stored
 	extra    map[string]any
+	extraRaw json.RawMessage // extra as ComfyUI keeps it, in its order
 	outputs  []string
 	faults   Faults // per-prompt faults from extra_data["sim"]
+	// ended is closed when the job leaves the queue: run, deleted or
+	// cleared (Instant answers the post then).
+	ended   chan struct{}
+	endOnce sync.Once
 }
+
+func (j *job) end() { j.endOnce.Do(func() { close(j.ended) }) }
 
 func (j *job) clientID() (string, bool) {
 	id, ok := j.extra["client_id"].(string)
@@ -31,8 +38,7 @@ func (j *job) clientID() (string, bool) {
 }
 
 func (j *job) item() comfy.QueueItem {
-	extra, _ := json.Marshal(j.extra)
-	return comfy.QueueItem{Number: j.number, PromptID: j.id, Prompt: j.raw, ExtraData: extra, OutputsToExecute: j.outputs}
+	return comfy.QueueItem{Number: j.number, PromptID: j.id, Prompt: j.raw, ExtraData: j.extraRaw, OutputsToExecute: j.outputs}
 }
 
 // jobHeap orders jobs as ComfyUI's heapq does: by number (then, since
@@ -92,10 +98,13 @@ type promptQueue struct {
 	history  map[string]*historyEntry
 	closed   bool
 	idle     chan struct{} // closed when the queue next becomes empty
-	onChange func()        // called after every change, without the lock
+	// onChange is PromptServer.queue_updated: called after every change
+	// with the queue's length, the lock held, so the status it sends comes
+	// before anything the change lets happen (as in ComfyUI).
+	onChange func(remaining int)
 }
 
-func newPromptQueue(onChange func()) *promptQueue {
+func newPromptQueue(onChange func(remaining int)) *promptQueue {
 	q := &promptQueue{history: map[string]*historyEntry{}, onChange: onChange}
 	q.notEmpty = sync.NewCond(&q.mu)
 	return q
@@ -129,9 +138,9 @@ func (q *promptQueue) put(j *job) {
 	q.seq++
 	j.seq = q.seq
 	heap.Push(&q.pending, j)
+	q.onChange(q.remainingLocked())
 	q.notEmpty.Signal()
 	q.mu.Unlock()
-	q.onChange()
 }
 
 // get blocks until a job is pending and marks it running; nil when closed.
@@ -146,8 +155,8 @@ func (q *promptQueue) get() *job {
 	}
 	j := heap.Pop(&q.pending).(*job)
 	q.running = j
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 	return j
 }
 
@@ -170,8 +179,8 @@ func (q *promptQueue) done(j *job, e *historyEntry) {
 	q.histIDs = append(q.histIDs, j.id)
 	q.history[j.id] = e
 	q.idleLocked()
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 }
 
 func (q *promptQueue) removeHistoryLocked(id string) {
@@ -187,6 +196,10 @@ func (q *promptQueue) removeHistoryLocked(id string) {
 func (q *promptQueue) remaining() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.remainingLocked()
+}
+
+func (q *promptQueue) remainingLocked() int {
 	n := len(q.pending)
 	if q.running != nil {
 		n++
@@ -220,10 +233,13 @@ func (q *promptQueue) runningID() string {
 
 func (q *promptQueue) wipe() {
 	q.mu.Lock()
+	for _, j := range q.pending {
+		j.end()
+	}
 	q.pending = nil
 	q.idleLocked()
+	q.onChange(q.remainingLocked())
 	q.mu.Unlock()
-	q.onChange()
 }
 
 // delete removes the first pending job with the id, as ComfyUI does.
@@ -233,15 +249,16 @@ func (q *promptQueue) delete(id string) bool {
 	for i, j := range q.pending {
 		if j.id == id {
 			heap.Remove(&q.pending, i)
+			j.end()
 			found = true
 			break
 		}
 	}
 	q.idleLocked()
-	q.mu.Unlock()
 	if found {
-		q.onChange()
+		q.onChange(q.remainingLocked())
 	}
+	q.mu.Unlock()
 	return found
 }
 

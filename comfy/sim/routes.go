@@ -32,7 +32,9 @@ func (s *Server) routes() *http.ServeMux {
 	api("GET /object_info", s.handleObjectInfo)
 	api("GET /object_info/{node_class}", s.handleObjectInfoNode)
 	api("GET /system_stats", s.handleSystemStats)
-	api("GET /features", s.handleFeatures)
+	if !s.cfg.Legacy { // ComfyUI has /features since 2025
+		api("GET /features", s.handleFeatures)
+	}
 	api("GET /embeddings", s.handleEmbeddings)
 	api("GET /models", s.handleModelTypes)
 	api("GET /models/{folder}", s.handleModels)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 )
 
 // Config sets up a simulator. Every field is optional.
@@ -56,6 +57,15 @@ type Config struct {
 	// PromptIDAny (mid-2025 ComfyUI: any string) or PromptIDIgnore
 	// (ComfyUI before mid-2025: a new id is always minted).
 	PromptIDs PromptIDPolicy
+	// Instant runs every prompt at once (no step delay) and answers its
+	// POST /prompt only when it has run to its end and every event is
+	// sent, as a real ComfyUI may for a fully cached graph.
+	Instant bool
+	// Legacy behaves as ComfyUI before mid-2025 does (the kit's 2024-08-15):
+	// a client's prompt_id is ignored (a new one is always made), errors
+	// come in the older shapes ({"error": "no prompt"}, node_errors []
+	// when there are none), and no progress_state is sent.
+	Legacy bool
 	// MissingNodeType words an unknown class as ComfyUI does since
 	// February 2026 ("missing_node_type") instead of "invalid_prompt".
 	MissingNodeType bool
@@ -125,6 +135,9 @@ func New(cfg Config) (*Server, error) {
 	case PromptIDUUID, PromptIDAny, PromptIDIgnore:
 	default:
 		return nil, fmt.Errorf("sim: unknown prompt id policy %q", cfg.PromptIDs)
+	}
+	if cfg.Instant {
+		cfg.StepDelay = 0
 	}
 	if cfg.Steps < 0 || cfg.StepDelay < 0 {
 		return nil, fmt.Errorf("sim: steps and step delay must not be negative")
@@ -214,10 +227,10 @@ func (s *Server) queueInfo() comfy.QueueStatus {
 }
 
 // queueUpdated is PromptServer.queue_updated: a status broadcast.
-func (s *Server) queueUpdated() {
-	s.hub.sendJSON(nil, comfy.EventStatus, map[string]any{"status": s.queueInfo()})
+func (s *Server) queueUpdated(remaining int) {
+	s.hub.sendJSON(nil, comfy.EventStatus, jsonobj.Of("status", comfy.QueueStatus{ExecInfo: comfy.ExecInfo{QueueRemaining: remaining}}))
 }
 
-func (s *Server) features() map[string]any {
-	return map[string]any{"supports_preview_metadata": true, "max_upload_size": s.cfg.MaxUploadSize}
+func (s *Server) features() jsonobj.Object {
+	return jsonobj.Of("supports_preview_metadata", true, "max_upload_size", s.cfg.MaxUploadSize)
 }

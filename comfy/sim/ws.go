@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 )
@@ -174,10 +175,10 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.close()
 	}()
 
-	first, _ := comfy.EncodeText(comfy.EventStatus, map[string]any{"status": srv.queueInfo(), "sid": sid})
+	first, _ := comfy.EncodeText(comfy.EventStatus, jsonobj.Of("status", srv.queueInfo(), "sid", sid))
 	s.enqueue(wsFrame{data: first})
 	if node, ok := srv.exec.currentNodeFor(sid); ok {
-		b, _ := comfy.EncodeText(comfy.EventExecuting, map[string]any{"node": node})
+		b, _ := comfy.EncodeText(comfy.EventExecuting, jsonobj.Of("node", node))
 		s.enqueue(wsFrame{data: b})
 	}
 
@@ -198,7 +199,7 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if json.Unmarshal(data, &msg) != nil {
 			continue
 		}
-		if firstMsg && msg.Type == comfy.EventFeatureFlags {
+		if firstMsg && msg.Type == comfy.EventFeatureFlags && !srv.cfg.Legacy { // feature flags came in 2025
 			s.mu.Lock()
 			s.flags = msg.Data
 			s.mu.Unlock()

@@ -12,6 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -208,9 +211,10 @@ type Instance struct {
 	// Work holds its copy of the tree and its output/, input/, temp/, user/.
 	Work string
 
-	t    testing.TB
-	opts Options
-	log  *logFile
+	t      testing.TB
+	opts   Options
+	log    *logFile
+	marker string // a file in output/ that tells this instance from another on the port
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -222,12 +226,24 @@ type Instance struct {
 // the test failed.
 func Start(t testing.TB, v Version, opts Options) *Instance {
 	t.Helper()
-	port, err := freePort()
+	in, err := newInstance(t, v, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := in.startFresh(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// newInstance picks a port and folder for v and registers its cleanup.
+func newInstance(t testing.TB, v Version, opts Options) (*Instance, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	in := &Instance{Version: v, Port: port, URL: "http://127.0.0.1:" + strconv.Itoa(port),
-		Work: t.TempDir(), t: t, opts: opts}
+		Work: t.TempDir(), t: t, opts: opts, marker: fmt.Sprintf("realcomfy-%016x.png", rand.Uint64())}
 	in.log = &logFile{path: filepath.Join(in.Work, "comfyui.log")}
 	t.Cleanup(func() {
 		in.Kill()
@@ -235,14 +251,62 @@ func Start(t testing.TB, v Version, opts Options) *Instance {
 			t.Logf("ComfyUI %s (%s) log, last lines:\n%s", v.Name, in.URL, in.log.tail(60))
 		}
 	})
-	if err := in.start(); err != nil {
+	return in, nil
+}
+
+// StartAll starts one instance of each version at once (each takes 2-20 s
+// to come up, so a test with several waits for the slowest, not the sum).
+func StartAll(t testing.TB, vs []Version, opts Options) []*Instance {
+	t.Helper()
+	out := make([]*Instance, len(vs))
+	errs := make([]error, len(vs))
+	var wg sync.WaitGroup
+	for i, v := range vs {
+		in, err := newInstance(t, v, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = in
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = in.startFresh() }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	return in
+	return out
+}
+
+// errPortTaken says another process answered on the instance's port.
+var errPortTaken = errors.New("realcomfy: another process answered on the port")
+
+// startFresh starts a new instance, on another port when another process
+// took the one picked for it (it was free when picked; a test running in
+// parallel can bind it before ComfyUI does).
+func (in *Instance) startFresh() error {
+	for try := 1; ; try++ {
+		err := in.start()
+		if !errors.Is(err, errPortTaken) || try == 5 {
+			return err
+		}
+		port, perr := freePort()
+		if perr != nil {
+			return perr
+		}
+		in.Port, in.URL = port, "http://127.0.0.1:"+strconv.Itoa(port)
+	}
 }
 
 func (in *Instance) start() error {
 	if err := os.MkdirAll(filepath.Join(in.Work, "ComfyUI", "custom_nodes"), 0o755); err != nil {
+		return err
+	}
+	// A file only this instance serves, to know that it is this instance
+	// that answers on the port.
+	if err := os.MkdirAll(filepath.Join(in.Work, "output"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(in.Work, "output", in.marker), markerPNG(), 0o644); err != nil {
 		return err
 	}
 	var cmd *exec.Cmd
@@ -300,17 +364,42 @@ func (in *Instance) waitReady(done <-chan struct{}) error {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				if in.answersAsItself(client) {
+					return nil
+				}
+				in.Kill()
+				return errPortTaken
 			}
 		}
 		select {
 		case <-done:
+			if strings.Contains(strings.ToLower(in.log.tail(20)), "address already in use") {
+				return errPortTaken
+			}
 			return fmt.Errorf("ComfyUI %s exited before it answered; log:\n%s", in.Version.Name, in.log.tail(40))
 		case <-ctx.Done():
 			return fmt.Errorf("ComfyUI %s did not answer %s/system_stats within 3 minutes; log:\n%s", in.Version.Name, in.URL, in.log.tail(40))
 		case <-tick.C:
 		}
 	}
+}
+
+// answersAsItself reports whether the server on the port serves this
+// instance's marker file.
+func (in *Instance) answersAsItself(c *http.Client) bool {
+	resp, err := c.Get(in.URL + "/view?type=output&filename=" + in.marker)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// markerPNG is a one-pixel PNG.
+func markerPNG() []byte {
+	var b bytes.Buffer
+	png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1)))
+	return b.Bytes()
 }
 
 // Kill ends the process with SIGKILL (as a crash would) and waits for it.

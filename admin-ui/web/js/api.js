@@ -42,9 +42,10 @@ async function errorOf(res) {
  * body: an object (sent as JSON), a string (sent as is, JSON content type),
  * or undefined. Answers the decoded JSON, or null for an empty answer.
  */
-export async function request(method, path, body, {retried = false, auth = true} = {}) {
+export async function request(method, path, body, {retried = false, auth = true, keepalive = false} = {}) {
   const headers = {Accept: 'application/json'};
-  const opts = {method, headers, credentials: 'same-origin', cache: 'no-store'};
+  // keepalive: the request outlives the page (sent as it closes).
+  const opts = {method, headers, credentials: 'same-origin', cache: 'no-store', keepalive};
   if (unsafe.has(method) && csrf) headers['X-CSRF-Token'] = csrf;
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -90,8 +91,8 @@ export async function refreshSession() {
   }
 }
 
-export async function login(secret) {
-  const s = await request('POST', '/admin/login', {secret}, {auth: false});
+export async function login(secret, name) {
+  const s = await request('POST', '/admin/login', name ? {secret, name} : {secret}, {auth: false});
   setCsrf(s && s.csrf);
   return !!csrf;
 }

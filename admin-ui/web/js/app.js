@@ -13,6 +13,7 @@ import workflowsView from './views/workflows.js';
 import activityView from './views/activity.js';
 import metricsView from './views/metrics.js';
 import exportView from './views/export.js';
+import {jobDetail} from './jobdetail.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -92,8 +93,10 @@ function setStatus(st) {
   emit('status', state.status);
 }
 
+// The directory of seats (names for every view); the participants view
+// pages through their live state itself.
 async function loadSeats() {
-  const r = await api.get('/api/seats');
+  const r = await api.get('/api/seats?live=0');
   state.seats = (r && r.seats) || [];
   state.seatsByUser = new Map(state.seats.map((s) => [s.user_id, s]));
   emit('seats', state.seats);
@@ -140,7 +143,9 @@ const ctx = {
   reloadSeats: () => loadSeats().catch(() => {}),
   setSpotlight,
   isActive: (id) => current === id,
+  openJob: (id) => detail.open(id),
 };
+const detail = jobDetail(ctx);
 
 const views = [queueView, gpusView, participantsView, outputsView, announcementsView,
   workflowsView, activityView, metricsView, exportView].map((make) => make(ctx));
@@ -271,11 +276,8 @@ function dispatch(msg) {
       setSpotlight(msg.data);
       break;
     case 'activity':
-      if (msg.data && msg.data.kind === 'seat') reloadSeats();
-      break;
-    case 'job_created':
-    case 'job_updated':
-      if (byId.get('participants').loaded && current === 'participants') reloadSeats();
+      // A seat changed (here, in another tab or by the CLI): names and codes follow.
+      if (msg.data && (msg.data.kind === 'seat' || (msg.data.kind === 'admin' && msg.data.user_id && !msg.data.job_id))) reloadSeats();
       break;
   }
   for (const v of views) {
@@ -283,6 +285,7 @@ function dispatch(msg) {
       try { v.onEvent(msg); } catch (e) { console.error(v.id, msg.type, e); }
     }
   }
+  detail.onEvent(msg);
 }
 
 function setLive(st) {
@@ -384,8 +387,11 @@ async function startApp() {
   live.start();
 }
 
+const NAME_KEY = 'workshop.admin.name';
+
 async function boot() {
   document.body.dataset.title = document.title;
+  try { $('#admin-name').value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
   buildShell();
   trackHeader();
   api.onUnauthorized(() => { if (signedIn) showLogin('Your session ended. Sign in again.'); });
@@ -393,11 +399,13 @@ async function boot() {
     e.preventDefault();
     const btn = $('#login-submit');
     const secret = $('#secret').value;
+    const name = $('#admin-name').value.trim();
     if (!secret) { setText($('#login-error'), 'Enter the admin token or password.'); return; }
     btn.disabled = true;
     setText($('#login-error'), '');
     try {
-      await api.login(secret);
+      await api.login(secret, name);
+      try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
       await startApp();
     } catch (err) {
       setText($('#login-error'),

@@ -1,6 +1,8 @@
-// Activity log: who did what, when; filter by kind and text; live.
+// Activity log: who did what, when, in sentences with job numbers that
+// open the job; filter by kind and text; live.
 
-import {h, setText, setAttr, reconcile, fmtTime, debounce} from '../dom.js';
+import {h, setText, setAttr, reconcile, fmtTime, debounce, replace} from '../dom.js';
+import {actorWords, entryWords, entryText} from '../words.js';
 
 const LIMIT = 200;
 const KEEP = 1000;
@@ -11,7 +13,7 @@ export default function activityView(ctx) {
   let entries = [];
 
   const kind = h('select', {id: 'activity-kind'}, KINDS.map(([v, t]) => h('option', {value: v}, t)));
-  const q = h('input', {type: 'search', id: 'activity-text', placeholder: 'participant, job, action…', autocomplete: 'off'});
+  const q = h('input', {type: 'search', id: 'activity-text', placeholder: 'a name, #42, drained…', autocomplete: 'off'});
   const shown = h('span', {class: 'hint', id: 'activity-count'});
   kind.addEventListener('change', () => ctx.act('Load the activity', load));
   q.addEventListener('input', debounce(render, 120));
@@ -23,18 +25,15 @@ export default function activityView(ctx) {
       h('label', {for: 'activity-kind'}, 'Show'), kind,
       h('label', {for: 'activity-text'}, 'Containing'), q, shown),
     h('div', {class: 'table-wrap'}, h('table', {class: 'activity'},
-      h('thead', null, h('tr', null, ['Time', 'Who', 'Kind', 'What', 'Detail'].map((t) => h('th', {scope: 'col'}, t)))),
+      h('thead', null, h('tr', null, ['Time', 'What happened'].map((t) => h('th', {scope: 'col'}, t)))),
       tbody)),
     empty);
 
   function createRow() {
     const tr = h('tr');
     tr.time = h('td', {class: 'time'}, h('time'));
-    tr.actor = h('td', {class: 'actor'});
-    tr.kind = h('td', {class: 'kind'});
-    tr.action = h('td', {class: 'action'});
-    tr.detail = h('td', {class: 'detail'});
-    tr.append(tr.time, tr.actor, tr.kind, tr.action, tr.detail);
+    tr.what = h('td', {class: 'what'});
+    tr.append(tr.time, tr.what);
     return tr;
   }
 
@@ -44,15 +43,17 @@ export default function activityView(ctx) {
     const t = tr.time.firstChild;
     setText(t, fmtTime(e.time));
     setAttr(t, 'datetime', e.time);
-    setText(tr.actor, e.actor === 'admin' ? 'Instructor' : e.user_id && e.actor === e.user_id ? ctx.participant(e.user_id) : e.actor);
-    setText(tr.kind, e.kind);
-    setText(tr.action, e.action);
-    setText(tr.detail, [e.detail, e.job_id ? `job ${String(e.job_id).slice(0, 8)}` : ''].filter(Boolean).join(' · '));
+    // Names change (a seat renamed): the sentence is rebuilt when they do.
+    const key = `${e.id}\u0000${ctx.participant(e.user_id || '')}`;
+    if (tr.whatKey !== key) {
+      tr.whatKey = key;
+      replace(tr.what, entryWords(ctx, e));
+    }
   }
 
   function matches(e, text) {
     if (!text) return true;
-    const hay = [e.actor, e.kind, e.action, e.detail, e.job_id, e.user_id, e.user_id ? ctx.participant(e.user_id) : '']
+    const hay = [entryText(ctx, e), actorWords(ctx, e), e.kind, e.job_number ? `#${e.job_number}` : '', e.worker]
       .filter(Boolean).join(' ').toLowerCase();
     return text.split(/\s+/).every((w) => hay.includes(w));
   }
@@ -65,20 +66,25 @@ export default function activityView(ctx) {
     setText(shown, `${list.length} of ${entries.length}`);
   }
 
+  let seq = 0; // only the latest load's answer counts
   async function load() {
     const k = kind.value;
+    const mine = ++seq;
     const r = await api.get(`/api/activity?kind=${encodeURIComponent(k)}&limit=${LIMIT}`);
+    if (mine !== seq) return;
     entries = (r && r.entries) || [];
     render();
   }
 
   const renderSoon = debounce(render, 100, 500);
+  ctx.on('seats', () => { if (view.loaded) renderSoon(); });
 
-  return {
+  const view = {
     id: 'activity',
     title: 'Activity',
     el,
     load,
+    show: () => { if (entries.length) render(); },
     onEvent(msg) {
       if (msg.type !== 'activity' || !msg.data || !msg.data.id) return;
       if (kind.value && msg.data.kind !== kind.value) return;
@@ -88,4 +94,5 @@ export default function activityView(ctx) {
       renderSoon();
     },
   };
+  return view;
 }
