@@ -52,8 +52,9 @@ func New(db *store.DB, bus *sched.Bus, log *slog.Logger) *Log {
 	return &Log{db: db, bus: bus, log: log, on: map[string]string{}}
 }
 
-// Record appends an entry. It waits for the commit only briefly: the log
-// is a record, not a gate.
+// Record appends an entry. Nothing waits for it: the entry joins the
+// store's next commit (a lazy write), so the log adds no commit, no fsync,
+// of its own to a submission or a completion.
 func (l *Log) Record(e Entry) {
 	if e.ID == "" {
 		e.ID = uuid.Must(uuid.NewV7()).String()
@@ -65,7 +66,7 @@ func (l *Log) Record(e Entry) {
 	if err != nil {
 		return
 	}
-	l.db.Enqueue(func(tx *store.Tx) error { return tx.PutActivity(e.ID, b, Keep) })
+	l.db.Lazy(func(tx *store.Tx) error { return tx.PutActivity(e.ID, b, Keep) })
 	l.bus.Publish(sched.Event{Type: EventActivity, Data: b})
 }
 
@@ -79,6 +80,11 @@ func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
 		limit = 200
 	}
 	text = strings.ToLower(text)
+	// Entries recorded so far are lazy writes, perhaps not yet committed:
+	// an empty write commits them first, so a list shows what was recorded.
+	if err := l.db.Write(context.Background(), func(*store.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
 	out := []Entry{}
 	err := l.db.View(func(tx *store.Tx) error {
 		tx.Activity(func(raw []byte) bool {

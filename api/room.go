@@ -59,9 +59,33 @@ func (s *Server) retryJob(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusCreated).JSON(job)
 }
 
-// eachJob walks every stored job (oldest first).
+// eachJob walks every stored job (oldest first). It reads them a thousand
+// at a time, each in a short read transaction, and calls fn outside it: an
+// export streamed to a slow client must not hold one open, as that keeps
+// bbolt from reusing pages and from growing its map.
 func (s *Server) eachJob(fn func(*workshop.Job) bool) error {
-	return s.cfg.DB.View(func(tx *store.Tx) error { return tx.EachJob(fn) })
+	const chunk = 1000
+	for after := ""; ; {
+		batch := make([]*workshop.Job, 0, chunk)
+		err := s.cfg.DB.View(func(tx *store.Tx) error {
+			return tx.EachJobAfter(after, func(j *workshop.Job) bool {
+				batch = append(batch, j)
+				return len(batch) < chunk
+			})
+		})
+		if err != nil {
+			return err
+		}
+		for _, j := range batch {
+			if !fn(j) {
+				return nil
+			}
+		}
+		if len(batch) < chunk {
+			return nil
+		}
+		after = batch[len(batch)-1].ID
+	}
 }
 
 func (s *Server) seatQR(c *fiber.Ctx) error {
@@ -423,124 +447,45 @@ func (s *Server) listActivity(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"entries": entries})
 }
 
-// metrics summarises the workshop from every stored job.
+// metrics summarises the workshop: the queue's report, from running
+// totals, so it costs the same with a million jobs stored as with ten.
 func (s *Server) metrics(c *fiber.Ctx) error {
-	var waits, runs []float64
-	done, failed := 0, 0
-	type inst struct {
-		busy float64
-		jobs int
-	}
-	instances := map[string]*inst{}
-	type part struct {
-		jobs int
-		gpu  float64
-	}
-	parts := map[string]*part{}
-	var first time.Time
-	var all []*workshop.Job
-	err := s.eachJob(func(j *workshop.Job) bool {
-		all = append(all, j)
-		if first.IsZero() || j.CreatedAt.Before(first) {
-			first = j.CreatedAt
-		}
-		p := parts[j.UserID]
-		if p == nil {
-			p = &part{}
-			parts[j.UserID] = p
-		}
-		p.jobs++
-		if j.StartedAt != nil {
-			waits = append(waits, j.StartedAt.Sub(j.CreatedAt).Seconds())
-		}
-		switch j.Status {
-		case workshop.StatusCompleted:
-			done++
-			if j.StartedAt != nil && j.CompletedAt != nil {
-				d := j.CompletedAt.Sub(*j.StartedAt).Seconds()
-				runs = append(runs, d)
-				p.gpu += d
-				in := instances[j.Worker]
-				if in == nil {
-					in = &inst{}
-					instances[j.Worker] = in
-				}
-				in.busy += d
-				in.jobs++
-			}
-		case workshop.StatusFailed:
-			failed++
-		}
-		return true
-	})
+	now := time.Now()
+	r, err := s.cfg.Queue.Report(now)
 	if err != nil {
 		return err
 	}
-	span := time.Since(first).Seconds()
+	span := now.Sub(r.First).Seconds()
 	instOut := []fiber.Map{}
-	for id, in := range instances {
+	for _, in := range r.Instances {
 		frac := 0.0
 		if span > 0 {
-			frac = min(in.busy/span, 1)
+			frac = min(in.Busy.Seconds()/span, 1)
 		}
-		instOut = append(instOut, fiber.Map{"id": id, "busy_fraction": frac, "jobs_done": in.jobs})
+		instOut = append(instOut, fiber.Map{"id": in.ID, "busy_fraction": frac, "jobs_done": in.Jobs})
 	}
-	slices.SortFunc(instOut, func(a, b fiber.Map) int { return strings.Compare(a["id"].(string), b["id"].(string)) })
 	partOut := []fiber.Map{}
-	for u, p := range parts {
-		partOut = append(partOut, fiber.Map{"user_id": u, "jobs": p.jobs, "gpu_seconds": p.gpu})
+	for _, p := range r.Participants {
+		partOut = append(partOut, fiber.Map{"user_id": p.UserID, "jobs": p.Jobs, "gpu_seconds": p.GPU.Seconds()})
 	}
-	slices.SortFunc(partOut, func(a, b fiber.Map) int { return strings.Compare(a["user_id"].(string), b["user_id"].(string)) })
+	timeline := []fiber.Map{}
+	for _, p := range r.Timeline {
+		timeline = append(timeline, fiber.Map{"t": p.T, "completed": p.Completed, "pending": p.Pending, "running": p.Running})
+	}
 	return c.JSON(fiber.Map{
-		"jobs_done": done, "jobs_failed": failed,
-		"wait_seconds": percentiles(waits), "run_seconds": percentiles(runs),
-		"instances": instOut, "participants": partOut, "timeline": timeline(all, first),
+		"jobs_done": r.JobsDone, "jobs_failed": r.JobsFailed,
+		"wait_seconds": percentiles(&r.Wait), "run_seconds": percentiles(&r.Run),
+		"instances": instOut, "participants": partOut, "timeline": timeline,
 	})
 }
 
-func percentiles(v []float64) fiber.Map {
-	if len(v) == 0 {
+func percentiles(h *store.Histogram) fiber.Map {
+	p50, ok := h.Quantile(0.5)
+	if !ok {
 		return fiber.Map{"p50": nil, "p90": nil}
 	}
-	slices.Sort(v)
-	at := func(p float64) float64 { return v[int(p*float64(len(v)-1))] }
-	return fiber.Map{"p50": at(0.5), "p90": at(0.9)}
-}
-
-// timeline counts, per minute of the workshop, jobs completed in it and
-// pending and running at its end.
-func timeline(jobs []*workshop.Job, first time.Time) []fiber.Map {
-	out := []fiber.Map{}
-	if len(jobs) == 0 {
-		return out
-	}
-	start := first.Truncate(time.Minute)
-	end := time.Now()
-	step := time.Minute
-	for end.Sub(start)/step > 720 {
-		step *= 2 // at most 720 points
-	}
-	for t := start; !t.After(end); t = t.Add(step) {
-		edge := t.Add(step)
-		completed, pending, running := 0, 0, 0
-		for _, j := range jobs {
-			if j.CreatedAt.After(edge) {
-				continue
-			}
-			switch {
-			case j.CompletedAt != nil && !j.CompletedAt.After(edge):
-				if j.Status == workshop.StatusCompleted && j.CompletedAt.After(t) {
-					completed++
-				}
-			case j.StartedAt != nil && !j.StartedAt.After(edge):
-				running++
-			default:
-				pending++
-			}
-		}
-		out = append(out, fiber.Map{"t": t.UTC(), "completed": completed, "pending": pending, "running": running})
-	}
-	return out
+	p90, _ := h.Quantile(0.9)
+	return fiber.Map{"p50": p50.Seconds(), "p90": p90.Seconds()}
 }
 
 func fmtTime(t *time.Time) string {

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -167,16 +166,13 @@ func seatMatcher(q, state string) (func(seatView) bool, error) {
 	}, nil
 }
 
-// fillDone counts each listed seat's completed jobs through the
-// per-participant index: the cost follows the seats listed, not the store.
+// fillDone gives each listed seat its completed jobs, from the report's
+// per-participant totals: the cost follows the seats listed, not the jobs.
 func (s *Server) fillDone(views []seatView) error {
 	return s.cfg.DB.View(func(tx *store.Tx) error {
+		totals := tx.UserTotals()
 		for i := range views {
-			jobs, _, err := tx.ListJobs(store.JobFilter{UserID: views[i].UserID, Status: workshop.StatusCompleted, Limit: math.MaxInt32})
-			if err != nil {
-				return err
-			}
-			d := len(jobs)
+			d := totals[views[i].UserID].Completed
 			views[i].Done = &d
 		}
 		return nil

@@ -269,24 +269,12 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		var ws struct {
-			Workers []struct {
-				ID        string `json:"id"`
-				Connected bool   `json:"connected"`
-			} `json:"workers"`
-		}
-		a.do("GET", "/api/workers", nil, &ws)
-		up := 0
-		for _, w := range ws.Workers {
-			if w.Connected {
-				up++
-			}
-		}
-		if up >= n {
+		up, got := a.workersUp()
+		if got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("only %d of %d GPU instances connected: %+v", up, n, ws)
+			e.t.Fatalf("only %d of %d GPU instances connected: %v", got, n, up)
 		}
 		// Wait for the next event of any kind (workers_changed comes with
 		// every connect); re-check on each.
@@ -295,6 +283,26 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// workersUp maps every GPU instance the server lists to whether it is
+// connected now, and counts the connected ones.
+func (a admin) workersUp() (up map[string]bool, n int) {
+	var ws struct {
+		Workers []struct {
+			ID        string `json:"id"`
+			Connected bool   `json:"connected"`
+		} `json:"workers"`
+	}
+	a.do("GET", "/api/workers", nil, &ws)
+	up = map[string]bool{}
+	for _, w := range ws.Workers {
+		up[w.ID] = w.Connected
+		if w.Connected {
+			n++
+		}
+	}
+	return up, n
 }
 
 func sha(t testing.TB, path string) string {

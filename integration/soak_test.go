@@ -293,17 +293,7 @@ func soakWaitWorkers(t *testing.T, a admin, ev *events, what string, timeout tim
 	limit := time.NewTicker(200 * time.Millisecond)
 	defer limit.Stop()
 	for {
-		var ws struct {
-			Workers []struct {
-				ID        string `json:"id"`
-				Connected bool   `json:"connected"`
-			} `json:"workers"`
-		}
-		a.do("GET", "/api/workers", nil, &ws)
-		up := map[string]bool{}
-		for _, w := range ws.Workers {
-			up[w.ID] = w.Connected
-		}
+		up, _ := a.workersUp()
 		if cond(up) {
 			return
 		}

@@ -135,11 +135,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		for _, c := range q.served {
 			q.clock = max(q.clock, c)
 		}
-		counts, err := tx.CountByStatus()
-		if err != nil {
-			return err
-		}
-		for st, n := range counts {
+		for st, n := range tx.JobCounts() {
 			if st.Finished() {
 				q.finished[st] = n
 			}
@@ -276,6 +272,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	}
 	userSeq++
 	q.userSeq[s.UserID] = userSeq
+	now := q.now().UTC()
 	job := &workshop.Job{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		Seq:       q.seq,
@@ -284,7 +281,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 		Workflow:  s.Workflow,
 		Priority:  prio,
 		Status:    workshop.StatusPending,
-		CreatedAt: q.now().UTC(),
+		CreatedAt: now,
 		Metadata:  s.Metadata,
 		ExtraData: s.ExtraData,
 		Inputs:    s.Inputs,
@@ -864,17 +861,20 @@ func (q *Queue) publish(typ string, j *workshop.Job) {
 // Pruned is a job Prune deleted, for removing its files.
 type Pruned struct{ ID, UserID string }
 
+// pruneBatch is how many jobs Prune reads and deletes per transaction, so
+// that it never holds a long read transaction or one huge write, and
+// submissions keep committing between its batches.
+const pruneBatch = 500
+
 // Prune deletes finished jobs created before cutoff and returns them.
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
-	victims, err := q.prunable(cutoff)
-	if err != nil {
-		return nil, err
-	}
 	var out []Pruned
-	for len(victims) > 0 {
-		batch := victims[:min(len(victims), 500)]
-		victims = victims[len(batch):]
-		err := q.db.Write(ctx, func(tx *store.Tx) error {
+	for after := ""; ; {
+		batch, full, err := q.prunable(cutoff, &after)
+		if err != nil || len(batch) == 0 {
+			return out, err
+		}
+		err = q.db.Write(ctx, func(tx *store.Tx) error {
 			for _, j := range batch {
 				if err := tx.DeleteJob(j.ID); err != nil && workshop.ErrorCode(err) != workshop.ENOTFOUND {
 					return err
@@ -891,29 +891,40 @@ func (q *Queue) Prune(ctx context.Context, cutoff time.Time) ([]Pruned, error) {
 			out = append(out, Pruned{ID: j.ID, UserID: j.UserID})
 		}
 		q.mu.Unlock()
+		if !full {
+			return out, nil
+		}
 	}
-	return out, nil
 }
 
 // PruneCount is how many jobs Prune would delete with this cutoff.
 func (q *Queue) PruneCount(cutoff time.Time) (int, error) {
-	victims, err := q.prunable(cutoff)
-	return len(victims), err
+	n := 0
+	for after := ""; ; {
+		batch, full, err := q.prunable(cutoff, &after)
+		n += len(batch)
+		if err != nil || !full {
+			return n, err
+		}
+	}
 }
 
-// prunable lists the finished jobs created before cutoff.
-func (q *Queue) prunable(cutoff time.Time) ([]*workshop.Job, error) {
-	var victims []*workshop.Job
-	err := q.db.View(func(tx *store.Tx) error {
-		return tx.EachJob(func(j *workshop.Job) bool {
+// prunable reads, in one short read transaction, up to pruneBatch finished
+// jobs created before cutoff, from just after the job id *after, which it
+// moves on; full says it stopped at pruneBatch, so more may follow.
+func (q *Queue) prunable(cutoff time.Time, after *string) (batch []*workshop.Job, full bool, err error) {
+	err = q.db.View(func(tx *store.Tx) error {
+		return tx.EachJobAfter(*after, func(j *workshop.Job) bool {
 			if !j.CreatedAt.Before(cutoff) {
 				return false // ids are time-ordered: the rest are newer
 			}
+			*after = j.ID
 			if j.Status.Finished() {
-				victims = append(victims, j)
+				batch = append(batch, j)
 			}
-			return true
+			full = len(batch) == pruneBatch
+			return !full
 		})
 	})
-	return victims, err
+	return batch, full, err
 }

@@ -6,12 +6,27 @@ import (
 	"encoding/json"
 	"fmt"
 
+	bolt "go.etcd.io/bbolt"
+
 	workshop "github.com/comfy-workshop/workshop"
 )
 
-// PutJob writes j, keeping the active and per-user indexes in step with its
-// status.
+// PutJob writes j, keeping the indexes, counters and report totals in
+// step with its status.
 func (tx *Tx) PutJob(j *workshop.Job) error {
+	var prev *workshop.Job
+	if old := tx.tx.Bucket(bucketJobs).Get([]byte(j.ID)); old != nil {
+		var err error
+		if prev, err = decodeJobSummary(old); err != nil {
+			return err
+		}
+	}
+	return tx.putJob(j, prev)
+}
+
+// putJob writes j over prev (nil for a new job). Only what changed is
+// touched: every index Put dirties a page the commit must write.
+func (tx *Tx) putJob(j, prev *workshop.Job) error {
 	if j.ID == "" || j.UserID == "" {
 		return fmt.Errorf("store: job without id or user")
 	}
@@ -23,14 +38,60 @@ func (tx *Tx) PutJob(j *workshop.Job) error {
 	if err := tx.tx.Bucket(bucketJobs).Put(id, buf); err != nil {
 		return err
 	}
-	if err := tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), nil); err != nil {
+	var was workshop.JobStatus
+	if prev != nil {
+		was = prev.Status
+		if prev.UserID != j.UserID {
+			if err := tx.tx.Bucket(bucketUserJobs).Delete(userJobKey(prev.UserID, j.ID)); err != nil {
+				return err
+			}
+		}
+		if was.Finished() {
+			// Rewriting a finished job (finished jobs never change in the
+			// queue; a repair tool might): take its old share out.
+			if err := tx.unfinish(prev); err != nil {
+				return err
+			}
+		}
+	}
+	if prev == nil || prev.UserID != j.UserID {
+		if err := tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), nil); err != nil {
+			return err
+		}
+	}
+	tx.countJob(was, j.Status)
+	active := tx.tx.Bucket(bucketActive)
+	if !j.Status.Finished() {
+		if prev == nil || was.Finished() {
+			return active.Put(id, nil)
+		}
+		return nil
+	}
+	if prev != nil && !was.Finished() {
+		if err := active.Delete(id); err != nil {
+			return err
+		}
+	}
+	if err := tx.tx.Bucket(bucketFinished).Put(finishedKey(j.Status, j.ID), nil); err != nil {
 		return err
 	}
-	active := tx.tx.Bucket(bucketActive)
-	if j.Status.Finished() {
-		return active.Delete(id)
+	return tx.reportJob(j, 1)
+}
+
+// unfinish takes a finished job out of the finished index and the report.
+func (tx *Tx) unfinish(j *workshop.Job) error {
+	if err := tx.tx.Bucket(bucketFinished).Delete(finishedKey(j.Status, j.ID)); err != nil {
+		return err
 	}
-	return active.Put(id, nil)
+	return tx.reportJob(j, -1)
+}
+
+// finishedKey orders the finished index by status, then by time.
+func finishedKey(s workshop.JobStatus, id string) []byte {
+	k := make([]byte, 0, len(s)+1+len(id))
+	k = append(k, s...)
+	k = append(k, 0)
+	return append(k, id...)
 }
 
 // Job reads one job; a missing job is a workshop ENOTFOUND error.
@@ -48,24 +109,34 @@ func (tx *Tx) UpdateJob(id string, fn func(*workshop.Job) error) (*workshop.Job,
 	if err != nil {
 		return nil, err
 	}
+	prev := *j // fn assigns fields, never writes through them
 	if err := fn(j); err != nil {
 		return nil, err
 	}
-	return j, tx.PutJob(j)
+	return j, tx.putJob(j, &prev)
 }
 
 // DeleteJob removes a job and its index entries.
 func (tx *Tx) DeleteJob(id string) error {
-	j, err := tx.Job(id)
+	v := tx.tx.Bucket(bucketJobs).Get([]byte(id))
+	if v == nil {
+		return workshop.Errorf(workshop.ENOTFOUND, "job %s not found", id)
+	}
+	j, err := decodeJobSummary(v)
 	if err != nil {
 		return err
 	}
 	if err := tx.tx.Bucket(bucketUserJobs).Delete(userJobKey(j.UserID, id)); err != nil {
 		return err
 	}
-	if err := tx.tx.Bucket(bucketActive).Delete([]byte(id)); err != nil {
+	if j.Status.Finished() {
+		if err := tx.unfinish(j); err != nil {
+			return err
+		}
+	} else if err := tx.tx.Bucket(bucketActive).Delete([]byte(id)); err != nil {
 		return err
 	}
+	tx.countJob(j.Status, "")
 	return tx.tx.Bucket(bucketJobs).Delete([]byte(id))
 }
 
@@ -113,15 +184,21 @@ type JobFilter struct {
 }
 
 // ListJobs returns jobs newest first, without their workflows (lists stay
-// small), and the cursor for the next page ("" at the end).
+// small), and the cursor for the next page ("" at the end). It reads
+// through the narrowest index: the participant's jobs, the finished jobs
+// of one status, or the active ones, so a page costs its own size, not
+// the store's.
 func (tx *Tx) ListJobs(f JobFilter) ([]*workshop.Job, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
 	jobs := tx.tx.Bucket(bucketJobs)
 	var out []*workshop.Job
-	// Each branch walks its keys newest first and calls add until it is full.
-	add := func(v []byte) (bool, error) {
+	add := func(id []byte) (bool, error) {
+		v := jobs.Get(id)
+		if v == nil {
+			return true, nil
+		}
 		j, err := decodeJobSummary(v)
 		if err != nil {
 			return false, err
@@ -132,50 +209,19 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*workshop.Job, string, error) {
 		out = append(out, j)
 		return len(out) <= f.Limit, nil
 	}
-	if f.UserID != "" {
-		prefix := userJobKey(f.UserID, "")
-		c := tx.tx.Bucket(bucketUserJobs).Cursor()
-		var k []byte
-		if f.Before != "" {
-			k, _ = c.Seek(userJobKey(f.UserID, f.Before))
-			k, _ = c.Prev()
-		} else {
-			// Seek past the user's last key, then step back.
-			k, _ = c.Seek(append(append([]byte(nil), prefix[:len(prefix)-1]...), 1))
-			if k == nil {
-				k, _ = c.Last()
-			} else {
-				k, _ = c.Prev()
-			}
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			v := jobs.Get(k[len(prefix):])
-			if v == nil {
-				continue
-			}
-			more, err := add(v)
-			if err != nil || !more {
-				break
-			}
-		}
-	} else {
-		c := jobs.Cursor()
-		var k, v []byte
-		if f.Before != "" {
-			c.Seek([]byte(f.Before))
-			k, v = c.Prev()
-		} else {
-			k, v = c.Last()
-		}
-		for ; k != nil; k, v = c.Prev() {
-			more, err := add(v)
-			if err != nil {
-				return nil, "", err
-			}
-			if !more {
-				break
-			}
-		}
+	var err error
+	switch {
+	case f.UserID != "":
+		err = walkBack(tx.tx.Bucket(bucketUserJobs).Cursor(), userJobKey(f.UserID, ""), f.Before, add)
+	case f.Status.Finished():
+		err = walkBack(tx.tx.Bucket(bucketFinished).Cursor(), finishedKey(f.Status, ""), f.Before, add)
+	case f.Status != "":
+		err = walkBack(tx.tx.Bucket(bucketActive).Cursor(), nil, f.Before, add)
+	default:
+		err = walkBack(jobs.Cursor(), nil, f.Before, add)
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	next := ""
 	if len(out) > f.Limit {
@@ -183,6 +229,38 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*workshop.Job, string, error) {
 		next = out[len(out)-1].ID
 	}
 	return out, next, nil
+}
+
+// walkBack calls fn with the job id of each key under prefix, newest
+// first, starting before the job id before ("" from the newest), until fn
+// returns false.
+func walkBack(c *bolt.Cursor, prefix []byte, before string, fn func(id []byte) (bool, error)) error {
+	var from []byte
+	if before != "" {
+		from = append(append([]byte(nil), prefix...), before...)
+	} else if len(prefix) > 0 {
+		// Just past the prefix: the same bytes with the last one raised.
+		from = append([]byte(nil), prefix...)
+		from[len(from)-1]++
+	}
+	var k []byte
+	switch {
+	case from == nil:
+		k, _ = c.Last()
+	default:
+		if k, _ = c.Seek(from); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		more, err := fn(k[len(prefix):])
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // The user id cannot contain NUL (ids are validated), so this key orders by
@@ -271,24 +349,6 @@ func (tx *Tx) Served() (map[string]uint64, error) {
 		if len(v) == 8 {
 			out[string(k)] = binary.BigEndian.Uint64(v)
 		}
-		return nil
-	})
-	return out, err
-}
-
-// CountByStatus counts every stored job by status. It reads each record, so
-// it is for start-up, not for hot paths.
-func (tx *Tx) CountByStatus() (map[workshop.JobStatus]int, error) {
-	out := map[workshop.JobStatus]int{}
-	err := tx.tx.Bucket(bucketJobs).ForEach(func(_, v []byte) error {
-		var s struct {
-			Status   workshop.JobStatus `json:"status"`
-			Workflow skipJSON           `json:"workflow"`
-		}
-		if err := json.Unmarshal(v, &s); err != nil {
-			return err
-		}
-		out[s.Status]++
 		return nil
 	})
 	return out, err

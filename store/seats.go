@@ -173,21 +173,29 @@ func (tx *Tx) Announcements() ([]workshop.Announcement, error) {
 
 var bucketActivity = []byte("activity")
 
-// PutActivity appends one activity entry (key: a time-ordered id), and
-// drops the oldest beyond keep.
+// PutActivity appends one activity entry (key: a time-ordered id). Past
+// keep entries the oldest go, in batches of keep/50, so that trimming
+// costs one cursor walk per batch instead of one per entry, and the count
+// comes from the counters, never from walking the bucket.
 func (tx *Tx) PutActivity(id string, entry []byte, keep int) error {
 	b := tx.tx.Bucket(bucketActivity)
+	c := tx.counters()
+	if b.Get([]byte(id)) == nil {
+		c.activity++
+		c.dirty = true
+	}
 	if err := b.Put([]byte(id), entry); err != nil {
 		return err
 	}
-	if n := b.Stats().KeyN; n > keep {
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && n > keep; k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			n--
+	if int(c.activity) < keep+max(keep/50, 1) {
+		return nil
+	}
+	cur := b.Cursor()
+	for k, _ := cur.First(); k != nil && int(c.activity) > keep; k, _ = cur.First() {
+		if err := cur.Delete(); err != nil {
+			return err
 		}
+		c.activity--
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,8 +25,12 @@ import (
 )
 
 // SchemaVersion is the layout of the bbolt file this build reads and writes.
-// Open refuses a file written by a newer build rather than misread it.
-const SchemaVersion = 1
+// Open refuses a file written by a newer build rather than misread it, and
+// migrates an older one (see migrate.go).
+//
+//  1. jobs, indexes by activity and participant, settings, seats, activity.
+//  2. counters in meta, the finished index, the report's running totals.
+const SchemaVersion = 2
 
 var (
 	bucketMeta     = []byte("meta")
@@ -34,6 +39,7 @@ var (
 	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> nothing
 	bucketSettings = []byte("settings")  // name -> JSON value
 	bucketServed   = []byte("served")    // user -> round-robin clock of their last dispatch
+	bucketFinished = []byte("finished")  // status \x00 job id -> nothing: finished jobs by status
 
 	keySchema = []byte("schema_version")
 )
@@ -49,12 +55,31 @@ type DB struct {
 	log  *slog.Logger
 
 	writes chan *write
+	lazy   chan *write
 	stop   chan struct{}
 	done   chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	onCommit  atomic.Pointer[func(CommitStats)]
+	writeTime time.Duration // bbolt's cumulative write time at the last commit (writer only)
 }
+
+// CommitStats describes one group commit, for metrics.
+type CommitStats struct {
+	Writes int           // writes in the batch (a retried batch reports each alone)
+	Took   time.Duration // from the transaction's start to durable
+	Disk   time.Duration // of which writing pages and fsyncing them
+}
+
+// slowCommit is when a commit is worth a warning: every submission queued
+// meanwhile waited for it. It is nearly always the disk.
+const slowCommit = 500 * time.Millisecond
+
+// OnCommit sets fn to be called after every commit, in the writer: it
+// must be quick.
+func (db *DB) OnCommit(fn func(CommitStats)) { db.onCommit.Store(&fn) }
 
 type write struct {
 	fn   func(*Tx) error
@@ -74,13 +99,33 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
+	db, err := open(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	if free, size, worth := sparse(db.bolt); worth {
+		log.Info("store is sparse: compacting it before serving", "mib_free", free>>20, "mib_file", size>>20)
+		db.bolt.Close()
+		if err := Compact(dir, log); err != nil {
+			return nil, err
+		}
+		if db, err = open(dir, log); err != nil {
+			return nil, err
+		}
+	}
+	go db.writer()
+	return db, nil
+}
+
+// open opens the bbolt file, brought to this build's schema.
+func open(dir string, log *slog.Logger) (*DB, error) {
 	path := filepath.Join(dir, "workshop.db")
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: 2 * time.Second, // another process holds the file: say so, don't hang
-		// The freelist is rebuilt at open instead of written on every commit:
-		// fewer pages per commit, faster group commits.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The freelist is written with every commit (one page or a few),
+		// not rebuilt at open: rebuilding checks every page of the file,
+		// seconds and the whole file in memory at a million jobs.
+		FreelistType: bolt.FreelistMapType,
 		// Map the first GiB at once (address space, not memory): growing
 		// the map makes the writer wait for every open read transaction
 		// while new ones wait for it, a stall that a workshop's store
@@ -98,6 +143,7 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 		path:   path,
 		log:    log,
 		writes: make(chan *write, 4*maxBatch),
+		lazy:   make(chan *write, 4*maxBatch),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		closed: make(chan struct{}),
@@ -106,31 +152,45 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
-	go db.writer()
+	st := bdb.Stats()
+	db.writeTime = st.TxStats.GetWriteTime() // a migration's is not a commit's
 	return db, nil
 }
 
+var allBuckets = [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed,
+	bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity, bucketFinished, bucketReport}
+
 func (db *DB) init() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed, bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity} {
+	have := 0
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		// A file without jobs is new: it starts at this build's schema.
+		fresh := tx.Bucket(bucketJobs) == nil
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		v := meta.Get(keySchema)
-		if v == nil {
+		if v == nil && fresh {
+			have = SchemaVersion
 			return meta.Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
 		}
-		var have int
-		if _, err := fmt.Sscan(string(v), &have); err != nil {
-			return fmt.Errorf("store %s: unreadable schema version %q", db.path, v)
+		have = 1 // files from before the version was written
+		if v != nil {
+			if _, err := fmt.Sscan(string(v), &have); err != nil {
+				return fmt.Errorf("store %s: unreadable schema version %q", db.path, v)
+			}
 		}
 		if have > SchemaVersion {
 			return fmt.Errorf("store %s has schema version %d, newer than this build's %d: run the newer workshop binary", db.path, have, SchemaVersion)
 		}
 		return nil
 	})
+	if err != nil || have == SchemaVersion {
+		return err
+	}
+	return db.migrate(have)
 }
 
 // Path is the bbolt file's path.
@@ -183,15 +243,49 @@ func (db *DB) Enqueue(fn func(*Tx) error) <-chan error {
 	return w.done
 }
 
+// lazyDelay bounds how long a lazy write waits for a commit to join.
+const lazyDelay = 100 * time.Millisecond
+
+// Lazy queues fn to join the next commit instead of making one: it is
+// committed with whatever is written next, or after lazyDelay when nothing
+// is. Nobody waits for it, and a crash may lose the last lazyDelay of
+// them: it is for records that nobody was promised (the activity log),
+// which at a workshop's pace would otherwise add a commit, two fsyncs,
+// for every entry. Lazy writes keep their order among themselves and go
+// before the writes they join.
+func (db *DB) Lazy(fn func(*Tx) error) {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.lazy <- w:
+	case <-db.stop:
+	}
+}
+
 func (db *DB) writer() {
 	defer close(db.done)
-	batch := make([]*write, 0, maxBatch)
+	// Two batch buffers, swapped when lazy writes are put in front, so that
+	// a batch never shares an array with the lazy list.
+	batch, spare := make([]*write, 0, maxBatch), make([]*write, 0, maxBatch)
+	var lazy []*write
+	var due <-chan time.Time // when the oldest lazy write stops waiting
 	for {
+		batch = batch[:0]
 		select {
 		case w := <-db.writes:
-			batch = append(batch[:0], w)
+			batch = append(batch, w)
+		case w := <-db.lazy:
+			lazy = append(lazy, w)
+			if due == nil {
+				due = time.After(lazyDelay)
+			}
+			continue
+		case <-due:
 		case <-db.stop:
 			// Commit whatever is still queued, then refuse the rest.
+			lazy = drain(db.lazy, lazy)
+			if len(lazy) > 0 {
+				db.commit(lazy)
+			}
 			for {
 				select {
 				case w := <-db.writes:
@@ -200,6 +294,16 @@ func (db *DB) writer() {
 					return
 				}
 			}
+		}
+		// Lazy writes go first: they were queued before the rest.
+		if lazy = drain(db.lazy, lazy); len(lazy) > 0 {
+			n := min(len(lazy), maxBatch/2)
+			spare = append(append(spare[:0], lazy[:n]...), batch...)
+			batch, spare = spare, batch
+			lazy = append(lazy[:0], lazy[n:]...)
+		}
+		if due = nil; len(lazy) > 0 {
+			due = time.After(lazyDelay)
 		}
 	fill:
 		for len(batch) < maxBatch {
@@ -214,6 +318,18 @@ func (db *DB) writer() {
 	}
 }
 
+// drain appends what is queued on c to ws without waiting.
+func drain(c chan *write, ws []*write) []*write {
+	for {
+		select {
+		case w := <-c:
+			ws = append(ws, w)
+		default:
+			return ws
+		}
+	}
+}
+
 // batchError marks which write in a batch failed.
 type batchError struct {
 	index int
@@ -223,15 +339,17 @@ type batchError struct {
 func (e *batchError) Error() string { return e.err.Error() }
 
 func (db *DB) commit(batch []*write) {
+	began := time.Now()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{tx: btx}
+		tx := newTx(btx)
 		for i, w := range batch {
 			if err := w.fn(tx); err != nil {
 				return &batchError{i, err}
 			}
 		}
-		return nil
+		return tx.flush()
 	})
+	db.observe(len(batch), time.Since(began))
 	var be *batchError
 	if errors.As(err, &be) && len(batch) > 1 {
 		// One write failed and took the batch down: retry each alone so only
@@ -252,6 +370,22 @@ func (db *DB) commit(batch []*write) {
 	}
 }
 
+// observe reports a commit that took took: to OnCommit's function, and to
+// the log when it was slow.
+func (db *DB) observe(writes int, took time.Duration) {
+	st := db.bolt.Stats()
+	wt := st.TxStats.GetWriteTime()
+	disk := wt - db.writeTime
+	db.writeTime = wt
+	if took >= slowCommit {
+		db.log.Warn("store commit slow: writes waited for it", "took", took.Round(time.Millisecond),
+			"disk", disk.Round(time.Millisecond), "writes", writes)
+	}
+	if fn := db.onCommit.Load(); fn != nil {
+		(*fn)(CommitStats{Writes: writes, Took: took, Disk: disk})
+	}
+}
+
 func isCallerError(err error) bool {
 	var e *workshop.Error
 	return errors.As(err, &e)
@@ -265,7 +399,24 @@ func (db *DB) View(fn func(*Tx) error) error {
 
 // Tx is a transaction with the store's typed accessors.
 type Tx struct {
-	tx *bolt.Tx
+	tx    *bolt.Tx
+	count counters
+}
+
+// appendOnly are the buckets whose keys are time-ordered ids, so new keys
+// go at the end: their pages are filled to 90% before they split, not
+// bbolt's 50%, which for keys that only ever arrive in order leaves every
+// page half empty for good.
+var appendOnly = [][]byte{bucketJobs, bucketActivity, bucketFinished}
+
+// newTx wraps a write transaction.
+func newTx(btx *bolt.Tx) *Tx {
+	for _, name := range appendOnly {
+		if b := btx.Bucket(name); b != nil {
+			b.FillPercent = 0.9
+		}
+	}
+	return &Tx{tx: btx}
 }
 
 // Backup writes a consistent copy of the store to w while it serves: one

@@ -7,7 +7,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +106,7 @@ func TestIndexesFollowStatus(t *testing.T) {
 		if string(full.Workflow) != string(job(4).Workflow) {
 			t.Errorf("workflow stored as %s", full.Workflow)
 		}
-		counts, _ := tx.CountByStatus()
+		counts := tx.JobCounts()
 		if counts[workshop.StatusPending] != 3 || counts[workshop.StatusCompleted] != 1 {
 			t.Errorf("counts %v", counts)
 		}
@@ -136,6 +138,27 @@ func TestSchemaFromTheFuture(t *testing.T) {
 	if _, err := store.Open(dir, quiet); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("open of a future schema: %v", err)
 	}
+}
+
+// BenchmarkSerialFsync is the machine's rate of small write+fsync pairs: the
+// ceiling a store without group commit would have.
+func BenchmarkSerialFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.WriteAt(buf, int64(i%256)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "fsyncs/s")
 }
 
 // BenchmarkCommitSerial is one job per transaction, one after another: the
@@ -173,4 +196,108 @@ func BenchmarkCommitGrouped(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// BenchmarkCommitWhileSaving times small commits, one after another, while
+// a large output (1 GiB) is saved into the file store on the same disk,
+// with the saved file's writeback paced (as shipped) and left to the
+// kernel: the commits' fsyncs queue behind a large flush in the second
+// case. b.N is ignored: one save per sub-benchmark.
+//
+//	go test ./store -run '^$' -bench CommitWhileSaving -benchtime 1x
+func BenchmarkCommitWhileSaving(b *testing.B) {
+	const saveBytes = 1 << 30
+	for _, paced := range []bool{true, false} {
+		b.Run(fmt.Sprintf("paced=%t", paced), func(b *testing.B) {
+			defer store.SetPaceWrites(paced)()
+			dir := b.TempDir()
+			db := open(b, dir)
+			files, err := store.NewFiles(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			saved := make(chan error, 1)
+			began := time.Now()
+			go func() {
+				_, err := files.Save(store.Outputs, "user001", "job", "big.mp4", io.LimitReader(zeros{}, saveBytes), 0)
+				saved <- err
+			}()
+			var lat []time.Duration
+			ctx := context.Background()
+			for i := 0; ; i++ {
+				select {
+				case err := <-saved:
+					if err != nil {
+						b.Fatal(err)
+					}
+					took := time.Since(began)
+					slices.Sort(lat)
+					q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+					b.ReportMetric(q(0.5), "commit-p50-ms")
+					b.ReportMetric(q(0.99), "commit-p99-ms")
+					b.ReportMetric(q(1), "commit-max-ms")
+					b.ReportMetric(float64(saveBytes>>20)/took.Seconds(), "save-MiB/s")
+					return
+				default:
+				}
+				t0 := time.Now()
+				if err := db.Write(ctx, func(tx *store.Tx) error { return tx.PutJob(job(i + 1)) }); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// A lazy write joins the next commit, ahead of the writes in it; alone,
+// it is committed after a short delay; and Close commits what is pending.
+func TestLazyWrites(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	has := func(db *store.DB, i int) bool {
+		return db.View(func(tx *store.Tx) error { _, err := tx.Job(job(i).ID); return err }) == nil
+	}
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(1)) })
+	if err := db.Write(context.Background(), func(tx *store.Tx) error {
+		if _, err := tx.Job(job(1).ID); err != nil {
+			return fmt.Errorf("the lazy write did not go first: %w", err)
+		}
+		return tx.PutJob(job(2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !has(db, 1) || !has(db, 2) {
+		t.Fatal("the lazy write did not join the commit")
+	}
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(3)) })
+	for deadline := time.Now().Add(10 * time.Second); !has(db, 3); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a lazy write alone was never committed")
+		}
+	}
+	// After a lazy write committed alone, a lazy and a plain write again.
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(5)) })
+	wrote := make(chan error, 1)
+	go func() { wrote <- db.Write(context.Background(), func(tx *store.Tx) error { return tx.PutJob(job(6)) }) }()
+	select {
+	case err := <-wrote:
+		if err != nil || !has(db, 5) || !has(db, 6) {
+			t.Fatalf("lazy then plain write after a lazy commit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer hung on a lazy write and a plain one")
+	}
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(4)) })
+	db.Close()
+	if db := open(t, dir); !has(db, 4) {
+		t.Error("Close dropped a pending lazy write")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/dispatch"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
 )
 
 // Metrics holds the registry and the instruments fed from events.
@@ -29,6 +31,9 @@ type Metrics struct {
 	gap      prometheus.Histogram
 	connects *prometheus.CounterVec
 	http     *prometheus.HistogramVec
+	commit   prometheus.Histogram
+	disk     prometheus.Histogram
+	batch    prometheus.Histogram
 }
 
 // New registers every metric. workers may be nil.
@@ -55,9 +60,26 @@ func New(q *sched.Queue, workers func() []dispatch.WorkerStatus) *Metrics {
 			Name: "workshop_http_request_duration_seconds", Help: "HTTP request latency by route and status class.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"method", "route", "code"}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "workshop_store_commit_seconds", Help: "Time of one group commit of the store, from its start to durable.",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
+		}),
+		disk: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "workshop_store_disk_seconds", Help: "Time of one commit spent writing pages and fsyncing them.",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "workshop_store_commit_writes", Help: "Writes sharing one group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
 	}
-	reg.MustRegister(m.wait, m.run, m.gap, m.connects, m.http,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.wait, m.run, m.gap, m.connects, m.http, m.commit, m.disk, m.batch,
+		// With the scheduler's latencies and the GC's pauses, so that a
+		// slow request can be told apart from a busy CPU or a collection.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{
+			Matcher: regexp.MustCompile(`^/sched/latencies:seconds$|^/sched/pauses/total/gc:seconds$`),
+		})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(&stateCollector{q: q, workers: workers})
 	return m
 }
@@ -138,6 +160,13 @@ func (m *Metrics) observe(e sched.Event, ended map[string]time.Time) {
 			m.connects.WithLabelValues(d.Agent).Inc()
 		}
 	}
+}
+
+// ObserveCommit records one store commit (store.DB.OnCommit).
+func (m *Metrics) ObserveCommit(st store.CommitStats) {
+	m.commit.Observe(st.Took.Seconds())
+	m.disk.Observe(st.Disk.Seconds())
+	m.batch.Observe(float64(st.Writes))
 }
 
 // Middleware times every HTTP request by its route pattern (not its path,

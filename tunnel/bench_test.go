@@ -2,10 +2,12 @@ package tunnel
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -27,35 +29,19 @@ func benchBytes(b *testing.B) int64 {
 // sourceServer is an instance that sends size bytes on every connection
 // and closes it, as ComfyUI's /view streams a file.
 func sourceServer(b *testing.B, size int64) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	block := make([]byte, 1<<20)
 	for i := range block {
 		block[i] = byte(i)
 	}
-	var wg sync.WaitGroup
-	b.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return tcpServer(b, func(c net.Conn) {
+		for left := size; left > 0; {
+			n := min(left, int64(len(block)))
+			if _, err := c.Write(block[:n]); err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				for left := size; left > 0; {
-					n := min(left, int64(len(block)))
-					if _, err := c.Write(block[:n]); err != nil {
-						return
-					}
-					left -= n
-				}
-			})
+			left -= n
 		}
 	})
-	return ln.Addr().String()
 }
 
 // drain reads c to EOF the same way for every path and returns MB/s.
@@ -139,4 +125,174 @@ func BenchmarkTransfer(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	fmt.Fprintf(os.Stderr, "transfer of %d MiB: plain TCP %.0f MB/s, tunnel %.0f MB/s (%.0f%%), tunnel at 50 ms RTT %.0f MB/s\n",
 		size>>20, tcp/n, tun/n, 100*tun/tcp, far/n)
+}
+
+// tickServer is an instance that, on every connection, sends a 64-byte
+// message every interval carrying the time it was sent, as an instance's
+// /ws sends the events of the job it runs.
+func tickServer(b *testing.B, interval time.Duration) string {
+	return tcpServer(b, func(c net.Conn) {
+		msg := make([]byte, 64)
+		for t := time.NewTicker(interval); ; <-t.C {
+			binary.BigEndian.PutUint64(msg, uint64(time.Now().UnixNano()))
+			if _, err := c.Write(msg); err != nil {
+				t.Stop()
+				return
+			}
+		}
+	})
+}
+
+// latencies collects durations from several goroutines.
+type latencies struct {
+	mu sync.Mutex
+	v  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.v = append(l.v, d); l.mu.Unlock() }
+
+func (l *latencies) pct(p float64) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.v) == 0 {
+		return 0
+	}
+	slices.Sort(l.v)
+	return float64(l.v[int(p*float64(len(l.v)-1))].Microseconds()) / 1000
+}
+
+// BenchmarkSmallUnderBulk measures, through one agent's tunnel over a relay
+// adding 50 ms of round trip, what other work on the same GPU host sees
+// while a large output (1 GiB by default) streams from it: small requests
+// (200 bytes each way) on a new stream each, as the server's ComfyUI
+// client opens them, and on one kept stream; and the delay of events
+// another instance sends every 10 ms. Each is measured with the tunnel
+// idle first, then during the transfer (b.N transfers). The relay is
+// either latency alone (link=unlimited) or also a 1 Gbit/s link with a
+// queue in front of it (link=125MB/s), where bytes in flight wait.
+//
+//	go test -run '^$' -bench SmallUnderBulk -benchtime 1x ./tunnel/
+func BenchmarkSmallUnderBulk(b *testing.B) {
+	for _, rate := range []float64{0, 125e6} {
+		name := "link=unlimited"
+		if rate > 0 {
+			name = fmt.Sprintf("link=%.0fMB/s", rate/1e6)
+		}
+		b.Run(name, func(b *testing.B) { smallUnderBulk(b, rate) })
+	}
+}
+
+func smallUnderBulk(b *testing.B, rate float64) {
+	size := benchBytes(b)
+	bulk, small, ticks := sourceServer(b, size), echoServer(b), tickServer(b, 10*time.Millisecond)
+	var sc SessionConfig
+	if w, _ := strconv.Atoi(os.Getenv("TUNNEL_BENCH_WINDOW")); w > 0 {
+		sc.StreamWindow = uint32(w)
+	}
+	srv, ts := startServer(b, ServerConfig{Session: sc})
+	rl := newRelay(b, ts.Listener.Addr().String(), 25*time.Millisecond)
+	rl.rate = rate
+	startAgent(b, AgentConfig{ServerURL: rl.URL(), Name: "far", Session: sc, Instances: []Instance{
+		{Name: "bulk", Addr: bulk, URL: "tcp://" + bulk},
+		{Name: "small", Addr: small, URL: "tcp://" + small},
+		{Name: "events", Addr: ticks, URL: "tcp://" + ticks},
+	}})
+	ctx := context.Background()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := srv.WaitAgent(wctx, "far"); err != nil {
+		b.Fatal(err)
+	}
+	req := make([]byte, 200)
+	roundTrip := func(c net.Conn) error {
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, make([]byte, len(req)))
+		return err
+	}
+	kept, err := srv.DialInstance(ctx, "far", "small")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kept.Close()
+	// measure runs the small work at 20 requests/s of each kind until stop.
+	measure := func(stop <-chan struct{}) (fresh, reused, events *latencies) {
+		fresh, reused, events = &latencies{}, &latencies{}, &latencies{}
+		ev, err := srv.DialInstance(ctx, "far", "events")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			msg := make([]byte, 64)
+			for {
+				if _, err := io.ReadFull(ev, msg); err != nil {
+					return
+				}
+				events.add(time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(msg)))))
+			}
+		})
+		for tick := time.NewTicker(50 * time.Millisecond); ; <-tick.C {
+			select {
+			case <-stop:
+				tick.Stop()
+				ev.Close()
+				wg.Wait()
+				return
+			default:
+			}
+			wg.Go(func() {
+				t0 := time.Now()
+				c, err := srv.DialInstance(ctx, "far", "small")
+				if err == nil {
+					err = roundTrip(c)
+					c.Close()
+				}
+				if err != nil {
+					b.Error(err)
+				}
+				fresh.add(time.Since(t0))
+			})
+			t0 := time.Now()
+			if err := roundTrip(kept); err != nil {
+				b.Fatal(err)
+			}
+			reused.add(time.Since(t0))
+		}
+	}
+	report := func(when string, fresh, reused, events *latencies) {
+		for _, m := range []struct {
+			name string
+			l    *latencies
+		}{{"new-stream", fresh}, {"kept-stream", reused}, {"event", events}} {
+			b.ReportMetric(m.l.pct(0.5), when+"-"+m.name+"-p50-ms")
+			b.ReportMetric(m.l.pct(0.99), when+"-"+m.name+"-p99-ms")
+		}
+	}
+
+	idle := make(chan struct{})
+	time.AfterFunc(3*time.Second, func() { close(idle) })
+	idleF, idleR, idleE := measure(idle)
+
+	var mbs float64
+	b.ResetTimer() // (which drops metrics reported so far)
+	report("idle", idleF, idleR, idleE)
+	for range b.N {
+		stop := make(chan struct{})
+		go func() {
+			c, err := srv.DialInstance(ctx, "far", "bulk")
+			if err != nil {
+				b.Error(err)
+			} else {
+				mbs += drain(b, c, size)
+			}
+			close(stop)
+		}()
+		f, r, e := measure(stop)
+		report("bulk", f, r, e)
+	}
+	b.StopTimer()
+	b.ReportMetric(mbs/float64(b.N), "bulk-MB/s")
+	b.ReportMetric(0, "ns/op")
 }

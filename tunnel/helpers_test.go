@@ -132,6 +132,10 @@ type relay struct {
 	ln     net.Listener
 	target string
 	delay  time.Duration // one way
+	// rate, when set (bytes/s), makes each direction a link of that speed
+	// with a queue in front, as a GPU host's uplink: bytes wait their turn
+	// to be sent, then travel for delay.
+	rate float64
 
 	mu      sync.Mutex
 	paused  bool
@@ -271,7 +275,19 @@ func (r *relay) delayedPipe(dst, src net.Conn) {
 		timer := time.NewTimer(time.Hour)
 		defer timer.Stop()
 		broken := false
+		var linkFree time.Time // when the link has sent what is ahead
 		for c := range ch {
+			if r.rate > 0 {
+				// Queued behind what is ahead, sent at the link's rate, then
+				// delay on the wire.
+				start := c.due.Add(-r.delay)
+				if linkFree.After(start) {
+					start = linkFree
+				}
+				sent := start.Add(time.Duration(float64(len(c.data)) / r.rate * float64(time.Second)))
+				linkFree = sent
+				c.due = sent.Add(r.delay)
+			}
 			if !broken {
 				if wait := time.Until(c.due); wait > 0 {
 					timer.Reset(wait)
@@ -300,8 +316,9 @@ func (r *relay) delayedPipe(dst, src net.Conn) {
 	<-done
 }
 
-// echoServer is a raw TCP instance that echoes until EOF, then half-closes.
-func echoServer(t testing.TB) string {
+// tcpServer is a raw TCP instance that runs handle on each connection
+// (closing it after) until the test ends.
+func tcpServer(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -317,13 +334,21 @@ func echoServer(t testing.TB) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-				_, _ = io.Copy(io.Discard, c)
+				handle(c)
 			})
 		}
 	})
 	return ln.Addr().String()
+}
+
+// echoServer is a raw TCP instance that echoes until EOF, then half-closes.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	return tcpServer(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	})
 }
 
 func isTimeout(err error) bool {

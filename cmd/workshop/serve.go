@@ -413,6 +413,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		MaxNodes: c.MaxNodes, UploadQuota: c.UploadQuotaMB << 20, MaxSockets: c.MaxSockets,
 	})
 	prom := telemetry.New(q, disp.Workers)
+	db.OnCommit(prom.ObserveCommit)
 	if c.MetricsListen != "" {
 		mln, err := net.Listen("tcp", c.MetricsListen)
 		if err != nil {

@@ -139,6 +139,16 @@ type ServerStats struct {
 	Peak        ServerSample `json:"peak"`         // highest of each, sampled each second
 	End         ServerSample `json:"end"`          // drained, sockets still open
 	AfterClose  ServerSample `json:"after_close"`  // sockets closed
+	// The server's CPU time from the first submission to drained (with
+	// --server-pid): in all, as a share of one core, and per job submitted.
+	// On a shared machine this stays meaningful where latency does not.
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	CPUCores    float64 `json:"cpu_cores,omitempty"`
+	CPUPerJobMS float64 `json:"cpu_ms_per_job,omitempty"`
+	// From the server's /metrics over the same span: its own time for a
+	// submission (to set against the client's), its store's commits and
+	// their disk time, its goroutines' wait for a CPU, and its GC pauses.
+	Inside map[string]HistogramDelta `json:"inside,omitempty"`
 }
 
 // ParticipantStats is one participant's run.
@@ -285,6 +295,21 @@ func (r *Runner) fill(rep *Report, end, submitStopped time.Time, unfinished int,
 			rep.GPU.BusyServer = &f
 		}
 	}
+	if s := rep.Server; s != nil && len(s.End.hists) > 0 {
+		s.Inside = map[string]HistogramDelta{}
+		for _, h := range serverHists {
+			s.Inside[h.key] = delta(s.WithSockets.hists, s.End.hists, h.key)
+		}
+	}
+	if s := rep.Server; s != nil && s.End.CPUSeconds > 0 && s.WithSockets.CPUSeconds > 0 {
+		s.CPUSeconds = s.End.CPUSeconds - s.WithSockets.CPUSeconds
+		if rep.ElapsedSeconds > 0 {
+			s.CPUCores = s.CPUSeconds / rep.ElapsedSeconds
+		}
+		if rep.Submitted > 0 {
+			s.CPUPerJobMS = 1000 * s.CPUSeconds / float64(rep.Submitted)
+		}
+	}
 	rep.Errors = r.errors.list()
 	rep.ProbeErrors = r.probeErrors.list()
 }
@@ -339,6 +364,15 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%-14s peak          %s\n", "", s.Peak)
 		fmt.Fprintf(w, "%-14s end           %s\n", "", s.End)
 		fmt.Fprintf(w, "%-14s sockets shut  %s\n", "", s.AfterClose)
+		if s.CPUSeconds > 0 {
+			fmt.Fprintf(w, "%-14s cpu           %.2f s while the room ran (%.0f%% of one core), %.3f ms per job submitted\n",
+				"", s.CPUSeconds, 100*s.CPUCores, s.CPUPerJobMS)
+		}
+		for _, h := range serverHists {
+			if d, ok := s.Inside[h.key]; ok {
+				fmt.Fprintf(w, "%-14s %-13s %s\n", "", h.name, d)
+			}
+		}
 	}
 	for _, e := range rep.ProbeErrors {
 		fmt.Fprintf(w, "server probe   %d x %s", e.Count, e.Kind)

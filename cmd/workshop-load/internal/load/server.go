@@ -1,15 +1,16 @@
 package load
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/comfy-workshop/workshop/internal/procstat"
+	"github.com/comfy-workshop/workshop/internal/promtext"
 )
 
 // ServerSample is the server's state at one moment: from /proc when it is
@@ -21,6 +22,10 @@ type ServerSample struct {
 	Threads        int   `json:"threads,omitempty"`
 	Goroutines     int   `json:"goroutines,omitempty"`
 	HeapInuseBytes int64 `json:"heap_inuse_bytes,omitempty"`
+	// CPUSeconds is the server's user+system CPU time so far (/proc).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+
+	hists histograms // from /metrics: what happened inside the server
 }
 
 func (s ServerSample) String() string {
@@ -39,32 +44,8 @@ func (s ServerSample) String() string {
 
 // readProc reads /proc/PID (Linux only).
 func readProc(pid int) (ServerSample, error) {
-	var st ServerSample
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return st, err
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			st.RSSBytes = n << 10
-		case "VmHWM:":
-			st.HWMBytes = n << 10
-		case "Threads:":
-			st.Threads = int(n)
-		}
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return st, err
-	}
-	st.FDs = len(fds)
-	return st, nil
+	st, err := procstat.Read(pid)
+	return ServerSample{RSSBytes: st.RSS, HWMBytes: st.HWM, FDs: st.FDs, Threads: st.Threads, CPUSeconds: st.CPU.Seconds()}, err
 }
 
 // serverProbe samples the server; /metrics is asked until it answers
@@ -105,18 +86,10 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 		sp.r.probeErrors.add(fmt.Sprintf("server_metrics_http_%d", resp.StatusCode), "")
 		return s, ok
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
+	s.hists = histograms{}
+	promtext.Lines(resp.Body, func(series string, v float64) {
+		s.hists.add(series, v)
+		switch series {
 		case "go_goroutines":
 			s.Goroutines, ok = int(v), true
 		case "go_memstats_heap_inuse_bytes":
@@ -134,7 +107,7 @@ func (sp *serverProbe) sample(ctx context.Context, withMetrics bool) (ServerSamp
 				s.Threads = int(v)
 			}
 		}
-	}
+	})
 	return s, ok
 }
 
@@ -164,6 +137,68 @@ func peak(p *ServerSample, s ServerSample) {
 	p.Threads = max(p.Threads, s.Threads)
 	p.Goroutines = max(p.Goroutines, s.Goroutines)
 	p.HeapInuseBytes = max(p.HeapInuseBytes, s.HeapInuseBytes)
+	p.CPUSeconds = max(p.CPUSeconds, s.CPUSeconds)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// The server's histograms the report explains a run's latency with: its
+// own time for a submission, its store's commits and their disk time, how
+// long its goroutines waited for a CPU, and its GC pauses.
+var serverHists = []struct {
+	key, name string
+	sel       promtext.Selector
+}{
+	{"submit", "submit inside", promtext.Selector{Metric: "workshop_http_request_duration_seconds", Labels: []string{`method="POST"`, `route="/user/`, `/prompt"`}}},
+	{"commit", "store commit", promtext.Selector{Metric: "workshop_store_commit_seconds"}},
+	{"disk", "commit disk", promtext.Selector{Metric: "workshop_store_disk_seconds"}},
+	{"sched", "cpu wait", promtext.Selector{Metric: "go_sched_latencies_seconds"}},
+	{"gc", "gc pauses", promtext.Selector{Metric: "go_sched_pauses_total_gc_seconds"}},
+}
+
+// histograms are the server's serverHists, by key.
+type histograms map[string]promtext.Histogram
+
+// add takes one line of the Prometheus text format.
+func (h histograms) add(series string, v float64) {
+	for _, sh := range serverHists {
+		if got := sh.sel.Add(h[sh.key], series, v); got != nil {
+			h[sh.key] = got
+		}
+	}
+}
+
+// HistogramDelta summarises what one of the server's histograms counted
+// between two samples: upper bounds of the buckets, in milliseconds
+// (+Inf: past the last bucket, written as null).
+type HistogramDelta struct {
+	N   int64    `json:"n"`
+	P50 *float64 `json:"p50_le_ms"`
+	P99 *float64 `json:"p99_le_ms"`
+	Max *float64 `json:"max_le_ms"`
+}
+
+func delta(before, after histograms, key string) HistogramDelta {
+	s := after[key].Since(before[key])
+	ms := func(v float64) *float64 {
+		if math.IsInf(v, 1) || math.IsNaN(v) {
+			return nil
+		}
+		v *= 1000
+		return &v
+	}
+	return HistogramDelta{N: s.N, P50: ms(s.P50), P99: ms(s.P99), Max: ms(s.Max)}
+}
+
+func (d HistogramDelta) String() string {
+	if d.N == 0 {
+		return "none"
+	}
+	f := func(v *float64) string {
+		if v == nil {
+			return "more"
+		}
+		return strconv.FormatFloat(*v, 'g', 3, 64) + " ms"
+	}
+	return fmt.Sprintf("p50 <= %s, p99 <= %s, max <= %s (n=%d)", f(d.P50), f(d.P99), f(d.Max), d.N)
+}

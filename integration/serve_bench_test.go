@@ -1,0 +1,337 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/comfy-workshop/workshop/internal/procstat"
+)
+
+// Benchmarks of `workshop serve` as shipped: the real binary as a process
+// with every middleware (metrics, activity log, room snapshots, the
+// participants' surface), measured from outside. Each reports what a
+// client sees (rate, latency percentiles) and the server's own CPU time
+// per operation, read from /proc, which stays meaningful on a machine
+// shared with other work. b.N is the number of operations per round:
+//
+//	go tool task bench-serve
+//	go test ./integration -run '^$' -bench 'Serve(Submit|GetJob)' -benchtime 20000x
+
+// benchGraph is a small ComfyUI graph (a participant's first test render).
+const benchGraph = `{"1":{"class_type":"EmptyImage","inputs":{"width":512,"height":512,"batch_size":1,"color":%d}},` +
+	`"2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":"bench"}}}`
+
+// benchUsers is how many participants the benchmark's jobs are spread over.
+const benchUsers = 200
+
+// startBench starts a server for a benchmark on data, quiet and uncapped.
+func startBench(b *testing.B, data string, extra ...string) *server {
+	b.Helper()
+	return startServer(b, data, append([]string{"--max-pending", "0", "--log-level", "warn", "--seats", "2000"}, extra...)...)
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// hc is a lean HTTP/1.1 client (fasthttp's), so that on a 2-core machine
+// the load generator takes as little CPU from the server as it can.
+type hc struct{ c *fasthttp.Client }
+
+func newHC(conns int) hc {
+	return hc{&fasthttp.Client{MaxConnsPerHost: conns, MaxIdleConnDuration: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute}}
+}
+
+// do sends one admin request and returns its status and, if out is not
+// nil, appends the body to it.
+func (h hc) do(method, url string, body []byte, out *[]byte) (int, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(url)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.SetBody(body)
+	err := h.c.Do(req, resp)
+	if out != nil {
+		*out = append((*out)[:0], resp.Body()...)
+	}
+	return resp.StatusCode(), err
+}
+
+// round is one timed batch of operations against a server.
+type round struct {
+	n       int
+	elapsed time.Duration
+	lat     []time.Duration // sorted
+	cpu     time.Duration   // the server's CPU time over the round
+}
+
+// drive runs n operations from clients goroutines, timing each, and reads
+// the server's CPU time before and after. op gets the operation's index.
+//
+// With BENCH_PROFILE=DIR set, the server's CPU profile of the round's
+// first 5 seconds (from its /debug/pprof) is written to
+// DIR/<bench>-<what>.pprof.
+func drive(b *testing.B, s *server, what string, clients, n int, op func(i int) error) round {
+	b.Helper()
+	pid := s.pid()
+	if dir := os.Getenv("BENCH_PROFILE"); dir != "" && n >= 1000 {
+		name := strings.NewReplacer("/", "_", "=", "").Replace(b.Name()) + "-" + what + ".pprof"
+		done := profile(b, s, filepath.Join(dir, name))
+		defer func() { <-done }()
+	}
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	cpu0, err := procstat.CPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	begin := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || failed.Load() != nil {
+					return
+				}
+				t0 := time.Now()
+				if err := op(i); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	cpu1, _ := procstat.CPU(pid)
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	return round{n: n, elapsed: elapsed, lat: lat, cpu: cpu1 - cpu0}
+}
+
+// profile fetches 5 s of the server's CPU profile into path.
+func profile(b *testing.B, s *server, path string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var out []byte
+		status, err := newHC(1).do("GET", s.base+"/debug/pprof/profile?seconds=5", nil, &out)
+		if err == nil && status == http.StatusOK {
+			err = os.WriteFile(path, out, 0o644)
+		}
+		if err != nil || status != http.StatusOK {
+			b.Logf("profile: %d %v", status, err)
+		}
+	}()
+	return done
+}
+
+func (r round) pct(p float64) float64 { return ms(r.lat[int(p*float64(len(r.lat)-1))]) }
+
+// report adds the round's figures to the benchmark's line, each name
+// prefixed with what (submit, get).
+func (r round) report(b *testing.B, what string) {
+	b.ReportMetric(r.rate(), what+"/s")
+	b.ReportMetric(r.pct(0.50), what+"-p50-ms")
+	b.ReportMetric(r.pct(0.99), what+"-p99-ms")
+	b.ReportMetric(r.cpuPerOp(), what+"-cpu-ms/op")
+}
+
+func (r round) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+// cpuPerOp is the server's CPU time per operation, in milliseconds.
+func (r round) cpuPerOp() float64 { return float64(r.cpu.Microseconds()) / 1000 / float64(r.n) }
+
+// submitRound posts n jobs through POST /api/jobs from clients at once.
+func submitRound(b *testing.B, s *server, clients, n int) round {
+	return submitGraphs(b, s, clients, n, benchGraph)
+}
+
+// submitGraphs is submitRound with another graph: a format with one %d,
+// the job's index, so that every graph differs.
+func submitGraphs(b *testing.B, s *server, clients, n int, graph string) round {
+	h := newHC(clients)
+	url := s.base + "/api/jobs"
+	return drive(b, s, "submit", clients, n, func(i int) error {
+		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+graph+`}`, i%benchUsers+1, i)
+		status, err := h.do("POST", url, body, nil)
+		if err != nil || status != http.StatusCreated {
+			return fmt.Errorf("submit: status %d: %v", status, err)
+		}
+		return nil
+	})
+}
+
+// getRound reads n jobs by id through GET /api/jobs/{id} from clients at
+// once, picking ids at random from ids.
+func getRound(b *testing.B, s *server, clients, n int, ids []string) round {
+	h := newHC(clients)
+	pick := rand.New(rand.NewPCG(1, 2))
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = s.base + "/api/jobs/" + ids[pick.IntN(len(ids))]
+	}
+	return drive(b, s, "get", clients, n, func(i int) error {
+		status, err := h.do("GET", urls[i], nil, nil)
+		if err != nil || status != http.StatusOK {
+			return fmt.Errorf("get %s: status %d: %v", urls[i], status, err)
+		}
+		return nil
+	})
+}
+
+// submitIDs submits n jobs one by one and returns their ids.
+func submitIDs(b *testing.B, s *server, n int) []string {
+	h := newHC(1)
+	var ids []string
+	var out []byte
+	for i := range n {
+		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+benchGraph+`}`, i%benchUsers+1, i)
+		status, err := h.do("POST", s.base+"/api/jobs", body, &out)
+		if err != nil || status != http.StatusCreated {
+			b.Fatalf("submit: status %d: %v", status, err)
+		}
+		i := strings.Index(string(out), `"id":"`)
+		ids = append(ids, string(out[i+6:i+6+36]))
+	}
+	return ids
+}
+
+// BenchmarkServeSubmit: durable submissions (fsynced before the 201) to
+// the binary at 1, 64 and 256 clients.
+func BenchmarkServeSubmit(b *testing.B) {
+	s := startBench(b, b.TempDir())
+	submitRound(b, s, 16, 2000) // warm: connections, pools, the store's first pages
+	t := newTable(b, "Durable submissions, POST /api/jobs on the binary", "clients", "submissions/s", "p50 ms", "p99 ms", "server CPU ms/op")
+	for _, clients := range []int{1, 64, 256} {
+		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
+			r := submitRound(b, s, clients, b.N)
+			r.report(b, "submit")
+			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
+		})
+	}
+}
+
+// BenchmarkServeGetJob: GET /api/jobs/{id} on the binary, at 1, 8 and 64
+// clients, of pending jobs (position computed) and of finished ones.
+func BenchmarkServeGetJob(b *testing.B) {
+	s := startBench(b, b.TempDir())
+	ids := submitIDs(b, s, 500)
+	t := newTable(b, "GET /api/jobs/{id} on the binary (500 pending jobs)", "clients", "requests/s", "p50 ms", "p99 ms", "server CPU ms/op")
+	for _, clients := range []int{1, 8, 64} {
+		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
+			r := getRound(b, s, clients, b.N, ids)
+			r.report(b, "get")
+			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
+		})
+	}
+}
+
+// envInts reads a comma-separated list of numbers from the environment.
+func envInts(b *testing.B, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			b.Fatalf("%s=%q: %v", name, v, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// table is a benchmark's summary, printed as a Markdown table when the
+// benchmark ends (the lines `go test -bench` prints carry the same figures,
+// one metric after another).
+type table struct {
+	title string
+	head  []string
+	keys  []string
+	rows  map[string][]string
+}
+
+func newTable(b *testing.B, title string, head ...string) *table {
+	t := &table{title: title, head: head, rows: map[string][]string{}}
+	b.Cleanup(t.print)
+	return t
+}
+
+// set fills the row of key: the first cell. The benchmark framework runs
+// each sub-benchmark first with b.N = 1, then with the b.N asked for: the
+// last run's row stays.
+func (t *table) set(cells ...any) {
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		switch v := c.(type) {
+		case float64:
+			row[i] = strconv.FormatFloat(v, 'f', -1, 64)
+			if v >= 100 {
+				row[i] = strconv.FormatFloat(v, 'f', 0, 64)
+			} else if v >= 1 {
+				row[i] = strconv.FormatFloat(v, 'f', 2, 64)
+			} else {
+				row[i] = strconv.FormatFloat(v, 'f', 3, 64)
+			}
+		default:
+			row[i] = fmt.Sprint(v)
+		}
+	}
+	if _, ok := t.rows[row[0]]; !ok {
+		t.keys = append(t.keys, row[0])
+	}
+	t.rows[row[0]] = row
+}
+
+func (t *table) print() {
+	if len(t.rows) == 0 {
+		return
+	}
+	width := make([]int, len(t.head))
+	for i, h := range t.head {
+		width[i] = len(h)
+		for _, r := range t.rows {
+			width[i] = max(width[i], len(r[i]))
+		}
+	}
+	line := func(cells []string) {
+		var sb strings.Builder
+		for i, c := range cells {
+			fmt.Fprintf(&sb, "| %-*s ", width[i], c)
+		}
+		fmt.Println(sb.String() + "|")
+	}
+	fmt.Printf("\n%s\n\n", t.title)
+	line(t.head)
+	sep := make([]string, len(t.head))
+	for i := range sep {
+		sep[i] = strings.Repeat("-", width[i])
+	}
+	line(sep)
+	for _, k := range t.keys {
+		line(t.rows[k])
+	}
+	fmt.Println()
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// migrateChunk is how many jobs one migration transaction reads, so that
+// migrating a large store never holds one huge transaction in memory.
+const migrateChunk = 20000
+
+// migrate brings a file of schema version from up to SchemaVersion, before
+// the writer starts. Each step is rebuilt from scratch if an earlier
+// attempt was interrupted, and the version is written last, in the
+// transaction that completes it, so a crash mid-way leaves a file that the
+// next start migrates again.
+func (db *DB) migrate(from int) error {
+	began := time.Now()
+	if from < 2 {
+		if err := db.migrateTo2(); err != nil {
+			return fmt.Errorf("store %s: migrating to schema 2: %w", db.path, err)
+		}
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		db.log.Info("store migrated", "from", from, "to", SchemaVersion, "took", time.Since(began).Round(time.Millisecond))
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
+	})
+}
+
+// migrateTo2 builds what schema 2 adds from every stored job: the status
+// counters, the finished index and the report's totals; and counts the
+// activity log once.
+func (db *DB) migrateTo2() error {
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketFinished, bucketReport} {
+			if err := btx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := btx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		tx := newTx(btx)
+		tx.count.loaded, tx.count.dirty = true, true
+		tx.count.activity = uint64(btx.Bucket(bucketActivity).Stats().KeyN) // once, here only
+		return tx.flush()
+	})
+	if err != nil {
+		return err
+	}
+	var after []byte
+	for done := false; !done; {
+		err := db.bolt.Update(func(btx *bolt.Tx) error {
+			tx := newTx(btx)
+			c := btx.Bucket(bucketJobs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			for n := 0; n < migrateChunk; n++ {
+				if k == nil {
+					done = true
+					break
+				}
+				after = append(after[:0], k...)
+				j, err := decodeJobSummary(v)
+				if err != nil {
+					return err
+				}
+				tx.countJob("", j.Status)
+				if j.Status.Finished() {
+					if err := btx.Bucket(bucketFinished).Put(finishedKey(j.Status, j.ID), nil); err != nil {
+						return err
+					}
+					if err := tx.reportJob(j, 1); err != nil {
+						return err
+					}
+				}
+				k, v = c.Next()
+			}
+			return tx.flush()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
