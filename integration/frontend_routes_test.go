@@ -75,8 +75,12 @@ func TestFrontendRoutes(t *testing.T) {
 
 	// Numbered per participant: seat 1's second job is their number 2,
 	// whatever seat 2 queued in between.
-	number := func(p *participant, graph map[string]any) (string, float64) {
-		b, _ := json.Marshal(map[string]any{"prompt": graph, "client_id": "c"})
+	number := func(p *participant, graph map[string]any, workflowID ...string) (string, float64) {
+		req := map[string]any{"prompt": graph, "client_id": "c"}
+		if len(workflowID) > 0 { // as the frontend sends its UI graph
+			req["extra_data"] = map[string]any{"extra_pnginfo": map[string]any{"workflow": map[string]any{"id": workflowID[0], "nodes": []any{}}}}
+		}
+		b, _ := json.Marshal(req)
 		st, m := p.postJSON(fmt.Sprintf("/user/%d/api/prompt", p.seat), string(b))
 		if st != 200 {
 			t.Fatalf("prompt: %d %v", st, m)
@@ -85,7 +89,7 @@ func TestFrontendRoutes(t *testing.T) {
 	}
 	first, n1 := number(p1, imageGraph("one", 10))
 	other, _ := number(p2, imageGraph("two", 20))
-	second, n2 := number(p1, imageGraph("three", 30))
+	second, n2 := number(p1, imageGraph("three", 30), "wf-three")
 	if n1 != 1 || n2 != 2 {
 		t.Fatalf("seat 1's numbers %v, %v", n1, n2)
 	}
@@ -121,6 +125,44 @@ func TestFrontendRoutes(t *testing.T) {
 	json.Unmarshal(b, &list)
 	if len(list.Jobs) != 1 || list.Jobs[0].ID != second || list.Pagination.HasMore || list.Pagination.Total != 2 {
 		t.Fatalf("second page, oldest first: %s", b)
+	}
+	// The frontend's workflow id picks the jobs of one workflow; the
+	// slowest first by run time.
+	_, b = p1.get("/user/1/api/jobs?workflow_id=wf-three")
+	if json.Unmarshal(b, &list); len(list.Jobs) != 1 || list.Jobs[0].ID != second || list.Pagination.Total != 1 || !bytes.Contains(b, []byte(`"workflow_id":"wf-three"`)) {
+		t.Fatalf("jobs of workflow wf-three: %s", b)
+	}
+	type runTimes struct {
+		Start int64 `json:"execution_start_time"`
+		End   int64 `json:"execution_end_time"`
+	}
+	var slowest, all struct{ Jobs []runTimes }
+	_, b = p1.get("/user/1/api/jobs?sort_by=execution_duration&limit=1")
+	json.Unmarshal(b, &slowest)
+	_, b = p1.get("/user/1/api/jobs?sort_by=execution_duration&sort_order=asc")
+	json.Unmarshal(b, &all)
+	run := func(j runTimes) int64 { return j.End - j.Start }
+	if len(slowest.Jobs) != 1 || len(all.Jobs) != 2 || run(all.Jobs[0]) > run(all.Jobs[1]) || run(slowest.Jobs[0]) != run(all.Jobs[1]) {
+		t.Fatalf("by run time: slowest %v, all %v", slowest.Jobs, all.Jobs)
+	}
+	// The extension's gallery pages through the outputs, newest first.
+	var outs struct {
+		Outputs []struct {
+			JobID string `json:"job_id"`
+		}
+		Next string
+	}
+	_, b = p1.get("/user/1/api/workshop/outputs?limit=1")
+	if json.Unmarshal(b, &outs); len(outs.Outputs) != 1 || outs.Outputs[0].JobID != second || outs.Next != second {
+		t.Fatalf("the newest output: %s", b)
+	}
+	outs.Next = ""
+	_, b = p1.get("/user/1/api/workshop/outputs?limit=1&before=" + second)
+	if json.Unmarshal(b, &outs); len(outs.Outputs) != 1 || outs.Outputs[0].JobID != first || outs.Next != "" {
+		t.Fatalf("the outputs before the newest: %s", b)
+	}
+	if resp, b := p1.get("/user/1/api/workshop/outputs?before=../x"); resp.StatusCode != 400 {
+		t.Errorf("a bad cursor: %d %s", resp.StatusCode, b)
 	}
 	_, b = p1.get("/user/1/api/jobs?status=pending,in_progress")
 	if json.Unmarshal(b, &list); len(list.Jobs) != 0 {

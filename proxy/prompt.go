@@ -84,7 +84,7 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 	if len(bytes.TrimSpace(extra)) == 0 || extra[0] != '{' {
 		extra = nil
 	}
-	sub := sched.Submission{UserID: user, Workflow: workflow, ExtraData: extra, Inputs: inputs}
+	sub := sched.Submission{UserID: user, Workflow: workflow, ExtraData: extra, WorkflowID: workflowID(extra), Inputs: inputs}
 	job, err := p.cfg.Queue.Submit(c.UserContext(), sub)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ETOOMANY {

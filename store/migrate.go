@@ -23,6 +23,11 @@ func (db *DB) migrate(from int) error {
 			return fmt.Errorf("store %s: migrating to schema 2: %w", db.path, err)
 		}
 	}
+	if from < 3 {
+		if err := db.migrateTo3(); err != nil {
+			return fmt.Errorf("store %s: migrating to schema 3: %w", db.path, err)
+		}
+	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		db.log.Info("store migrated", "from", from, "to", SchemaVersion, "took", time.Since(began).Round(time.Millisecond))
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
@@ -83,6 +88,67 @@ func (db *DB) migrateTo2() error {
 				k, v = c.Next()
 			}
 			return tx.flush()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateChunkBytes bounds the graph bytes one schema-3 migration
+// transaction moves, as a Flux job's graph alone is 100 KB or more.
+const migrateChunkBytes = 64 << 20
+
+// migrateTo3 moves every job's graph parts out of its record into the
+// graphs bucket and writes its entry in the participant's index. A job
+// already moved is only given its entry again, so an interrupted migration
+// can run again from the start.
+func (db *DB) migrateTo3() error {
+	var after []byte
+	for done := false; !done; {
+		err := db.bolt.Update(func(btx *bolt.Tx) error {
+			tx := newTx(btx)
+			c := btx.Bucket(bucketJobs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			moved := 0
+			for n := 0; n < migrateChunk && moved < migrateChunkBytes; n++ {
+				if k == nil {
+					done = true
+					break
+				}
+				after = append(after[:0], k...)
+				j, err := decodeJobSummary(v)
+				if err != nil {
+					return err
+				}
+				if len(j.Workflow) > 0 || len(j.ExtraData) > 0 {
+					moved += len(v)
+					if err := tx.putGraphs(j); err != nil {
+						return err
+					}
+					rec, err := encodeJob(j)
+					if err != nil {
+						return err
+					}
+					if err := btx.Bucket(bucketJobs).Put(k, rec); err != nil {
+						return err
+					}
+				}
+				if err := btx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), userEntry(j)); err != nil {
+					return err
+				}
+				// The cursor may not survive the Puts: find the next key anew.
+				if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return err
