@@ -247,11 +247,20 @@ func TestFrontendRoutes(t *testing.T) {
 		t.Fatalf("the page without a cookie: %d", st)
 	}
 
-	// The template pack lists the workshop workflows and serves them.
-	_, b = p1.get("/user/1/api/workflow_templates")
-	var packs map[string][]string
-	if err := json.Unmarshal(b, &packs); err != nil || len(packs["Workshop"]) != 1 || packs["Workshop"][0] != "day-one" {
-		t.Fatalf("template packs: %v %s", err, b)
+	// The core template index lists the workshop workflows first, as the
+	// Workshop pack, which serves them (and only there: the frontend
+	// merges the packs with the index).
+	_, b = p1.get("/user/1/templates/index.json")
+	var index []struct {
+		ModuleName string `json:"moduleName"`
+		Templates  []struct{ Name string }
+	}
+	if err := json.Unmarshal(b, &index); err != nil || len(index) != 1 || index[0].ModuleName != "Workshop" ||
+		len(index[0].Templates) != 1 || index[0].Templates[0].Name != "day-one" {
+		t.Fatalf("core templates: %v %s", err, b)
+	}
+	if _, b = p1.get("/user/1/api/workflow_templates"); string(b) != "{}" {
+		t.Fatalf("template packs: %s", b)
 	}
 	if resp, b := p1.get("/user/1/api/workflow_templates/Workshop/day-one.json"); resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"nodes"`)) {
 		t.Fatalf("template: %d %s", resp.StatusCode, b)

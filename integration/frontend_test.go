@@ -262,23 +262,34 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 	if st := s.a.do("PUT", "/api/workflows/day-image.json/default", nil, nil); st != 200 {
 		t.Fatalf("mark the default workflow: %d", st)
 	}
-	// Boot: the first-run Templates dialog offers the day's workflows
-	// (v1.44.17 opens on its core "Getting Started" category, empty without
-	// the comfyui-workflow-templates package, and lists the workshop's pack
-	// under Extensions; the newest frontend lists them at once).
+	// Boot: the first-run Templates dialog shows the day's workflows as it
+	// opens, each once, and so do its "All Templates" and "Getting
+	// Started" (the workshop's category, which v1.44.17 opens on for a
+	// user it takes as new). v1.44.17 used to open on "No templates
+	// found", with the workshop's pack only under Extensions.
 	d.do("boot",
 		chromedp.Navigate(s.base+"/join/"+s.seatCode(1)),
 		d.poll(`!!document.querySelector('[data-testid="queue-button"]') && !!window.app?.graph`),
-		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("Workshop") || e.textContent.includes("day-image"))`),
-		d.run(clickText(`[role=dialog] *`, "Workshop", true)),
-		d.poll(`[...document.querySelectorAll('[role=dialog]')].some(e => e.textContent.includes("day-image") && e.textContent.includes("day-video"))`),
+		d.poll(tilesNamed("day-image")+` === 1 && `+tilesNamed("day-video")+` === 1`),
 	)
+	d.shot("templates")
+	if txt := eval[string](d, `[...document.querySelectorAll('[role=dialog]')].map(e => e.textContent).join(" ")`); strings.Contains(txt, "No templates found") {
+		t.Errorf("the first-run dialog says: %.300s", txt)
+	}
+	for _, view := range []string{"Getting Started", "All Templates"} {
+		d.do(view,
+			d.run(clickText(`[role=dialog] *`, view, false)),
+			d.poll(tilesNamed("day-image")+` === 1 && `+tilesNamed("day-video")+` === 1`),
+		)
+	}
 	if loc := eval[string](d, `location.pathname`); loc != "/user/1/" {
 		t.Fatalf("landed on %s", loc)
 	}
 	d.do("the default workflow opened behind the dialog",
 		d.poll(`app.extensionManager.workflow.openWorkflows.some(w => w.path === "workflows/workshop/day-image.json")`))
-	d.shot("templates")
+	if open := eval[[]string](d, `app.extensionManager.workflow.openWorkflows.map(w => w.path)`); len(slices.DeleteFunc(open, func(p string) bool { return !strings.Contains(p, "day-image") })) != 1 {
+		t.Errorf("the default workflow opened more than once: %q", open)
+	}
 
 	// A workshop workflow opens from the dialog; Run runs it (a new colour
 	// each time, so real ComfyUI does not answer from its cache); the image
@@ -573,6 +584,11 @@ func (a admin) pendingOf(user string) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// tilesNamed counts the Templates dialog's tiles titled name.
+func tilesNamed(name string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('[role=dialog] *')].filter(e => e.textContent.trim() === %[1]q && ![...e.children].some(c => c.textContent.trim() === %[1]q)).length`, name)
 }
 
 // clickLabel clicks the button with this aria-label (or, failing that,
