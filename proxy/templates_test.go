@@ -109,7 +109,7 @@ type category struct {
 func TestCoreTemplateIndex(t *testing.T) {
 	const other = `{"moduleName":"default","title":"Video","type":"video","category":"GENERATION TYPE","templates":[{"name":"ltx","mediaSubtype":"webp"}]}`
 	host := hostFiles{
-		"/templates/index.json": `[{"moduleName":"default","title":"Getting Started","type":"image","isEssential":true,"templates":[{"name":"basic","mediaSubtype":"webp"}]},` + other + `]`,
+		"/templates/index.json":      `[{"moduleName":"default","title":"Getting Started","type":"image","isEssential":true,"templates":[{"name":"basic","mediaSubtype":"webp"}]},` + other + `]`,
 		"/templates/index_logo.json": `{"BFL":"logo/bfl.png"}`,
 		"/api/workflow_templates":    `{"comfyui-kjnodes":["a","b"],"Workshop":["clash"],"comfyui-impact":["c"]}`,
 	}
