@@ -458,39 +458,25 @@ func (d *day) announcement() {
 // result.
 func (d *day) maskEdit() {
 	d.t.Helper()
-	d.do("a picture in a Load Image node",
-		d.run(`app.extensionManager.command.execute("Comfy.NewBlankWorkflow")`),
-		d.poll(`app.graph.nodes.length === 0`),
-		d.run(`(async () => {
-			const node = LiteGraph.createNode("LoadImage");
-			node.pos = [200, 150];
-			app.graph.add(node);
-			const c = document.createElement("canvas");
-			c.width = c.height = 64;
-			const g = c.getContext("2d");
-			g.fillStyle = "#c08040"; g.fillRect(0, 0, 64, 64);
-			const blob = await new Promise(r => c.toBlob(r, "image/png"));
-			const body = new FormData();
-			body.append("image", new File([blob], "portrait.png", {type: "image/png"}));
-			const res = await app.api.fetchApi("/upload/image", {method: "POST", body});
-			if (!res.ok) throw new Error("upload: " + res.status);
-			const {name} = await res.json();
-			const w = node.widgets.find(w => w.name === "image");
-			w.value = name;
-			w.callback?.(name);
-			app.canvas.selectNode(node);
-		})()`),
-	)
-	d.do("the picture shows", d.poll(nodeImageLoaded("LoadImage")))
+	d.loadImageNode(`app.extensionManager.command.execute("Comfy.NewBlankWorkflow")`)
 	before := len(d.reqs.All())
+	// Its canvases are the picture, the paint and the mask layers, sized
+	// to the picture once it has loaded into them.
 	d.do("open the mask editor",
 		d.run(`app.extensionManager.command.execute("Comfy.MaskEditor.OpenMaskEditor")`),
-		d.poll(`!!document.querySelector('[data-testid="mask-editor-root"] canvas') && document.querySelector('#maskEditorCanvasContainer').getBoundingClientRect().width > 0`),
+		d.poll(`(() => { const cs = document.querySelectorAll('#maskEditorCanvasContainer canvas');
+			return cs.length >= 3 && cs[0].width === 64 && cs[2].width === 64 && document.querySelector('#maskEditorCanvasContainer').getBoundingClientRect().width > 0; })()`),
 	)
 	// The edit is the editor's Invert (the whole picture masked): in
 	// headless Chromium without a GPU, pointer strokes reach the editor
-	// (its brush cursor follows them) but leave no mask pixels.
-	d.do("invert the mask", d.run(clickText(`[role=dialog] button`, "Invert", false)))
+	// (its brush cursor follows them) but leave no mask pixels. Saved only
+	// once the mask layer shows it.
+	d.do("invert the mask",
+		d.run(clickText(`[role=dialog] button`, "Invert", false)),
+		d.poll(`(() => { const c = document.querySelectorAll('#maskEditorCanvasContainer canvas')[2];
+			const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+			return px.some((v, i) => i % 4 === 3 && v > 0); })()`),
+	)
 	d.shot("mask-editor")
 	d.do("save the mask",
 		d.run(clickText(`[data-testid="mask-editor-root"] button, [role=dialog] button`, "Save", false)),
@@ -498,29 +484,36 @@ func (d *day) maskEdit() {
 		d.poll(`(() => { const n = app.graph.nodes.find(n => n.type === "LoadImage"); return String(n.widgets.find(w => w.name === "image").value).includes("clipspace"); })()`),
 		d.poll(nodeImageLoaded("LoadImage")),
 	)
-	// Saved to the participant's own uploads (v1.4x sends the mask to
-	// /upload/mask; newer frontends composite it themselves and use
-	// /upload/image)...
+	d.checkMasked(before)
+}
+
+// checkMasked checks what a mask editor's save did since request number
+// before: it uploaded to the participant's own surface, and the Load
+// Image node now loads the picture with the edited mask (ComfyUI keeps the
+// mask in the alpha channel), from their uploads.
+func (d *day) checkMasked(before int) {
+	d.t.Helper()
+	// (v1.4x and the legacy editor send the mask to /upload/mask; newer
+	// frontends composite it themselves and use /upload/image.)
 	uploads := 0
 	for _, r := range d.reqs.All()[before:] {
-		if r.Method == "POST" && r.Status == 200 && (strings.HasSuffix(r.URL, "/user/1/api/upload/mask") || strings.HasSuffix(r.URL, "/user/1/api/upload/image")) {
+		rest, ours := strings.CutPrefix(r.URL, d.s.base+"/user/1/")
+		if ours && r.Method == "POST" && r.Status == 200 && slices.Contains([]string{"upload/mask", "api/upload/mask", "api/upload/image"}, rest) {
 			uploads++
 		}
 	}
 	if uploads == 0 {
 		d.t.Error("the mask editor's save uploaded nothing to the participant's surface")
 	}
-	// ...and the node now loads the picture with the edited mask (ComfyUI
-	// keeps the mask in the alpha channel).
 	ref := eval[string](d, `(() => {
-		const v = String(app.graph.nodes.find(n => n.type === "LoadImage").widgets.find(w => w.name === "image").value).replace(/ \[input\]$/, "");
+		const v = String((app.graph.nodes ?? app.graph._nodes).find(n => n.type === "LoadImage").widgets.find(w => w.name === "image").value).replace(/ \[input\]$/, "");
 		const i = v.lastIndexOf("/");
 		return "?" + new URLSearchParams({filename: v.slice(i + 1), subfolder: i < 0 ? "" : v.slice(0, i), type: "input"});
 	})()`)
 	resp, b := d.s.join(1).get("/user/1/api/view" + ref)
 	img, err := png.Decode(bytes.NewReader(b))
 	if resp.StatusCode != 200 || err != nil {
-		d.t.Fatalf("the masked picture: %d %v", resp.StatusCode, err)
+		d.t.Fatalf("the masked picture %s: %d %v", ref, resp.StatusCode, err)
 	}
 	masked := 0
 	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
@@ -533,6 +526,78 @@ func (d *day) maskEdit() {
 	if masked == 0 {
 		d.t.Error("the stored picture has no masked pixel: the edit did not reach the mask")
 	}
+}
+
+// loadImageNode empties the graph (with clear), puts a Load Image node on
+// it with a 64x64 picture uploaded as its upload button does, and waits
+// for the picture to show.
+func (d *day) loadImageNode(clear string) {
+	d.t.Helper()
+	d.do("a picture in a Load Image node",
+		d.run(clear),
+		d.poll(`(app.graph.nodes ?? app.graph._nodes).length === 0`),
+		d.run(`(async () => {
+			const node = LiteGraph.createNode("LoadImage");
+			node.pos = [200, 150];
+			app.graph.add(node);
+			const c = document.createElement("canvas");
+			c.width = c.height = 64;
+			const g = c.getContext("2d");
+			g.fillStyle = "#c08040"; g.fillRect(0, 0, 64, 64);
+			const blob = await new Promise(r => c.toBlob(r, "image/png"));
+			const body = new FormData();
+			body.append("image", new File([blob], "portrait.png", {type: "image/png"}));
+			const res = await fetch(location.pathname + "api/upload/image", {method: "POST", body});
+			if (!res.ok) throw new Error("upload: " + res.status);
+			const {name} = await res.json();
+			const w = node.widgets.find(w => w.name === "image");
+			w.value = name;
+			w.callback?.(name);
+			app.canvas.selectNode(node);
+		})()`),
+		d.poll(nodeImageLoaded("LoadImage")),
+	)
+}
+
+// legacyMaskEdit paints on a Load Image node's picture in the legacy
+// frontend's mask editor, opened from the node's clipspace menu ("Open in
+// MaskEditor"), and saves it to the node.
+func (d *day) legacyMaskEdit() {
+	d.t.Helper()
+	d.loadImageNode(`app.graph.clear()`)
+	before := len(d.reqs.All())
+	// Right-click on the node's body, where it is on the screen.
+	node := eval[[]float64](d, `(() => {
+		const n = app.graph._nodes.find(n => n.type === "LoadImage");
+		const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + 30, n.pos[1] + 15]);
+		const r = app.canvas.canvas.getBoundingClientRect();
+		return [r.left + x, r.top + y];
+	})()`)
+	d.do("open the mask editor from the node's menu",
+		chromedp.MouseClickXY(node[0], node[1], chromedp.ButtonRight),
+		d.poll(`[...document.querySelectorAll(".litecontextmenu .litemenu-entry")].some(e => e.textContent.trim() === "Open in MaskEditor")`),
+		d.run(clickText(`.litecontextmenu .litemenu-entry`, "Open in MaskEditor", false)),
+		// Ready once the picture is in its canvases.
+		d.poll(`(() => { const m = document.querySelector("#maskCanvas"), i = document.querySelector("#imageCanvas");
+			return !!m && !!i && m.offsetParent !== null && m.width === 64 && i.width === 64 && m.getBoundingClientRect().width > 0; })()`),
+	)
+	// A stroke of the brush, with the mouse: a press in the middle of the
+	// picture.
+	at := eval[[]float64](d, `(() => { const r = document.querySelector("#maskCanvas").getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()`)
+	d.do("paint on the mask",
+		chromedp.MouseClickXY(at[0], at[1]),
+		d.poll(`(() => { const c = document.querySelector("#maskCanvas");
+			const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+			return px.some((v, i) => i % 4 === 3 && v > 0); })()`),
+	)
+	d.shot("mask-editor")
+	d.do("save it to the node",
+		d.run(clickText(`.comfy-modal button`, "Save to node", false)),
+		d.poll(`document.querySelector("#maskCanvas").offsetParent === null`),
+		d.poll(`String(app.graph._nodes.find(n => n.type === "LoadImage").widgets.find(w => w.name === "image").value).includes("clipspace")`),
+		d.poll(nodeImageLoaded("LoadImage")),
+	)
+	d.checkMasked(before)
 }
 
 // reload reloads the page (confirming "Leave site?") and waits for the
@@ -749,6 +814,7 @@ func legacyDay(t *testing.T, v realcomfy.Version) {
 	d.do("the animation in the node", d.poll(nodeImageLoaded("SaveAnimatedWEBP")))
 	d.shot("animated")
 
+	d.legacyMaskEdit()
 	d.announcement()
 }
 
