@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/comfy-workshop/workshop/internal/browsertest"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -144,6 +146,15 @@ func TestFrontendRoutes(t *testing.T) {
 	run := func(j runTimes) int64 { return j.End - j.Start }
 	if len(slowest.Jobs) != 1 || len(all.Jobs) != 2 || run(all.Jobs[0]) > run(all.Jobs[1]) || run(slowest.Jobs[0]) != run(all.Jobs[1]) {
 		t.Fatalf("by run time: slowest %v, all %v", slowest.Jobs, all.Jobs)
+	}
+	// The history as the legacy frontend pages it: oldest first, the
+	// newest max_items without an offset.
+	for q, want := range map[string][]string{"": {first, second}, "?max_items=1": {second}, "?max_items=1&offset=0": {first}, "?offset=1": {second}, "?offset=5": {}} {
+		_, b := p1.get("/user/1/api/history" + q)
+		o, err := jsonobj.Parse(b)
+		if err != nil || !slices.Equal(o.Keys(), want) {
+			t.Errorf("history%s: %v, want %v (%v)", q, o.Keys(), want, err)
+		}
 	}
 	// The extension's gallery pages through the outputs, newest first.
 	var outs struct {

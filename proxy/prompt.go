@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,6 +12,7 @@ import (
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
 )
 
 // comfyError answers in the /prompt error shape of current ComfyUI, keys
@@ -238,33 +238,6 @@ func (p *Proxy) interruptedAt(j *workshop.Job) json.RawMessage {
 	return b
 }
 
-// finished returns the participant's finished jobs, oldest first, with
-// their workflows (history entries carry the prompt).
-func (p *Proxy) finished(user string, limit int) ([]*workshop.Job, error) {
-	var out []*workshop.Job
-	cursor := ""
-	for len(out) < limit {
-		jobs, next, err := p.cfg.Queue.List(sched.ListFilter{UserID: user, Cursor: cursor, Limit: sched.MaxListLimit})
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range jobs {
-			if inHistory(j) {
-				out = append(out, j)
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
-	return out, nil
-}
-
 // historyLimit bounds what one history answer holds, as ComfyUI's own
 // history holds at most 10,000 items.
 const historyLimit = 1000
@@ -273,8 +246,11 @@ const historyLimit = 1000
 // job: it ran to its end, failed, or was interrupted while it ran (one
 // taken out of the queue before it started leaves none).
 func inHistory(j *workshop.Job) bool {
-	return j.Status == workshop.StatusCompleted || j.Status == workshop.StatusFailed ||
-		j.Status == workshop.StatusCancelled && j.StartedAt != nil
+	return historyEntryOf(j.Status, j.StartedAt != nil)
+}
+
+func historyEntryOf(s workshop.JobStatus, started bool) bool {
+	return s == workshop.StatusCompleted || s == workshop.StatusFailed || s == workshop.StatusCancelled && started
 }
 
 // historyEntry is the ComfyUI history entry of a finished job, with its
@@ -306,13 +282,10 @@ func historyStatus(j *workshop.Job) jsonobj.Object {
 	return status
 }
 
-// getHistory is GET /history?max_items=&offset=: oldest first; with
-// max_items and no offset, the newest max_items (as ComfyUI).
+// getHistory is GET /history?max_items=&offset=: the newest historyLimit
+// entries, oldest first; with max_items and no offset, the newest
+// max_items (as ComfyUI). The page is chosen from the participant's index.
 func (p *Proxy) getHistory(c *fiber.Ctx) error {
-	jobs, err := p.finished(userOf(c), historyLimit)
-	if err != nil {
-		return err
-	}
 	max, offset := -1, -1
 	if v := c.Query("max_items"); v != "" {
 		max, _ = strconv.Atoi(v)
@@ -320,13 +293,25 @@ func (p *Proxy) getHistory(c *fiber.Ctx) error {
 	if v := c.Query("offset"); v != "" {
 		offset, _ = strconv.Atoi(v)
 	}
-	if offset < 0 && max > 0 {
-		offset = len(jobs) - max
+	q := store.UserJobsQuery{UserID: userOf(c), Match: func(e store.UserJob) bool { return historyEntryOf(e.Status, e.Started != 0) }, Limit: 1}
+	_, total, err := p.cfg.Queue.UserJobs(q)
+	if err != nil {
+		return err
 	}
-	offset = min(max0(offset), len(jobs))
-	jobs = jobs[offset:]
-	if max >= 0 && max < len(jobs) {
-		jobs = jobs[:max]
+	kept := min(total, historyLimit)
+	if offset < 0 && max > 0 {
+		offset = kept - max
+	}
+	offset = min(max0(offset), kept)
+	q.Asc, q.Offset, q.Limit = true, total-kept+offset, kept-offset
+	if max >= 0 {
+		q.Limit = min(q.Limit, max)
+	}
+	var jobs []*workshop.Job
+	if q.Limit > 0 {
+		if jobs, _, err = p.cfg.Queue.UserJobs(q); err != nil {
+			return err
+		}
 	}
 	return c.JSON(orderedHistory(c, p, jobs))
 }
