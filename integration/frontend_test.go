@@ -182,32 +182,51 @@ func (d *day) shot(name string) {
 // checkFailures fails the test on any request of the page that failed,
 // unless real ComfyUI fails it too: each failed GET of the participant's
 // surface is asked again of the ComfyUI process itself, without the
-// /user/1 prefix. Requests to other hosts (the frontend asks comfy.org for
-// release notes) are not the workshop's.
+// /user/1 prefix. Routes whose answers are the workshop's own state (jobs,
+// history, outputs, uploads, its templates) are never excused that way: the
+// real ComfyUI's are of other jobs, or it has no such route. Requests to
+// other hosts (the frontend asks comfy.org for release notes) are not the
+// workshop's. The excused ones are logged.
 func (d *day) checkFailures() {
 	d.t.Helper()
 	origin := d.s.base
-	var bad []string
+	var bad, excused []string
 	for _, r := range d.reqs.Failed() {
 		rest, ours := strings.CutPrefix(r.URL, origin)
 		if !ours || slices.ContainsFunc(d.expected, func(e string) bool { return strings.Contains(rest, e) }) {
 			continue
 		}
 		real := 0
-		if r.Method == "GET" {
+		if r.Method == "GET" && !workshopState(rest) {
 			if resp, err := http.Get(d.s.comfy.URL + strings.TrimPrefix(rest, "/user/1")); err == nil {
 				real = resp.StatusCode
 				resp.Body.Close()
 			}
 		}
 		if real >= 400 {
+			excused = append(excused, fmt.Sprintf("%s (real ComfyUI: %d)", r, real))
 			continue
 		}
 		bad = append(bad, fmt.Sprintf("%s (real ComfyUI: %d)", r, real))
 	}
+	if len(excused) > 0 {
+		d.t.Logf("requests that real ComfyUI fails too:\n%s", strings.Join(excused, "\n"))
+	}
 	if len(bad) > 0 {
 		d.t.Errorf("requests that failed on the workshop but not on real ComfyUI:\n%s", strings.Join(bad, "\n"))
 	}
+}
+
+// workshopState reports whether a path of the participant's surface is
+// answered from the workshop's own state rather than passed on.
+func workshopState(rest string) bool {
+	p, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(rest, "/user/1"), "/api"), "?")
+	for _, own := range []string{"/view", "/jobs", "/history", "/prompt", "/queue", "/interrupt", "/upload/", "/workshop/", "/workflow_templates", "/templates/index."} {
+		if strings.HasPrefix(p, own) {
+			return true
+		}
+	}
+	return false
 }
 
 // startDay publishes the day's workflows, opens Chromium and joins seat 1.
@@ -271,6 +290,7 @@ func currentFrontendDay(t *testing.T, v realcomfy.Version, fe, name string) {
 		chromedp.Navigate(s.base+"/join/"+s.seatCode(1)),
 		d.poll(`!!document.querySelector('[data-testid="queue-button"]') && !!window.app?.graph`),
 		d.poll(tilesNamed("day-image")+` === 1 && `+tilesNamed("day-video")+` === 1`),
+		d.poll(templateThumbnails(2)),
 	)
 	d.shot("templates")
 	if txt := eval[string](d, `[...document.querySelectorAll('[role=dialog]')].map(e => e.textContent).join(" ")`); strings.Contains(txt, "No templates found") {
@@ -533,6 +553,9 @@ func (d *day) checkMasked(before int) {
 // for the picture to show.
 func (d *day) loadImageNode(clear string) {
 	d.t.Helper()
+	// The new node, before its picture is set, asks /view for "undefined"
+	// (its empty choice), which real ComfyUI answers 404 as well.
+	d.expected = append(d.expected, "filename=undefined")
 	d.do("a picture in a Load Image node",
 		d.run(clear),
 		d.poll(`(app.graph.nodes ?? app.graph._nodes).length === 0`),
@@ -654,6 +677,14 @@ func (a admin) pendingOf(user string) string {
 // tilesNamed counts the Templates dialog's tiles titled name.
 func tilesNamed(name string) string {
 	return fmt.Sprintf(`[...document.querySelectorAll('[role=dialog] *')].filter(e => e.textContent.trim() === %[1]q && ![...e.children].some(c => c.textContent.trim() === %[1]q)).length`, name)
+}
+
+// templateThumbnails holds when the Templates dialog shows n thumbnails,
+// loaded: from the workshop pack's URL (v1.44), or fetched from it into a
+// blob (newer frontends, a moment after the tiles).
+func templateThumbnails(n int) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('[role=dialog] img')].filter(i => i.complete && i.naturalWidth > 0 &&
+		(i.src.startsWith("blob:") || i.src.includes("/user/1/api/workflow_templates/Workshop/"))).length >= %d`, n)
 }
 
 // clickLabel clicks the button with this aria-label (or, failing that,
