@@ -126,15 +126,38 @@ func number(j *workshop.Job) uint64 {
 }
 
 // queueItem is ComfyUI's [number, prompt_id, prompt, extra_data, outputs].
-func queueItem(j *workshop.Job, outputs []string) []any {
-	extra := j.ExtraData
+// The stored prompt and extra_data (valid JSON, checked at submission) are
+// written as they are: json.Marshal would compact them again, the most of
+// a history answer's cost (hundreds of KB of UI graph a job).
+func queueItem(j *workshop.Job, outputs []string) json.RawMessage {
+	prompt, extra := j.Workflow, j.ExtraData
+	if len(prompt) == 0 {
+		prompt = json.RawMessage("{}")
+	}
 	if len(extra) == 0 {
 		extra = json.RawMessage("{}")
 	}
 	if outputs == nil {
 		outputs = []string{}
 	}
-	return []any{number(j), j.ID, j.Workflow, extra, outputs}
+	head, _ := json.Marshal([]any{number(j), j.ID})
+	tail, _ := json.Marshal(outputs)
+	b := make([]byte, 0, len(head)+len(prompt)+len(extra)+len(tail)+3)
+	b = append(append(append(b, head[:len(head)-1]...), ','), prompt...)
+	b = append(append(append(b, ','), extra...), ',')
+	return append(append(b, tail...), ']')
+}
+
+// jsonArray joins JSON values into an array, as they are.
+func jsonArray(items []json.RawMessage) json.RawMessage {
+	b := []byte{'['}
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
 }
 
 // outputNodes lists a graph's output nodes, per the object_info known.
@@ -165,7 +188,7 @@ func executing(j *workshop.Job) bool {
 
 // getQueue is GET /queue: the participant's own running and pending jobs.
 func (p *Proxy) getQueue(c *fiber.Ctx) error {
-	running, pending := []any{}, []any{}
+	var running, pending []json.RawMessage
 	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
 		item := queueItem(j, p.outputNodes(c, j.Workflow))
 		if executing(j) {
@@ -174,7 +197,7 @@ func (p *Proxy) getQueue(c *fiber.Ctx) error {
 			pending = append(pending, item)
 		}
 	}
-	b, _ := jsonobj.Of("queue_running", running, "queue_pending", pending).MarshalJSON()
+	b, _ := jsonobj.Of("queue_running", jsonArray(running), "queue_pending", jsonArray(pending)).MarshalJSON()
 	return c.Type("json").Send(b)
 }
 
@@ -313,7 +336,9 @@ func (p *Proxy) getHistory(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	return c.JSON(orderedHistory(c, p, jobs))
+	// Sent as built: c.JSON would compact the whole answer again (each
+	// entry holds its prompt and UI graph, megabytes in all).
+	return c.Type("json").Send(orderedHistory(c, p, jobs))
 }
 
 func max0(n int) int {
