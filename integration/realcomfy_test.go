@@ -31,13 +31,11 @@ import (
 func TestRealComfy(t *testing.T) {
 	vs := realcomfy.Versions(t)
 	ins := realcomfy.StartAll(t, vs, realcomfy.Options{})
-	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
-	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
+	s := startGPUStack(t, "--seats", "3")
 	var agents []*proc
 	for i, in := range ins {
-		agents = append(agents, startAgentFor(t, srv.base, hostOf(i), in.URL))
+		agents = append(agents, s.addAgent(hostOf(i), in.URL))
 	}
-	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
 	p := s.join(1)
 	ws := p.socket("real-tier")
 
@@ -64,8 +62,7 @@ func TestRealComfy(t *testing.T) {
 	for _, in := range ins {
 		urls = append(urls, in.URL)
 	}
-	startAgentFor(t, srv.base, "gpu-mixed", urls...)
-	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
+	s.addAgent("gpu-mixed", urls...)
 	t.Run("one host, mixed versions", func(t *testing.T) { spreadJobs(t, s, p, ws, len(ins)) })
 }
 
@@ -74,11 +71,9 @@ func TestRealComfy(t *testing.T) {
 // instance that finishes every prompt before it answers the post, as a
 // real one does with a cached graph, and one that runs at its own pace.
 func TestSimulatedOldComfyUI(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
-	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
+	s := startGPUStack(t, "--seats", "3")
 	instant, legacy := startSim(t, "--legacy", "--instant"), startSim(t, "--legacy")
-	startAgentFor(t, srv.base, "gpu-sim", instant.base, legacy.base)
-	s.ev.waitWorkers(s.a, 2, 30*time.Second)
+	s.addAgent("gpu-sim", instant.base, legacy.base)
 	p := s.join(1)
 	ws := p.socket("sim-tier")
 	only(t, s.a, "gpu-sim/0")

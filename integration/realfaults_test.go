@@ -3,53 +3,12 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
-
-// workerInfo is one instance as GET /api/workers lists it.
-type workerInfo struct {
-	ID              string     `json:"id"`
-	Connected       bool       `json:"connected"`
-	State           string     `json:"state"`
-	Current         string     `json:"current_job"`
-	HeldJobs        []string   `json:"held_jobs"`
-	LostAt          *time.Time `json:"lost_at"`
-	GraceEndsAt     *time.Time `json:"grace_ends_at"`
-	GraceRemainingS *float64   `json:"grace_remaining_s"`
-	SetAside        *struct {
-		Reason   string            `json:"reason"`
-		Failures []json.RawMessage `json:"failures"`
-	} `json:"set_aside"`
-	RecentFailures []json.RawMessage `json:"recent_failures"`
-	JobsDone       int               `json:"jobs_done"`
-}
-
-func (a admin) workers() []workerInfo {
-	a.t.Helper()
-	var ws struct {
-		Workers []workerInfo `json:"workers"`
-	}
-	if st := a.do("GET", "/api/workers", nil, &ws); st != 200 {
-		a.t.Fatalf("GET /api/workers: %d", st)
-	}
-	return ws.Workers
-}
-
-// worker is one instance of GET /api/workers; State "absent" if unlisted.
-func (a admin) worker(id string) workerInfo {
-	a.t.Helper()
-	for _, w := range a.workers() {
-		if w.ID == id {
-			return w
-		}
-	}
-	return workerInfo{ID: id, State: "absent"}
-}
 
 // bigGraph makes a batch of large images: seconds of work on the CPU for a
 // real ComfyUI (most of it writing the PNGs), enough to act mid-job. The
@@ -65,11 +24,6 @@ func bigGraph(prefix string, color int) map[string]any {
 // how many files it saved, or ok false when it has none.
 func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status string, files int, ok bool) {
 	t.Helper()
-	resp, err := http.Get(in.URL + "/history/" + promptID)
-	if err != nil {
-		t.Fatalf("ComfyUI %s history: %v", in.Version, err)
-	}
-	defer resp.Body.Close()
 	var h map[string]struct {
 		Outputs map[string]struct {
 			Images []json.RawMessage `json:"images"`
@@ -78,7 +32,7 @@ func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status
 			StatusStr string `json:"status_str"`
 		} `json:"status"`
 	}
-	json.NewDecoder(resp.Body).Decode(&h)
+	json.Unmarshal(get(t, in.URL+"/history/"+promptID), &h)
 	e, ok := h[promptID]
 	for _, o := range e.Outputs {
 		files += len(o.Images)
@@ -89,15 +43,10 @@ func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status
 // comfyRunning reports whether a real ComfyUI is executing promptID now.
 func comfyRunning(t testing.TB, in *realcomfy.Instance, promptID string) bool {
 	t.Helper()
-	resp, err := http.Get(in.URL + "/queue")
-	if err != nil {
-		t.Fatalf("ComfyUI %s queue: %v", in.Version, err)
-	}
-	defer resp.Body.Close()
 	var q struct {
 		Running [][]json.RawMessage `json:"queue_running"`
 	}
-	json.NewDecoder(resp.Body).Decode(&q)
+	json.Unmarshal(get(t, in.URL+"/queue"), &q)
 	for _, it := range q.Running {
 		var id string
 		if len(it) > 1 && json.Unmarshal(it[1], &id) == nil && id == promptID {
@@ -142,12 +91,9 @@ func TestRealComfyFaults(t *testing.T) {
 		return j.ID
 	}
 	host := func(t *testing.T, extra ...string) (admin, *events, *proc) {
-		srv := startGPUServer(t, t.TempDir(), extra...)
-		a := admin{t, srv.base}
-		ev := watch(t, srv.base)
-		ag := startAgentFor(t, srv.base, "gpu", "new="+newer.URL, "old="+older.URL)
-		ev.waitWorkers(a, 2, 60*time.Second)
-		return a, ev, ag
+		s := startGPUStack(t, extra...)
+		ag := s.addAgent("gpu", "new="+newer.URL, "old="+older.URL)
+		return s.a, s.ev, ag
 	}
 
 	// moved runs a big job, ends the instance running it with kill, and
@@ -213,8 +159,7 @@ func TestRealComfyFaults(t *testing.T) {
 	// is back the server collects it instead of running it again.
 	t.Run("agent killed mid-job", func(t *testing.T) {
 		a, ev, ag := host(t, "--grace", "2m", "--prefetch", "0")
-		// On 2024-08-15, which knows the job by an id of its own.
-		a.do("POST", "/api/workers/gpu/new/drain", nil, nil)
+		only(t, a, "gpu/old") // 2024-08-15, which knows the job by an id of its own
 		j := a.submit("user001", bigGraph("agent", 13))
 		ev.waitStage(j.ID, "executing", 60*time.Second)
 		on := a.job(j.ID).Worker
