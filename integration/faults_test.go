@@ -320,7 +320,8 @@ func TestSimulatorCrashOutOfAttempts(t *testing.T) {
 	restartSim(t, st.sim)
 	st.ev.waitDone(60*time.Second, j.ID)
 	got := st.a.job(j.ID)
-	if got.Status != "failed" || got.Error == nil || got.Error.Type != "attempts_exhausted" {
+	// It names the instance it last failed on.
+	if got.Status != "failed" || got.Error == nil || got.Error.Type != "attempts_exhausted" || got.Worker != "gpu-a/0" {
 		t.Errorf("job: %+v", got)
 	}
 }

@@ -287,9 +287,10 @@ func (q *Queue) requeue(e *entry, reason string, f *workshop.Failure) func(*work
 	if e.attempts >= q.cfg.MaxAttempts {
 		q.finish(e, workshop.StatusFailed)
 		msg := fmt.Sprintf("%s: gave up after %d attempts", reason, e.attempts)
+		// Worker stays: where it last failed, as a failed job's record says.
 		return func(j *workshop.Job) {
 			record(j)
-			j.Status, j.CompletedAt, j.LeaseExpires, j.Worker = workshop.StatusFailed, &now, nil, ""
+			j.Status, j.CompletedAt, j.LeaseExpires = workshop.StatusFailed, &now, nil
 			j.Error = &workshop.JobError{Type: "attempts_exhausted", Message: msg}
 		}
 	}

@@ -445,8 +445,19 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 		t.Fatalf("expired %v", got)
 	}
 	g, _ := q.Get(j.ID)
-	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil {
+	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil || g.Worker != "" {
 		t.Errorf("after expiry %+v", g)
+	}
+	// Out of attempts, it fails where it last ran.
+	for range 2 {
+		q.Lease(ctx, "w2", time.Minute)
+		mu.Lock()
+		now = now.Add(2 * time.Minute)
+		mu.Unlock()
+		q.ExpireLeases(ctx)
+	}
+	if g, _ := q.Get(j.ID); g.Status != workshop.StatusFailed || g.Error.Type != "attempts_exhausted" || g.Worker != "w2" {
+		t.Errorf("out of attempts: %s on %q (%+v)", g.Status, g.Worker, g.Error)
 	}
 }
 

@@ -138,4 +138,8 @@ func TestRetryElsewhereBoundedByAttempts(t *testing.T) {
 	if err != nil || got.Status != workshop.StatusFailed || got.Error.Type != "attempts_exhausted" || len(got.Failures) != 2 {
 		t.Fatalf("after two attempts: %+v %v", got, err)
 	}
+	// The instance it last failed on stays on the job, for the instructor.
+	if stored, _ := q.Get(j.ID); stored.Worker != "b" || got.Worker != "b" {
+		t.Errorf("a job out of attempts names worker %q (stored %q), want b", got.Worker, stored.Worker)
+	}
 }
