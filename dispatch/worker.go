@@ -539,6 +539,10 @@ func (w *worker) handle(ev comfy.Event) {
 		} else {
 			t.node, t.value, t.max = *m.Node, 0, 0
 			publish = true
+			// Known to the queue before the owner hears of it: a cancel
+			// then says where the job stopped.
+			node := t.node
+			before = func() { w.q.Executing(jobID, w.id, node) }
 		}
 	case *comfy.Progress:
 		t.node, t.value, t.max = m.Node, int(m.Value), int(m.Max)

@@ -35,7 +35,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		now := q.now().UTC()
 		exp := now.Add(ttl)
 		q.removePending(e)
-		e.status, e.worker, e.leaseExp, e.started = workshop.StatusRunning, worker, exp, time.Time{}
+		e.status, e.worker, e.leaseExp, e.started, e.node = workshop.StatusRunning, worker, exp, time.Time{}, ""
 		e.attempts++
 		q.clock++
 		q.served[e.user] = q.clock
@@ -83,6 +83,17 @@ func (q *Queue) Started(ctx context.Context, id, worker string) error {
 		return func(j *workshop.Job) { j.StartedAt = &now }, nil
 	})
 	return err
+}
+
+// Executing records which node of a leased job its engine is executing,
+// in memory only (a node takes seconds; a restart forgets it until the
+// next), so that a cancel says where the job stopped.
+func (q *Queue) Executing(id, worker, node string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if e := q.active[id]; e != nil && holds(e, worker) == nil {
+		e.node = node
+	}
 }
 
 // SetEngineID records the id the engine gave a leased job, when it differs.

@@ -23,6 +23,7 @@ type entry struct {
 
 	worker   string
 	leaseExp time.Time
+	node     string // the node its engine executes (Executing)
 	// avoid lists the workers the job failed on (Job.Failures): it goes
 	// to another one while another usable worker exists.
 	avoid []string

@@ -584,25 +584,41 @@ func (q *Queue) dropActive(e *entry) {
 // Cancel cancels a pending or running job. A running job's worker learns of
 // it through the Cancelled event and interrupts the engine.
 func (q *Queue) Cancel(ctx context.Context, id, reason string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		return q.cancelled(e, reason), nil
+	})
+}
+
+// cancelled finishes e as cancelled for reason and returns the write. A job
+// stopped while its engine executed it keeps, as the error's details, the
+// node it was at (as ComfyUI's execution_interrupted names it). mu held.
+func (q *Queue) cancelled(e *entry, reason string) func(*workshop.Job) {
 	if reason == "" {
 		reason = "cancelled"
 	}
-	return q.CancelWith(ctx, id, &workshop.JobError{Type: "cancelled", Message: reason})
+	now := q.now().UTC()
+	ran, node := e.status == workshop.StatusRunning && !e.started.IsZero(), e.node
+	q.finish(e, workshop.StatusCancelled)
+	return func(j *workshop.Job) {
+		j.Status, j.CompletedAt, j.LeaseExpires = workshop.StatusCancelled, &now, nil
+		j.Error = &workshop.JobError{Type: "cancelled", Message: reason}
+		if ran {
+			j.Error.Details = interruptedAt(j.Workflow, node)
+		}
+	}
 }
 
-// CancelWith cancels a job with jerr as its reason (its Details say, for
-// a job interrupted while it ran, where it was).
-func (q *Queue) CancelWith(ctx context.Context, id string, jerr *workshop.JobError) (*workshop.Job, error) {
-	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
-		now := q.now().UTC()
-		q.finish(e, workshop.StatusCancelled)
-		return func(j *workshop.Job) {
-			j.Status = workshop.StatusCancelled
-			j.CompletedAt = &now
-			j.LeaseExpires = nil
-			j.Error = jerr
-		}, nil
-	})
+// interruptedAt is {"node_id", "node_type"} of node in workflow.
+func interruptedAt(workflow json.RawMessage, node string) json.RawMessage {
+	var nodes map[string]struct {
+		ClassType string `json:"class_type"`
+	}
+	json.Unmarshal(workflow, &nodes)
+	b, _ := json.Marshal(struct {
+		NodeID   string `json:"node_id"`
+		NodeType string `json:"node_type"`
+	}{node, nodes[node].ClassType})
+	return b
 }
 
 // SetPriority moves a pending job to another priority.

@@ -815,3 +815,42 @@ func TestUserNumbers(t *testing.T) {
 		t.Fatalf("after a restart: a3=%d b2=%d", got(a3), got(b2))
 	}
 }
+
+// A job cancelled while its engine executes it records the node it was
+// at (what ComfyUI's execution_interrupted names), whoever cancels it and
+// however: one by one or in bulk. One cancelled before it started has none.
+func TestCancelRecordsTheNode(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	running := func(label, node string) *workshop.Job {
+		j := submit(t, q, "A", label)
+		lease(t, q, "w")
+		if err := q.Started(ctx, j.ID, "w"); err != nil {
+			t.Fatal(err)
+		}
+		q.Executing(j.ID, "w", node)
+		return j
+	}
+	where := func(j *workshop.Job) string {
+		if j.Error == nil {
+			return "no error"
+		}
+		return string(j.Error.Details)
+	}
+	one := running("one", "2")
+	if got, err := q.Cancel(ctx, one.ID, "cancelled by the instructor"); err != nil || where(got) != `{"node_id":"2","node_type":"SaveImage"}` ||
+		got.Error.Message != "cancelled by the instructor" {
+		t.Errorf("cancelled while it executed node 2: %s %v", where(got), err)
+	}
+	bulk := running("bulk", "1")
+	if _, err := q.CancelSelected(ctx, sched.Selector{IDs: []string{bulk.ID}}, "cancelled by the instructor"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := q.Get(bulk.ID); where(got) != `{"node_id":"1","node_type":"EmptyImage"}` {
+		t.Errorf("cancelled in bulk while it executed node 1: %s", where(got))
+	}
+	waiting := submit(t, q, "A", "waiting")
+	if got, err := q.Cancel(ctx, waiting.ID, ""); err != nil || got.Error == nil || got.Error.Details != nil {
+		t.Errorf("cancelled before it ran: %s %v", where(got), err)
+	}
+}
