@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,8 +55,11 @@ type worker struct {
 	mu         sync.Mutex
 	jobs       map[string]*track // by job id
 	byEngine   map[string]string // engine prompt id -> job id, where they differ
-	posting    int               // posts awaiting the instance's answer
-	early      []earlyEvent      // events for ids unknown while posting
+	// waiting counts what may name the engine's id of a job soon: posts
+	// awaiting the instance's answer, reconciles reading its state. While
+	// there are some, events for ids the worker does not know are kept.
+	waiting    int
+	early      []earlyEvent // those events, oldest first
 	earlyLost  bool              // some fell off the end of early
 	executing  string            // job id the instance is executing
 	connected  bool              // the instance's socket is up
@@ -72,7 +76,8 @@ type worker struct {
 
 // earlyEvent is a socket event for a prompt id the worker does not know
 // yet. ComfyUI before mid-2025 makes its own ids, and runs a fully cached
-// graph to its end before it answers the post that would name the id.
+// graph to its end before it answers the post that would name the id; a
+// reconcile finds jobs on the instance while their events go on.
 type earlyEvent struct {
 	promptID string
 	ev       comfy.Event
@@ -256,7 +261,7 @@ func (w *worker) submit(job *workshop.Job) {
 	var resp *comfy.PromptResponse
 	if err == nil {
 		w.mu.Lock()
-		w.posting++
+		w.waiting++
 		w.mu.Unlock()
 		resp, err = w.client.QueuePrompt(ctx, comfy.PromptRequest{
 			Prompt:    json.RawMessage(job.Workflow),
@@ -264,7 +269,18 @@ func (w *worker) submit(job *workshop.Job) {
 			PromptID:  job.ID,
 			ExtraData: extraData(job),
 		})
-		w.answered(t, resp)
+		var known []string
+		if resp != nil && resp.PromptID != "" {
+			known = []string{resp.PromptID}
+		}
+		w.answered(known, func() {
+			if len(known) > 0 && known[0] != job.ID {
+				w.mu.Lock()
+				t.engineID = known[0]
+				w.byEngine[known[0]] = job.ID
+				w.mu.Unlock()
+			}
+		})
 	}
 	var perr *comfy.PromptError
 	switch {
@@ -313,32 +329,28 @@ func (w *worker) submit(job *workshop.Job) {
 	w.publishProgress(t, false)
 }
 
-// answered ends a post: with the instance's answer (nil if it failed) the
-// job is known by the engine's id, and the events that came for that id
-// before the answer are handled now, in order, ahead of any later one.
-func (w *worker) answered(t *track, resp *comfy.PromptResponse) {
+// answered ends a post or a reconcile, which made the engine ids known
+// known: learn maps them to their jobs, and the events that came for them
+// before are handled, in order, ahead of any later one (one event lock
+// holds from the mapping to the replay).
+func (w *worker) answered(known []string, learn func()) {
 	w.evMu.Lock()
 	defer w.evMu.Unlock()
+	learn()
 	w.mu.Lock()
-	w.posting--
+	w.waiting--
 	var replay []comfy.Event
-	if resp != nil && resp.PromptID != "" {
-		if resp.PromptID != t.job.ID {
-			t.engineID = resp.PromptID
-			w.byEngine[resp.PromptID] = t.job.ID
+	kept := w.early[:0]
+	for _, e := range w.early {
+		if slices.Contains(known, e.promptID) {
+			replay = append(replay, e.ev)
+		} else {
+			kept = append(kept, e)
 		}
-		kept := w.early[:0]
-		for _, e := range w.early {
-			if e.promptID == resp.PromptID {
-				replay = append(replay, e.ev)
-			} else {
-				kept = append(kept, e)
-			}
-		}
-		w.early = kept
 	}
+	w.early = kept
 	lost := w.earlyLost && len(replay) > 0
-	if w.posting == 0 {
+	if w.waiting == 0 {
 		w.early, w.earlyLost = nil, false // nobody's: other clients of this ComfyUI
 	}
 	w.mu.Unlock()
@@ -350,15 +362,36 @@ func (w *worker) answered(t *track, resp *comfy.PromptResponse) {
 	}
 }
 
+// jobTag is the extra_data key that names the workshop's job on the
+// instance. ComfyUI keeps extra_data in its queue and history items, so a
+// prompt whose id the worker never learned (its answer lost, or made by an
+// older ComfyUI) is still found as the job's.
+const jobTag = "workshop_job_id"
+
+// taggedJob is the job id an instance's extra_data names, or "".
+func taggedJob(extra json.RawMessage) string {
+	var tag map[string]json.RawMessage
+	var id string
+	if json.Unmarshal(extra, &tag) != nil || json.Unmarshal(tag[jobTag], &id) != nil {
+		return ""
+	}
+	return id
+}
+
 // extraData passes a ComfyUI client's extra_data on (the UI graph, so the
-// images the instance writes embed the workflow), without its client_id:
-// events must come to the worker's socket.
+// images the instance writes embed the workflow), without its client_id
+// (events must come to the worker's socket), tagged with the job's id (a
+// participant's own tag is overwritten).
 func extraData(job *workshop.Job) map[string]any {
 	var extra map[string]any
-	if len(job.ExtraData) == 0 || json.Unmarshal(job.ExtraData, &extra) != nil {
-		return nil
+	if len(job.ExtraData) > 0 {
+		json.Unmarshal(job.ExtraData, &extra)
+	}
+	if extra == nil {
+		extra = map[string]any{}
 	}
 	delete(extra, "client_id")
+	extra[jobTag] = job.ID
 	return extra
 }
 
@@ -501,7 +534,7 @@ func (w *worker) handle(ev comfy.Event) {
 	}
 	jobID, t := w.lookup(promptID)
 	if t == nil {
-		if w.posting > 0 && promptID != "" {
+		if w.waiting > 0 && promptID != "" {
 			// Perhaps the job being posted, under an id the answer will
 			// name: kept until then.
 			if len(w.early) == maxEarly {

@@ -65,25 +65,39 @@ func slowJobRunning(t *testing.T, steps string, extra ...string) (*stack, job) {
 
 // The instance takes a prompt but its answer is lost on the way back: the
 // server asks the instance, finds the job there and follows it, instead of
-// running it a second time.
+// running it a second time. An instance that keeps the workshop's prompt
+// id has it under that id; an older one, which made its own id that only
+// the lost answer named, has it under the job's tag: still queued or
+// running (legacy), or already run to its end (legacy, instant).
 func TestLostPromptAnswer(t *testing.T) {
-	st := startGPUStack(t).withSim("--step-ms", "20", "--steps", "10")
-	a, ev, s := st.a, st.ev, st.sim
-	setFault(t, s, `{"drop_prompt_answers":1}`)
-
-	j := a.submit("user001", slowGraph("lost", 1))
-	ev.waitDone(60*time.Second, j.ID)
-	if got := a.job(j.ID); got.Status != "completed" || got.Attempts != 1 {
-		t.Errorf("job after a lost answer: %+v", got)
+	st := startGPUStack(t)
+	sims := map[string]*sim{
+		"new":     startSim(t, "--step-ms", "20", "--steps", "10"),
+		"legacy":  startSim(t, "--legacy", "--step-ms", "20", "--steps", "50"),
+		"instant": startSim(t, "--legacy", "--instant"),
 	}
-	if n := runs(t, j.ID, s); n != 1 {
-		t.Errorf("the job ran %d times", n)
-	}
-	// The next job goes through as usual.
-	j2 := a.submit("user001", imageGraph("after", 2))
-	ev.waitDone(30*time.Second, j2.ID)
-	if got := a.job(j2.ID); got.Status != "completed" {
-		t.Errorf("next job: %+v", got)
+	st.addAgent("gpu-a", "new="+sims["new"].base, "legacy="+sims["legacy"].base, "instant="+sims["instant"].base)
+	for i, name := range []string{"new", "legacy", "instant"} {
+		t.Run(name, func(t *testing.T) {
+			s := sims[name]
+			only(t, st.a, "gpu-a/"+name)
+			setFault(t, s, `{"drop_prompt_answers":1}`)
+			j := st.a.submit("user001", slowGraph("lost", 10*i))
+			st.ev.waitDone(60*time.Second, j.ID)
+			got := st.a.job(j.ID)
+			if got.Status != "completed" || got.Attempts != 1 || got.Worker != "gpu-a/"+name || (name != "new") != (got.EngineID != "") {
+				t.Errorf("job after a lost answer: %+v", got)
+			}
+			if n := s.stats(t).PromptsSucceeded; n != 1 {
+				t.Errorf("the instance ran %d prompts, want 1", n)
+			}
+			// The next job goes through as usual.
+			j2 := st.a.submit("user001", imageGraph("after", 10*i+1))
+			st.ev.waitDone(30*time.Second, j2.ID)
+			if got := st.a.job(j2.ID); got.Status != "completed" {
+				t.Errorf("next job: %+v", got)
+			}
+		})
 	}
 }
 

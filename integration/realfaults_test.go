@@ -3,7 +3,12 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +43,49 @@ func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status
 		files += len(o.Images)
 	}
 	return e.Status.StatusStr, files, ok
+}
+
+// comfyHistoryAll is a real ComfyUI's whole history, by prompt id.
+func comfyHistoryAll(t testing.TB, in *realcomfy.Instance) map[string]json.RawMessage {
+	t.Helper()
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(get(t, in.URL+"/history"), &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// answerDropper stands between a gpu-agent and a ComfyUI: it forwards
+// every request and the socket, and when armed lets ComfyUI take the next
+// POST /prompt, then closes the connection instead of answering: an answer
+// lost on the way back, at a moment the test chooses.
+type answerDropper struct {
+	url   string
+	armed atomic.Bool
+	proxy *httputil.ReverseProxy
+}
+
+func newAnswerDropper(t testing.TB, target string) *answerDropper {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &answerDropper{proxy: httputil.NewSingleHostReverseProxy(u)}
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	d.url = srv.URL
+	return d
+}
+
+func (d *answerDropper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/prompt") && d.armed.CompareAndSwap(true, false) {
+		d.proxy.ServeHTTP(httptest.NewRecorder(), r) // ComfyUI queues it; its answer goes nowhere
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+		return
+	}
+	d.proxy.ServeHTTP(w, r)
 }
 
 // comfyRunning reports whether a real ComfyUI is executing promptID now.
@@ -204,6 +252,29 @@ func TestRealComfyFaults(t *testing.T) {
 		}
 		if n := executions(in) - before; n != 1 {
 			t.Errorf("%s ran the job %d times", on, n)
+		}
+	})
+
+	// 2024-08-15 takes a prompt and the answer naming the id it made is
+	// lost: the server finds the job on it by its tag and collects it,
+	// without posting it again.
+	t.Run("lost answer", func(t *testing.T) {
+		drop := newAnswerDropper(t, older.URL)
+		s := startGPUStack(t, "--prefetch", "0")
+		s.addAgent("gpu", "old="+drop.url)
+		before := len(comfyHistoryAll(t, older))
+		drop.armed.Store(true)
+		j := s.a.submit("user001", imageGraph("lost", 18))
+		s.ev.waitDone(2*time.Minute, j.ID)
+		got := s.a.job(j.ID)
+		if got.Status != "completed" || got.Attempts != 1 || len(got.Failures) != 0 || got.EngineID == "" || got.Result == nil || len(got.Result.Outputs) != 1 {
+			t.Fatalf("job after its answer was lost: %+v", got)
+		}
+		if drop.armed.Load() {
+			t.Fatal("no answer was dropped")
+		}
+		if n := len(comfyHistoryAll(t, older)) - before; n != 1 {
+			t.Errorf("ComfyUI ran %d prompts, want 1", n)
 		}
 	})
 
