@@ -52,19 +52,19 @@ type worker struct {
 	// once a post's answer names the engine's id for them.
 	evMu sync.Mutex
 
-	mu         sync.Mutex
-	jobs       map[string]*track // by job id
-	byEngine   map[string]string // engine prompt id -> job id, where they differ
+	mu       sync.Mutex
+	jobs     map[string]*track // by job id
+	byEngine map[string]string // engine prompt id -> job id, where they differ
 	// waiting counts what may name the engine's id of a job soon: posts
 	// awaiting the instance's answer, reconciles reading its state. While
 	// there are some, events for ids the worker does not know are kept.
 	waiting    int
 	early      []earlyEvent // those events, oldest first
-	earlyLost  bool              // some fell off the end of early
-	executing  string            // job id the instance is executing
-	connected  bool              // the instance's socket is up
-	reconciled bool              // state matches the instance since it came up
-	synced     bool              // the first reconcile (taking over leases) is done
+	earlyLost  bool         // some fell off the end of early
+	executing  string       // job id the instance is executing
+	connected  bool         // the instance's socket is up
+	reconciled bool         // state matches the instance since it came up
+	synced     bool         // the first reconcile (taking over leases) is done
 	stopLease  context.CancelFunc
 	draining   bool      // the instructor holds new jobs back
 	aside      bool      // set aside: it kept failing jobs
