@@ -246,7 +246,7 @@ func (q *Queue) RetryElsewhere(ctx context.Context, id, worker string, f worksho
 		}
 		f.Worker = worker
 		tried := append(slices.Clone(e.avoid), worker)
-		if q.anyUntried(tried) {
+		if q.anyUntried(e, tried) {
 			return q.requeue(e, fmt.Sprintf("%s on %s; trying another GPU instance", f.Message, worker), &f), nil
 		}
 		now := q.now().UTC()
@@ -374,6 +374,18 @@ func (q *Queue) observeRun(d time.Duration) {
 		return
 	}
 	q.avgRun = (q.avgRun*4 + d) / 5
+}
+
+// SetNodes tells the queue the node classes of the instances a job may
+// wait for (connected ones, and those away for less than their grace), by
+// worker: a job goes to an instance that has every class it uses while
+// one of these does, else (no instance has them) to any, which will say
+// what it lacks. A worker not listed is taken to have every class.
+func (q *Queue) SetNodes(nodes map[string]map[string]bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nodes = nodes
+	q.notify()
 }
 
 // SetWorkers tells the queue which workers take jobs now (connected, not
