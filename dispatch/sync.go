@@ -29,6 +29,8 @@ func (w *worker) syncLoop() {
 		for attempt := 0; ; attempt++ {
 			err := w.reconcile()
 			if err == nil {
+				// Known before it takes a job, so it gets only jobs it can run.
+				w.syncNodes()
 				w.mu.Lock()
 				w.reconciled, w.synced = true, true
 				w.mu.Unlock()

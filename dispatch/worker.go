@@ -72,6 +72,10 @@ type worker struct {
 	report     tunnel.InstanceStatus
 	gpus       []tunnel.GPUStats
 	models     json.RawMessage
+	nodes      *nodeList  // its object_info, once read
+	nodesAt    time.Time  // when it was read
+	nodesStale bool       // read it again: the instance came back, or lacked a node
+	nodesMu    sync.Mutex // one read of the node list at a time
 }
 
 // earlyEvent is a socket event for a prompt id the worker does not know
@@ -288,7 +292,9 @@ func (w *worker) submit(job *workshop.Job) {
 		w.untrack(job.ID)
 		jerr := &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)}
 		if reason, msg, ok := promptFault(perr); ok {
-			// A node or model this instance lacks: another may have it.
+			// A node or model this instance lacks: another may have it,
+			// and its node list may be out of date.
+			w.nodesDoubtful()
 			w.retryElsewhere(job.ID, workshop.Failure{Reason: reason, Message: msg}, jerr)
 			return
 		}
@@ -502,6 +508,9 @@ func (w *worker) handle(ev comfy.Event) {
 		if !was {
 			w.reconciled = false
 		}
+		if ev.Type == comfy.EventReconnected {
+			w.nodesStale = true // it may be another ComfyUI now, restarted with other nodes
+		}
 		w.mu.Unlock()
 		if !was || ev.Type == comfy.EventReconnected {
 			// Events sent while we were away are lost: ask the instance.
@@ -519,6 +528,7 @@ func (w *worker) handle(ev comfy.Event) {
 		w.mu.Unlock()
 		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
 		w.d.changed()
+		time.AfterFunc(w.d.cfg.Grace, w.d.changed) // its node list no longer holds jobs
 		return
 	}
 

@@ -49,6 +49,8 @@ func restartSim(t testing.TB, old *sim, extra ...string) *sim {
 
 func (s *sim) stats(t testing.TB) (st struct {
 	Executions       map[string]int `json:"executions"`
+	PromptsQueued    int            `json:"prompts_queued"`
+	PromptsRejected  int            `json:"prompts_rejected"`
 	PromptsSucceeded int            `json:"prompts_succeeded"`
 }) {
 	t.Helper()

@@ -1,17 +1,20 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -127,7 +130,7 @@ func waitComfy(t testing.TB, what string, timeout time.Duration, cond func() boo
 // a node only the newer version has.
 func TestRealComfyFaults(t *testing.T) {
 	newer := realcomfy.Start(t, realcomfy.Get(t, "0.3.64"), realcomfy.Options{})
-	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{})
+	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{CustomNodes: map[string]string{"workshop_pass.py": passThroughNode}})
 	comfyOf := map[string]*realcomfy.Instance{"gpu/new": newer, "gpu/old": older}
 	other := map[string]string{"gpu/new": "gpu/old", "gpu/old": "gpu/new"}
 	// promptID is the id the instance knows the job by (2024-08-15 makes
@@ -278,49 +281,90 @@ func TestRealComfyFaults(t *testing.T) {
 		}
 	})
 
-	// ImageFlip exists on 0.3.64, not on 2024-08-15. The participant's
-	// ComfyUI validates against the newer's object_info; the older
-	// instance, the only free one, refuses the job; it runs on the newer,
-	// and the older is not blamed for it.
-	t.Run("node only on one version", func(t *testing.T) {
+	// ImageFlip exists on 0.3.64, not on 2024-08-15; a custom node exists
+	// on the 2024-08-15 only. Participants get both, the classes both have
+	// as 0.3.64 defines them, and each job goes straight to the instance
+	// that has its nodes, even while it is busy and the other is free.
+	t.Run("nodes only on one instance", func(t *testing.T) {
 		a, ev, _ := host(t, "--prefetch", "0")
-		if st := a.do("POST", "/api/workers/gpu/old/drain", nil, nil); st != 200 {
-			t.Fatalf("drain: %d", st)
+		var union jsonobj.Object
+		waitComfy(t, "the union of both node lists", 30*time.Second, func() bool {
+			var raw json.RawMessage
+			a.do("GET", "/user/1/api/object_info", nil, &raw)
+			union = objectOf(t, raw)
+			_, flip := union.Get("ImageFlip")
+			_, own := union.Get("WorkshopPassThrough")
+			return flip && own
+		})
+		newInfo, oldInfo := objectOf(t, get(t, newer.URL+"/object_info")), objectOf(t, get(t, older.URL+"/object_info"))
+		if want := append(newInfo.Keys(), "WorkshopPassThrough"); !slices.Equal(union.Keys(), want) {
+			t.Errorf("classes: %d, want 0.3.64's %d then WorkshopPassThrough", len(union), len(newInfo))
 		}
-		busy := a.submit("user002", bigGraph("busy", 14))
-		ev.waitStage(busy.ID, "executing", 60*time.Second)
-		a.do("POST", "/api/workers/gpu/old/undrain", nil, nil)
-		flip := map[string]any{
-			"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 48, "batch_size": 1, "color": 15}},
-			"2": map[string]any{"class_type": "ImageFlip", "inputs": map[string]any{"image": []any{"1", 0}, "flip_method": "x-axis: vertically"}},
-			"3": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "flip"}},
+		for _, c := range []struct {
+			class string
+			from  jsonobj.Object
+		}{{"KSampler", newInfo}, {"SaveImage", newInfo}, {"ImageFlip", newInfo}, {"WorkshopPassThrough", oldInfo}} {
+			if g, _ := union.Get(c.class); !bytes.Equal(g, mustGet(t, c.from, c.class)) {
+				t.Errorf("%s is not the definition of the instance it should come from: %s", c.class, g)
+			}
 		}
-		var queued struct {
-			PromptID string `json:"prompt_id"`
+		image := map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 48, "batch_size": 1, "color": 15}}
+		save := func(from string) map[string]any {
+			return map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{from, 0}, "filename_prefix": "only"}}
 		}
-		if st := a.do("POST", "/user/1/api/prompt", map[string]any{"prompt": flip, "client_id": "c1"}, &queued); st != 200 || queued.PromptID == "" {
-			t.Fatalf("POST /user/1/api/prompt: %d %+v", st, queued)
-		}
-		ev.waitDone(3*time.Minute, queued.PromptID, busy.ID)
-		got := a.job(queued.PromptID)
-		if got.Status != "completed" || got.Worker != "gpu/new" || len(got.Failures) != 1 ||
-			got.Failures[0].Worker != "gpu/old" || got.Failures[0].Reason != "missing_node" || !strings.Contains(got.Failures[0].Message, "ImageFlip") {
-			t.Fatalf("the ImageFlip job: %+v", got)
-		}
-		if st, files, ok := comfyHistory(t, newer, got.ID); !ok || st != "success" || files != 1 {
-			t.Errorf("0.3.64's history of the job: %q, %d files, %v", st, files, ok)
+		for _, c := range []struct {
+			name, on, busy string
+			node           map[string]any
+		}{
+			{"ImageFlip", "gpu/new", "gpu/old", map[string]any{"class_type": "ImageFlip", "inputs": map[string]any{"image": []any{"1", 0}, "flip_method": "x-axis: vertically"}}},
+			{"WorkshopPassThrough", "gpu/old", "gpu/new", map[string]any{"class_type": "WorkshopPassThrough", "inputs": map[string]any{"image": []any{"1", 0}}}},
+		} {
+			only(t, a, c.on)
+			busy := a.submit("user002", bigGraph("busy", len(c.name)))
+			ev.waitStage(busy.ID, "executing", 60*time.Second)
+			only(t, a, "")
+			var queued struct {
+				PromptID string `json:"prompt_id"`
+			}
+			graph := map[string]any{"1": image, "2": c.node, "3": save("2")}
+			if st := a.do("POST", "/user/1/api/prompt", map[string]any{"prompt": graph, "client_id": "c1"}, &queued); st != 200 || queued.PromptID == "" {
+				t.Fatalf("POST /user/1/api/prompt with %s: %d %+v", c.name, st, queued)
+			}
+			ev.waitDone(3*time.Minute, queued.PromptID, busy.ID)
+			got := a.job(queued.PromptID)
+			if got.Status != "completed" || got.Worker != c.on || len(got.Failures) != 0 || got.Attempts != 1 {
+				t.Errorf("the %s job: %+v", c.name, got)
+			}
+			var hist map[string]struct {
+				Status struct {
+					StatusStr string `json:"status_str"`
+				} `json:"status"`
+			}
+			a.do("GET", fmt.Sprintf("/user/1/api/history/%s", got.ID), nil, &hist)
+			if hist[got.ID].Status.StatusStr != "success" {
+				t.Errorf("the participant's history of the %s job: %+v", c.name, hist)
+			}
 		}
 		if w := a.worker("gpu/old"); w.SetAside != nil || len(w.RecentFailures) != 0 {
-			t.Errorf("the older instance was blamed for lacking a node: %+v", w)
-		}
-		var hist map[string]struct {
-			Status struct {
-				StatusStr string `json:"status_str"`
-			} `json:"status"`
-		}
-		a.do("GET", fmt.Sprintf("/user/1/api/history/%s", got.ID), nil, &hist)
-		if hist[got.ID].Status.StatusStr != "success" {
-			t.Errorf("the participant's history: %+v", hist)
+			t.Errorf("the older instance was blamed: %+v", w)
 		}
 	})
 }
+
+// passThroughNode is a custom node that passes an image on: one instance
+// has it, as a custom node installed on one GPU host.
+const passThroughNode = `class WorkshopPassThrough:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "workshop tests"
+
+    def run(self, image):
+        return (image,)
+
+
+NODE_CLASS_MAPPINGS = {"WorkshopPassThrough": WorkshopPassThrough}
+`
