@@ -91,7 +91,7 @@ func (w *worker) reconcile() error {
 	}
 	var recent map[string]*comfy.HistoryEntry // tagged history, read once if needed
 
-	mine := map[string]bool{}
+	mine := map[string]bool{}       // engine ids of the jobs leased here
 	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
 	var collect, requeue, failedAway []string
 	failedEntry := map[string]*comfy.HistoryEntry{}
@@ -222,15 +222,17 @@ func (w *worker) reconcile() error {
 		ours[engineID] = job
 	}
 	for engineID, stage := range onInstance {
-		if mine[engineID] {
-			continue
-		}
 		job := ours[engineID]
 		if job == "" {
 			job = engineID
 		}
-		if _, err := w.q.Get(job); err != nil {
-			continue // not a workshop job: another client of this ComfyUI
+		if mine[engineID] {
+			continue
+		}
+		if j, err := w.q.Get(job); err != nil || j.Status == workshop.StatusRunning && j.Worker == w.id {
+			// Not a workshop job (another client of this ComfyUI), or one
+			// leased here since the leases were read, or being posted.
+			continue
 		}
 		w.log.Info("removing a job from the instance that is no longer its own", "job", job, "stage", stage)
 		if stage == stageQueued {
