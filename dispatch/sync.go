@@ -63,7 +63,8 @@ func (w *worker) reconcile() error {
 	// for jobs not tracked yet are kept meanwhile, for the jobs found.
 	w.mu.Lock()
 	w.reconciled = false
-	w.waiting++
+	w.waiting += 1 - w.waitsHeld // the waits of posts whose answer was lost become this one
+	w.waitsHeld = 0
 	w.mu.Unlock()
 	var found []adoption
 	learnt := false

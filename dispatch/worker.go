@@ -49,7 +49,7 @@ type worker struct {
 	sync   chan struct{} // a reconcile with the instance is needed
 
 	// evMu orders event handling: the socket's events, and those replayed
-	// once a post's answer names the engine's id for them.
+	// once a post's answer or a reconcile names the engine's id for them.
 	evMu sync.Mutex
 
 	mu       sync.Mutex
@@ -59,6 +59,7 @@ type worker struct {
 	// awaiting the instance's answer, reconciles reading its state. While
 	// there are some, events for ids the worker does not know are kept.
 	waiting    int
+	waitsHeld  int          // of those, posts whose answer was lost, for the next reconcile
 	early      []earlyEvent // those events, oldest first
 	earlyLost  bool         // some fell off the end of early
 	executing  string       // job id the instance is executing
@@ -273,18 +274,29 @@ func (w *worker) submit(job *workshop.Job) {
 			PromptID:  job.ID,
 			ExtraData: extraData(job),
 		})
-		var known []string
-		if resp != nil && resp.PromptID != "" {
-			known = []string{resp.PromptID}
-		}
-		w.answered(known, func() {
-			if len(known) > 0 && known[0] != job.ID {
-				w.mu.Lock()
-				t.engineID = known[0]
-				w.byEngine[known[0]] = job.ID
-				w.mu.Unlock()
+		var perr *comfy.PromptError
+		switch {
+		case err != nil && !errors.As(err, &perr):
+			// The answer was lost: the reconcile it calls for finds the
+			// job, and takes over this wait, so the job's events until
+			// then are kept for it.
+			w.mu.Lock()
+			w.waitsHeld++
+			w.mu.Unlock()
+		default:
+			var known []string
+			if resp != nil && resp.PromptID != "" {
+				known = []string{resp.PromptID}
 			}
-		})
+			w.answered(known, func() {
+				if len(known) > 0 && known[0] != job.ID {
+					w.mu.Lock()
+					t.engineID = known[0]
+					w.byEngine[known[0]] = job.ID
+					w.mu.Unlock()
+				}
+			})
+		}
 	}
 	var perr *comfy.PromptError
 	switch {

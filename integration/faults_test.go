@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,35 +71,42 @@ func slowJobRunning(t *testing.T, steps string, extra ...string) (*stack, job) {
 // the lost answer named, has it under the job's tag: still queued or
 // running (legacy), or already run to its end (legacy, instant).
 func TestLostPromptAnswer(t *testing.T) {
-	st := startGPUStack(t)
+	st := startGPUStack(t, "--seats", "1")
 	sims := map[string]*sim{
 		"new":     startSim(t, "--step-ms", "20", "--steps", "10"),
 		"legacy":  startSim(t, "--legacy", "--step-ms", "20", "--steps", "50"),
 		"instant": startSim(t, "--legacy", "--instant"),
 	}
 	st.addAgent("gpu-a", "new="+sims["new"].base, "legacy="+sims["legacy"].base, "instant="+sims["instant"].base)
+	p := st.join(1)
+	ws := p.socket("lost")
 	for i, name := range []string{"new", "legacy", "instant"} {
 		t.Run(name, func(t *testing.T) {
 			s := sims[name]
 			only(t, st.a, "gpu-a/"+name)
 			setFault(t, s, `{"drop_prompt_answers":1}`)
-			j := st.a.submit("user001", slowGraph("lost", 10*i))
-			st.ev.waitDone(60*time.Second, j.ID)
-			got := st.a.job(j.ID)
+			id := p.prompt(slowGraph("lost", 10*i))
+			ws.waitSuccess(t, 60*time.Second, id)
+			got := st.a.job(id)
 			if got.Status != "completed" || got.Attempts != 1 || got.Worker != "gpu-a/"+name || (name != "new") != (got.EngineID != "") {
 				t.Errorf("job after a lost answer: %+v", got)
 			}
 			if n := s.stats(t).PromptsSucceeded; n != 1 {
 				t.Errorf("the instance ran %d prompts, want 1", n)
 			}
-			// The next job goes through as usual.
-			j2 := st.a.submit("user001", imageGraph("after", 10*i+1))
-			st.ev.waitDone(30*time.Second, j2.ID)
-			if got := st.a.job(j2.ID); got.Status != "completed" {
-				t.Errorf("next job: %+v", got)
+			// Its events on the way are not lost either (all of an instant
+			// run's came before the answer; its end is told all the same).
+			if name != "instant" {
+				ws.waitFor(t, "execution_start of "+id, time.Second, func(evs []wsEvent) bool {
+					return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "execution_start" && e.PromptID == id })
+				})
 			}
+			// The next job goes through as usual.
+			next := p.prompt(imageGraph("after", 10*i+1))
+			ws.waitSuccess(t, 30*time.Second, next)
 		})
 	}
+	ws.onlyIDs(t, st.allIDs(p))
 }
 
 // relay is a loopback TCP relay that can stop forwarding without closing
