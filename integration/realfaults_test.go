@@ -130,7 +130,7 @@ func waitComfy(t testing.TB, what string, timeout time.Duration, cond func() boo
 // a node only the newer version has.
 func TestRealComfyFaults(t *testing.T) {
 	newer := realcomfy.Start(t, realcomfy.Get(t, "0.3.64"), realcomfy.Options{})
-	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{CustomNodes: map[string]string{"workshop_pass.py": passThroughNode}})
+	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{CustomNodes: map[string]string{"workshop_pass.py": realcomfy.PassThroughNode("WorkshopPassThrough")}})
 	comfyOf := map[string]*realcomfy.Instance{"gpu/new": newer, "gpu/old": older}
 	other := map[string]string{"gpu/new": "gpu/old", "gpu/old": "gpu/new"}
 	// promptID is the id the instance knows the job by (2024-08-15 makes
@@ -350,21 +350,3 @@ func TestRealComfyFaults(t *testing.T) {
 		}
 	})
 }
-
-// passThroughNode is a custom node that passes an image on: one instance
-// has it, as a custom node installed on one GPU host.
-const passThroughNode = `class WorkshopPassThrough:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",)}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "run"
-    CATEGORY = "workshop tests"
-
-    def run(self, image):
-        return (image,)
-
-
-NODE_CLASS_MAPPINGS = {"WorkshopPassThrough": WorkshopPassThrough}
-`

@@ -362,6 +362,27 @@ func (in *Instance) flags() []string {
 	return append(args, in.opts.Args...)
 }
 
+// PassThroughNode is the source of a custom node module with one class,
+// named class, that passes an image on: for Options.CustomNodes, a node
+// only the instances given it have.
+func PassThroughNode(class string) string {
+	return fmt.Sprintf(`class %[1]s:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "realcomfy"
+
+    def run(self, image):
+        return (image,)
+
+
+NODE_CLASS_MAPPINGS = {%[1]q: %[1]s}
+`, class)
+}
+
 // writeCustomNodes puts Options.CustomNodes in a folder of the instance's
 // and names it in extra_paths.yaml, which ComfyUI reads at start.
 func (in *Instance) writeCustomNodes() error {

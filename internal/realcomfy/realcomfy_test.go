@@ -16,7 +16,7 @@ func TestStartAndRun(t *testing.T) {
 	for _, v := range realcomfy.Versions(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			t.Parallel()
-			in := realcomfy.Start(t, v, realcomfy.Options{CustomNodes: map[string]string{"smoke_node.py": smokeNode}})
+			in := realcomfy.Start(t, v, realcomfy.Options{CustomNodes: map[string]string{"smoke_node.py": realcomfy.PassThroughNode("SmokeNode")}})
 			info, err := http.Get(in.URL + "/object_info/SmokeNode")
 			if err != nil {
 				t.Fatal(err)
@@ -47,20 +47,3 @@ func TestStartAndRun(t *testing.T) {
 		})
 	}
 }
-
-// smokeNode is a custom node that passes an image on.
-const smokeNode = `class SmokeNode:
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",)}}
-
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "run"
-    CATEGORY = "realcomfy"
-
-    def run(self, image):
-        return (image,)
-
-
-NODE_CLASS_MAPPINGS = {"SmokeNode": SmokeNode}
-`
