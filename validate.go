@@ -3,6 +3,7 @@ package workshop
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -39,15 +40,23 @@ func ValidUserID(id string) bool {
 // object. Deeper checks (node types, links, values) need the engine's
 // object_info and happen where that is known.
 func ValidateWorkflow(raw json.RawMessage) error {
+	_, err := WorkflowClasses(raw)
+	return err
+}
+
+// WorkflowClasses validates raw as ValidateWorkflow does and returns the
+// node classes it uses, sorted, each once: what an instance must have to
+// run it.
+func WorkflowClasses(raw json.RawMessage) ([]string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return Errorf(EINVALID, "workflow is required")
+		return nil, Errorf(EINVALID, "workflow is required")
 	}
 	if len(raw) > MaxWorkflowSize {
-		return Errorf(ETOOLARGE, "workflow is larger than %d bytes", MaxWorkflowSize)
+		return nil, Errorf(ETOOLARGE, "workflow is larger than %d bytes", MaxWorkflowSize)
 	}
 	if raw[0] != '{' {
-		return Errorf(EINVALID, "workflow must be a JSON object of nodes (ComfyUI API format)")
+		return nil, Errorf(EINVALID, "workflow must be a JSON object of nodes (ComfyUI API format)")
 	}
 	// One pass decodes every node; only a graph that fails it is walked
 	// again, node by node, to say which node is wrong.
@@ -56,23 +65,26 @@ func ValidateWorkflow(raw json.RawMessage) error {
 		Inputs    json.RawMessage `json:"inputs"`
 	}
 	if err := json.Unmarshal(raw, &nodes); err != nil {
-		return explainWorkflow(raw, err)
+		return nil, explainWorkflow(raw, err)
 	}
 	if len(nodes) == 0 {
-		return Errorf(EINVALID, "workflow has no nodes")
+		return nil, Errorf(EINVALID, "workflow has no nodes")
 	}
+	classes := make([]string, 0, len(nodes))
 	for id, node := range nodes {
 		if id == "" {
-			return Errorf(EINVALID, "workflow has a node with an empty id")
+			return nil, Errorf(EINVALID, "workflow has a node with an empty id")
 		}
 		if node.ClassType == nil || *node.ClassType == "" {
-			return Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
+			return nil, Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
 		}
 		if in := bytes.TrimSpace(node.Inputs); len(in) > 0 && in[0] != '{' && !bytes.Equal(in, []byte("null")) {
-			return Errorf(EINVALID, "workflow node %q: inputs must be an object", id)
+			return nil, Errorf(EINVALID, "workflow node %q: inputs must be an object", id)
 		}
+		classes = append(classes, *node.ClassType)
 	}
-	return nil
+	slices.Sort(classes)
+	return slices.Compact(classes), nil
 }
 
 // explainWorkflow finds the node that made a workflow undecodable.

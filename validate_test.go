@@ -22,3 +22,13 @@ func TestStoredNameMakesUnsafeNamesSafe(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestWorkflowClasses(t *testing.T) {
+	got, err := WorkflowClasses([]byte(`{"3":{"class_type":"SaveImage","inputs":{"images":["1",0]}},"1":{"class_type":"EmptyImage"},"2":{"class_type":"SaveImage"}}`))
+	if err != nil || len(got) != 2 || got[0] != "EmptyImage" || got[1] != "SaveImage" {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if _, err := WorkflowClasses([]byte(`{"1":{"inputs":{}}}`)); ErrorCode(err) != EINVALID {
+		t.Errorf("a node without class_type: %v", err)
+	}
+}

@@ -542,8 +542,8 @@ func TestAdminQueueDesk(t *testing.T) {
 
 	// ---- a failed row: which instance, and the whole error ----
 	frow := fmt.Sprintf(`#recent-list li[data-id=%q]`, failed.ID)
-	do(t, ctx, "the failed row says where it failed",
-		browsertest.TextContains(frow+" .err summary", "on gpu-2/0"),
+	do(t, ctx, "the failed row says where it failed, and after how many tries",
+		browsertest.TextContains(frow+" .err summary", "on gpu-2/0 after 2 attempts"),
 		browsertest.TextContains(frow+" .err summary", "execution_error: OutOfMemoryError in node 3"),
 		until(fmt.Sprintf(`!document.querySelector(%q).open`, frow+" .err")),
 		chromedp.Click(sel(frow+" .err summary")),

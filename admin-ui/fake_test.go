@@ -177,7 +177,7 @@ func (f *fake) populate(pendingJobs int) {
 		"details": map[string]any{"node_id": "3", "node_type": "KSampler", "exception_type": "torch.cuda.OutOfMemoryError",
 			"traceback": []string{"Traceback (most recent call last):\n", "  File \"/ComfyUI/execution.py\", line 323, in execute\n", "torch.cuda.OutOfMemoryError: CUDA out of memory.\n"}}}
 	st, done := t0.Add(50*time.Minute+10*time.Second), t0.Add(51*time.Minute)
-	failed.StartedAt, failed.CompletedAt, failed.Worker, failed.Attempts = &st, &done, "gpu-2/0", 1
+	failed.StartedAt, failed.CompletedAt, failed.Worker, failed.Attempts = &st, &done, "gpu-2/0", 2
 	// Two running jobs, one prefetched.
 	for i, w := range []string{"gpu-1/0", "gpu-1/1", "gpu-1/0"} {
 		j := f.addJob(userID(i+6), 2, "running", time.Now().Add(-time.Duration(3-i)*time.Minute))

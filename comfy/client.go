@@ -161,12 +161,20 @@ func (c *Client) getBytes(ctx context.Context, route string, query url.Values) (
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxJSON+1))
 	if err != nil {
 		return nil, fmt.Errorf("comfy: GET %s: %w", route, err)
 	}
+	if len(b) > MaxJSON {
+		return nil, fmt.Errorf("comfy: GET %s: the answer is over %d MiB", route, MaxJSON>>20)
+	}
 	return b, nil
 }
+
+// MaxJSON bounds a JSON answer read whole (object_info, history): far
+// above a big installation's, and the server's memory is not the GPU
+// host's to take.
+const MaxJSON = 64 << 20
 
 func (c *Client) postJSON(ctx context.Context, route string, in any) (*http.Response, error) {
 	b, err := json.Marshal(in)

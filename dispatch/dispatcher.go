@@ -61,6 +61,10 @@ type Config struct {
 	// the instance's own reasons (out of memory, a crash) before it is set
 	// aside: given no new jobs until the instructor puts it back. 0 never.
 	SetAsideAfter int
+	// NodeListFile keeps the node list participants were last served (see
+	// ObjectInfo), for a restart before any GPU host is back; "" keeps it
+	// in memory only.
+	NodeListFile string
 }
 
 // Defaults of Config's output caps: far above a workshop's batch of images
@@ -84,12 +88,18 @@ type Dispatcher struct {
 	gone     map[string]goneWorker // workers whose agent went, until it is back
 	sessions map[string]uint64     // agent -> live session id
 	done     map[string]int        // jobs completed per worker id
+
+	nodesMu   sync.Mutex
+	served    []byte // the node list last served (ObjectInfo)
+	servedKey []byte // the lists it was made of
 }
 
 // goneWorker is the last state of a worker whose agent disconnected.
 type goneWorker struct {
-	last WorkerStatus
-	at   time.Time
+	last   WorkerStatus
+	at     time.Time
+	nodes  *nodeList
+	taking bool
 }
 
 // New returns a dispatcher; call Run.
@@ -139,6 +149,9 @@ func New(cfg Config) *Dispatcher {
 		if d.setAside == nil {
 			d.setAside = map[string]SetAside{}
 		}
+	}
+	if cfg.NodeListFile != "" {
+		d.loadNodes()
 	}
 	return d
 }
@@ -212,7 +225,10 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 				if lost.IsZero() {
 					lost = now
 				}
-				d.gone[id] = goneWorker{last: w.status(d.done[id]), at: lost}
+				w.mu.Lock()
+				nodes, taking := w.nodes, !w.draining && !w.aside
+				w.mu.Unlock()
+				d.gone[id] = goneWorker{last: w.status(d.done[id]), at: lost, nodes: nodes, taking: taking}
 			}
 		}
 		if d.sessions[a.Name] == a.SessionID {
@@ -222,6 +238,7 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 		for _, w := range gone {
 			w.stop()
 		}
+		time.AfterFunc(d.cfg.Grace, d.changed) // their node lists no longer hold jobs
 	}
 	d.changed()
 	if ev.Type != tunnel.AgentReported {
@@ -272,8 +289,9 @@ func (d *Dispatcher) changed() {
 	d.cfg.Queue.Events().Publish(sched.Event{Type: sched.EventWorkers})
 }
 
-// updateSlots tells the queue which workers take jobs now: for estimates,
-// and so a job that failed on one waits for another.
+// updateSlots tells the queue which workers take jobs now (for estimates,
+// and so a job that failed on one waits for another) and the node classes
+// of each instance it may send jobs to.
 func (d *Dispatcher) updateSlots() {
 	d.mu.Lock()
 	var ids []string
@@ -284,6 +302,7 @@ func (d *Dispatcher) updateSlots() {
 	}
 	d.mu.Unlock()
 	d.cfg.Queue.SetWorkers(ids)
+	d.cfg.Queue.SetNodes(nodeSets(d.listedNow()))
 }
 
 // Drain stops (or, with on false, resumes) giving new jobs to a worker; the
@@ -480,11 +499,10 @@ func (d *Dispatcher) status(id string) (WorkerStatus, bool) {
 }
 
 // Upstream picks a connected instance for read-only ComfyUI routes (the
-// UI's files, object_info...): its base URL and a dial function through its
-// agent's tunnel. The newest ComfyUI is preferred, so that with mixed
-// versions every participant gets the same UI and node list (the newest's,
-// which the dispatcher can run: a job needing a node that an older
-// instance lacks is retried on one that has it). Instances taking jobs
+// UI's files, model lists...): its base URL and a dial function through
+// its agent's tunnel. The newest ComfyUI is preferred, so that with mixed
+// versions every participant gets the same UI (the node list is every
+// instance's: ObjectInfo). Instances taking jobs
 // come first (a drained or set-aside one may be on its way out, and what
 // it describes is not where jobs run). Among equals, idle instances are
 // preferred, so browsing does not slow a busy one.

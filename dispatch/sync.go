@@ -29,6 +29,8 @@ func (w *worker) syncLoop() {
 		for attempt := 0; ; attempt++ {
 			err := w.reconcile()
 			if err == nil {
+				// Known before it takes a job, so it gets only jobs it can run.
+				w.syncNodes()
 				w.mu.Lock()
 				w.reconciled, w.synced = true, true
 				w.mu.Unlock()
@@ -57,10 +59,20 @@ func backoff(attempt int) time.Duration {
 func (w *worker) reconcile() error {
 	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 	defer cancel()
-	// No new leases while the instance's state is being read.
+	// No new leases while the instance's state is being read; its events
+	// for jobs not tracked yet are kept meanwhile, for the jobs found.
 	w.mu.Lock()
 	w.reconciled = false
+	w.waiting += 1 - w.waitsHeld // the waits of posts whose answer was lost become this one
+	w.waitsHeld = 0
 	w.mu.Unlock()
+	var found []adoption
+	learnt := false
+	defer func() {
+		if !learnt {
+			w.answered(nil, func() {})
+		}
+	}()
 	// The leases first, the instance's queue after: a job posted before its
 	// lease was listed is then surely in the queue (or its history).
 	leased := w.q.LeasedBy(w.id)
@@ -69,14 +81,18 @@ func (w *worker) reconcile() error {
 		return fmt.Errorf("read queue: %w", err)
 	}
 	onInstance := map[string]string{} // engine id -> stage
-	for _, it := range queue.Running {
-		onInstance[it.PromptID] = stageExecuting
+	tagged := map[string]string{}     // job id -> engine id, of the prompts tagged with one
+	for stage, items := range map[string][]comfy.QueueItem{stageExecuting: queue.Running, stageQueued: queue.Pending} {
+		for _, it := range items {
+			onInstance[it.PromptID] = stage
+			if job := taggedJob(it.ExtraData); job != "" {
+				tagged[job] = it.PromptID
+			}
+		}
 	}
-	for _, it := range queue.Pending {
-		onInstance[it.PromptID] = stageQueued
-	}
+	var recent map[string]*comfy.HistoryEntry // tagged history, read once if needed
 
-	mine := map[string]bool{}
+	mine := map[string]bool{}       // engine ids of the jobs leased here
 	lostAnswer := map[string]bool{} // posted, answer lost, and not on the instance
 	var collect, requeue, failedAway []string
 	failedEntry := map[string]*comfy.HistoryEntry{}
@@ -85,9 +101,11 @@ func (w *worker) reconcile() error {
 		if engineID == "" {
 			engineID = job.ID
 		}
-		mine[engineID] = true
 		w.mu.Lock()
 		t := w.jobs[job.ID]
+		if t != nil && t.engineID != job.ID {
+			engineID = t.engineID // known, not stored yet
+		}
 		busy := t != nil && (t.stage == stageCollecting || t.stage == stageSubmitting)
 		answerLost := t != nil && t.stage == stageUnknown
 		// After the first sync every job this worker leases is tracked, but
@@ -95,12 +113,36 @@ func (w *worker) reconcile() error {
 		handover := t == nil && w.synced
 		w.mu.Unlock()
 		if busy || handover {
+			mine[engineID] = true
 			continue
 		}
 		entry, ok, err := w.client.PromptHistory(ctx, engineID)
 		if err != nil {
 			return fmt.Errorf("read history of %s: %w", job.ID, err)
 		}
+		if !ok && onInstance[engineID] == "" {
+			// Not under the id we know it by: the instance may have made
+			// its own and the answer naming it was lost. Its tag tells.
+			if id, in := tagged[job.ID]; in {
+				engineID = id
+			} else {
+				if recent == nil {
+					if recent, err = w.taggedHistory(ctx); err != nil {
+						return fmt.Errorf("read history: %w", err)
+					}
+				}
+				if e := recent[job.ID]; e != nil {
+					engineID, entry, ok = e.PromptID, e, true
+				}
+			}
+			if engineID != job.ID && engineID != job.EngineID {
+				w.log.Info("found a job on the instance by its tag", "job", job.ID, "engine_id", engineID)
+				if err := w.q.SetEngineID(ctx, job.ID, w.id, engineID); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+					w.log.Warn("record engine id", "job", job.ID, "err", err)
+				}
+			}
+		}
+		mine[engineID] = true
 		summary := *job
 		summary.Workflow = nil
 		switch {
@@ -112,22 +154,33 @@ func (w *worker) reconcile() error {
 			failedAway = append(failedAway, job.ID)
 			failedEntry[job.ID] = entry
 		case onInstance[engineID] != "":
-			stage := onInstance[engineID]
-			t := w.ensureTracked(&summary, engineID, stage)
-			if stage == stageExecuting {
-				w.mu.Lock()
-				w.executing = job.ID
-				if t.started.IsZero() {
-					t.started = time.Now()
-				}
-				w.mu.Unlock()
-			}
+			found = append(found, adoption{job: &summary, engineID: engineID, stage: onInstance[engineID]})
 		default:
 			w.untrack(job.ID)
 			requeue = append(requeue, job.ID)
 			lostAnswer[job.ID] = answerLost
 		}
 	}
+	// Jobs still queued or running there are followed again, with the
+	// events that came for them while the instance was being read.
+	known := make([]string, len(found))
+	for i, a := range found {
+		known[i] = a.engineID
+	}
+	learnt = true
+	w.answered(known, func() {
+		for _, a := range found {
+			t := w.ensureTracked(a.job, a.engineID, a.stage)
+			if a.stage == stageExecuting {
+				w.mu.Lock()
+				w.executing = a.job.ID
+				if t.started.IsZero() {
+					t.started = time.Now()
+				}
+				w.mu.Unlock()
+			}
+		}
+	})
 	for _, id := range failedAway {
 		w.failedWhileAway(id, failedEntry[id])
 	}
@@ -165,14 +218,24 @@ func (w *worker) reconcile() error {
 	}
 	// Our prompts still on the instance that are no longer ours (cancelled,
 	// or requeued elsewhere after the grace) must not run twice.
+	ours := map[string]string{} // engine id -> job id
+	for job, engineID := range tagged {
+		ours[engineID] = job
+	}
 	for engineID, stage := range onInstance {
+		job := ours[engineID]
+		if job == "" {
+			job = engineID
+		}
 		if mine[engineID] {
 			continue
 		}
-		if _, err := w.q.Get(engineID); err != nil {
-			continue // not a workshop job: another client of this ComfyUI
+		if j, err := w.q.Get(job); err != nil || j.Status == workshop.StatusRunning && j.Worker == w.id {
+			// Not a workshop job (another client of this ComfyUI), or one
+			// leased here since the leases were read, or being posted.
+			continue
 		}
-		w.log.Info("removing a job from the instance that is no longer its own", "job", engineID, "stage", stage)
+		w.log.Info("removing a job from the instance that is no longer its own", "job", job, "stage", stage)
 		if stage == stageQueued {
 			err = w.client.DeleteFromQueue(ctx, engineID)
 		} else {
@@ -188,19 +251,49 @@ func (w *worker) reconcile() error {
 	return nil
 }
 
-// ensureTracked tracks a job found on the instance, keeping what is known.
+// adoption is a leased job found queued or running on the instance.
+type adoption struct {
+	job      *workshop.Job
+	engineID string
+	stage    string
+}
+
+// taggedHistory is the instance's newest history entries that name a
+// workshop job, by job id: where a prompt whose id the worker never
+// learned is found once it ran. Those are among the newest: the worker
+// posts nothing while it does not know what the instance has, and held at
+// most its slots before.
+func (w *worker) taggedHistory(ctx context.Context) (map[string]*comfy.HistoryEntry, error) {
+	entries, err := w.client.History(ctx, comfy.HistoryQuery{MaxItems: max(64, 4*(1+w.d.cfg.Prefetch))})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*comfy.HistoryEntry{}
+	for i := range entries {
+		if job := taggedJob(entries[i].Prompt.ExtraData); job != "" {
+			out[job] = &entries[i]
+		}
+	}
+	return out, nil
+}
+
+// ensureTracked tracks a job found on the instance under engineID, keeping
+// what is known of it.
 func (w *worker) ensureTracked(job *workshop.Job, engineID, stage string) *track {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t := w.jobs[job.ID]
 	if t == nil {
-		t = &track{job: job, engineID: engineID}
+		t = &track{job: job}
 		w.jobs[job.ID] = t
-		if engineID != job.ID {
-			w.byEngine[engineID] = job.ID
-		}
 	}
-	t.stage = stage
+	if t.engineID != engineID && t.engineID != job.ID {
+		delete(w.byEngine, t.engineID)
+	}
+	t.engineID, t.stage = engineID, stage
+	if engineID != job.ID {
+		w.byEngine[engineID] = job.ID
+	}
 	return t
 }
 

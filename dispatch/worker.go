@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,19 +49,23 @@ type worker struct {
 	sync   chan struct{} // a reconcile with the instance is needed
 
 	// evMu orders event handling: the socket's events, and those replayed
-	// once a post's answer names the engine's id for them.
+	// once a post's answer or a reconcile names the engine's id for them.
 	evMu sync.Mutex
 
-	mu         sync.Mutex
-	jobs       map[string]*track // by job id
-	byEngine   map[string]string // engine prompt id -> job id, where they differ
-	posting    int               // posts awaiting the instance's answer
-	early      []earlyEvent      // events for ids unknown while posting
-	earlyLost  bool              // some fell off the end of early
-	executing  string            // job id the instance is executing
-	connected  bool              // the instance's socket is up
-	reconciled bool              // state matches the instance since it came up
-	synced     bool              // the first reconcile (taking over leases) is done
+	mu       sync.Mutex
+	jobs     map[string]*track // by job id
+	byEngine map[string]string // engine prompt id -> job id, where they differ
+	// waiting counts what may name the engine's id of a job soon: posts
+	// awaiting the instance's answer, reconciles reading its state. While
+	// there are some, events for ids the worker does not know are kept.
+	waiting    int
+	waitsHeld  int          // of those, posts whose answer was lost, for the next reconcile
+	early      []earlyEvent // those events, oldest first
+	earlyLost  bool         // some fell off the end of early
+	executing  string       // job id the instance is executing
+	connected  bool         // the instance's socket is up
+	reconciled bool         // state matches the instance since it came up
+	synced     bool         // the first reconcile (taking over leases) is done
 	stopLease  context.CancelFunc
 	draining   bool      // the instructor holds new jobs back
 	aside      bool      // set aside: it kept failing jobs
@@ -68,11 +73,16 @@ type worker struct {
 	report     tunnel.InstanceStatus
 	gpus       []tunnel.GPUStats
 	models     json.RawMessage
+	nodes      *nodeList  // its object_info, once read
+	nodesAt    time.Time  // when it was read
+	nodesStale bool       // read it again: the instance came back, or lacked a node
+	nodesMu    sync.Mutex // one read of the node list at a time
 }
 
 // earlyEvent is a socket event for a prompt id the worker does not know
 // yet. ComfyUI before mid-2025 makes its own ids, and runs a fully cached
-// graph to its end before it answers the post that would name the id.
+// graph to its end before it answers the post that would name the id; a
+// reconcile finds jobs on the instance while their events go on.
 type earlyEvent struct {
 	promptID string
 	ev       comfy.Event
@@ -256,7 +266,7 @@ func (w *worker) submit(job *workshop.Job) {
 	var resp *comfy.PromptResponse
 	if err == nil {
 		w.mu.Lock()
-		w.posting++
+		w.waiting++
 		w.mu.Unlock()
 		resp, err = w.client.QueuePrompt(ctx, comfy.PromptRequest{
 			Prompt:    json.RawMessage(job.Workflow),
@@ -264,7 +274,29 @@ func (w *worker) submit(job *workshop.Job) {
 			PromptID:  job.ID,
 			ExtraData: extraData(job),
 		})
-		w.answered(t, resp)
+		var perr *comfy.PromptError
+		switch {
+		case err != nil && !errors.As(err, &perr):
+			// The answer was lost: the reconcile it calls for finds the
+			// job, and takes over this wait, so the job's events until
+			// then are kept for it.
+			w.mu.Lock()
+			w.waitsHeld++
+			w.mu.Unlock()
+		default:
+			var known []string
+			if resp != nil && resp.PromptID != "" {
+				known = []string{resp.PromptID}
+			}
+			w.answered(known, func() {
+				if len(known) > 0 && known[0] != job.ID {
+					w.mu.Lock()
+					t.engineID = known[0]
+					w.byEngine[known[0]] = job.ID
+					w.mu.Unlock()
+				}
+			})
+		}
 	}
 	var perr *comfy.PromptError
 	switch {
@@ -272,7 +304,9 @@ func (w *worker) submit(job *workshop.Job) {
 		w.untrack(job.ID)
 		jerr := &workshop.JobError{Type: "validation_error", Message: perr.Info.Message, Details: json.RawMessage(perr.Body)}
 		if reason, msg, ok := promptFault(perr); ok {
-			// A node or model this instance lacks: another may have it.
+			// A node or model this instance lacks: another may have it,
+			// and its node list may be out of date.
+			w.nodesDoubtful()
 			w.retryElsewhere(job.ID, workshop.Failure{Reason: reason, Message: msg}, jerr)
 			return
 		}
@@ -313,32 +347,28 @@ func (w *worker) submit(job *workshop.Job) {
 	w.publishProgress(t, false)
 }
 
-// answered ends a post: with the instance's answer (nil if it failed) the
-// job is known by the engine's id, and the events that came for that id
-// before the answer are handled now, in order, ahead of any later one.
-func (w *worker) answered(t *track, resp *comfy.PromptResponse) {
+// answered ends a post or a reconcile, which made the engine ids known
+// known: learn maps them to their jobs, and the events that came for them
+// before are handled, in order, ahead of any later one (one event lock
+// holds from the mapping to the replay).
+func (w *worker) answered(known []string, learn func()) {
 	w.evMu.Lock()
 	defer w.evMu.Unlock()
+	learn()
 	w.mu.Lock()
-	w.posting--
+	w.waiting--
 	var replay []comfy.Event
-	if resp != nil && resp.PromptID != "" {
-		if resp.PromptID != t.job.ID {
-			t.engineID = resp.PromptID
-			w.byEngine[resp.PromptID] = t.job.ID
+	kept := w.early[:0]
+	for _, e := range w.early {
+		if slices.Contains(known, e.promptID) {
+			replay = append(replay, e.ev)
+		} else {
+			kept = append(kept, e)
 		}
-		kept := w.early[:0]
-		for _, e := range w.early {
-			if e.promptID == resp.PromptID {
-				replay = append(replay, e.ev)
-			} else {
-				kept = append(kept, e)
-			}
-		}
-		w.early = kept
 	}
+	w.early = kept
 	lost := w.earlyLost && len(replay) > 0
-	if w.posting == 0 {
+	if w.waiting == 0 {
 		w.early, w.earlyLost = nil, false // nobody's: other clients of this ComfyUI
 	}
 	w.mu.Unlock()
@@ -350,15 +380,36 @@ func (w *worker) answered(t *track, resp *comfy.PromptResponse) {
 	}
 }
 
+// jobTag is the extra_data key that names the workshop's job on the
+// instance. ComfyUI keeps extra_data in its queue and history items, so a
+// prompt whose id the worker never learned (its answer lost, or made by an
+// older ComfyUI) is still found as the job's.
+const jobTag = "workshop_job_id"
+
+// taggedJob is the job id an instance's extra_data names, or "".
+func taggedJob(extra json.RawMessage) string {
+	var tag map[string]json.RawMessage
+	var id string
+	if json.Unmarshal(extra, &tag) != nil || json.Unmarshal(tag[jobTag], &id) != nil {
+		return ""
+	}
+	return id
+}
+
 // extraData passes a ComfyUI client's extra_data on (the UI graph, so the
-// images the instance writes embed the workflow), without its client_id:
-// events must come to the worker's socket.
+// images the instance writes embed the workflow), without its client_id
+// (events must come to the worker's socket), tagged with the job's id (a
+// participant's own tag is overwritten).
 func extraData(job *workshop.Job) map[string]any {
 	var extra map[string]any
-	if len(job.ExtraData) == 0 || json.Unmarshal(job.ExtraData, &extra) != nil {
-		return nil
+	if len(job.ExtraData) > 0 {
+		json.Unmarshal(job.ExtraData, &extra)
+	}
+	if extra == nil {
+		extra = map[string]any{}
 	}
 	delete(extra, "client_id")
+	extra[jobTag] = job.ID
 	return extra
 }
 
@@ -469,6 +520,9 @@ func (w *worker) handle(ev comfy.Event) {
 		if !was {
 			w.reconciled = false
 		}
+		if ev.Type == comfy.EventReconnected {
+			w.nodesStale = true // it may be another ComfyUI now, restarted with other nodes
+		}
 		w.mu.Unlock()
 		if !was || ev.Type == comfy.EventReconnected {
 			// Events sent while we were away are lost: ask the instance.
@@ -486,6 +540,7 @@ func (w *worker) handle(ev comfy.Event) {
 		w.mu.Unlock()
 		w.log.Warn("lost the instance's socket; holding its jobs for the grace period", "grace", w.d.cfg.Grace)
 		w.d.changed()
+		time.AfterFunc(w.d.cfg.Grace, w.d.changed) // its node list no longer holds jobs
 		return
 	}
 
@@ -501,7 +556,7 @@ func (w *worker) handle(ev comfy.Event) {
 	}
 	jobID, t := w.lookup(promptID)
 	if t == nil {
-		if w.posting > 0 && promptID != "" {
+		if w.waiting > 0 && promptID != "" {
 			// Perhaps the job being posted, under an id the answer will
 			// name: kept until then.
 			if len(w.early) == maxEarly {
@@ -539,6 +594,10 @@ func (w *worker) handle(ev comfy.Event) {
 		} else {
 			t.node, t.value, t.max = *m.Node, 0, 0
 			publish = true
+			// Known to the queue before the owner hears of it: a cancel
+			// then says where the job stopped.
+			node := t.node
+			before = func() { w.q.Executing(jobID, w.id, node) }
 		}
 	case *comfy.Progress:
 		t.node, t.value, t.max = m.Node, int(m.Value), int(m.Max)

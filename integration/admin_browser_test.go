@@ -151,7 +151,7 @@ func TestAdminPageLive(t *testing.T) {
 		poll(`document.querySelector('.gpu-card[data-id="gpu-b/0"] .drain').textContent.includes("Undrain")`),
 	)
 	// live-admin-gpus.png comes from TestAdminGPUViewWhenThingsGoWrong.
-	if st := s.a.workerState("gpu-b/0"); st != "draining" {
+	if st := s.a.worker("gpu-b/0").State; st != "draining" {
 		t.Errorf("gpu-b/0 is %s", st)
 	}
 	s.a.do("POST", "/api/workers/gpu-a/0/undrain", nil, nil)

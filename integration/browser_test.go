@@ -23,11 +23,9 @@ func browser(t testing.TB) context.Context {
 // (here the simulator's page, served through the tunnel and the mirror),
 // queues a prompt and sees live progress and the image.
 func TestBrowserJoinQueueAndSeeImage(t *testing.T) {
-	s := startStack(t, "--extension-test-page")
-	// A slower simulator, so progress is there to see.
-	slow := startSim(t, "--step-ms", "60", "--steps", "15")
-	startAgent(t, s.base, "gpu-b", slow)
-	s.ev.waitWorkers(s.a, 2, 30*time.Second)
+	// One slow simulator, so progress is there to see (with a fast one
+	// beside it the job may finish before the page shows a step).
+	s := startGPUStack(t, "--seats", "3", "--extension-test-page").withSim("--step-ms", "60", "--steps", "15")
 	ctx := browser(t)
 	poll := func(expr string) chromedp.Action[chromedp.Void] {
 		return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))

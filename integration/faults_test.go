@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,29 +27,6 @@ func (e *events) waitStage(jobID, stage string, timeout time.Duration) {
 	})
 }
 
-// workerOf returns the worker a running job is leased to.
-func (a admin) workerOf(id string) string {
-	a.t.Helper()
-	return a.job(id).Worker
-}
-
-func (a admin) workerState(id string) string {
-	a.t.Helper()
-	var ws struct {
-		Workers []struct {
-			ID    string `json:"id"`
-			State string `json:"state"`
-		} `json:"workers"`
-	}
-	a.do("GET", "/api/workers", nil, &ws)
-	for _, w := range ws.Workers {
-		if w.ID == id {
-			return w.State
-		}
-	}
-	return "absent"
-}
-
 // slowGraph takes steps*step-ms on the simulator.
 func slowGraph(name string, seed int) map[string]any { return samplerGraph(name, seed) }
 
@@ -63,17 +41,10 @@ func runs(t testing.TB, id string, sims ...*sim) int {
 // SIGKILL the agent mid-job and start it again within the grace period: the
 // job completes once, without a second run on the simulator.
 func TestAgentKilledAndBack(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "30s")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "100", "--steps", "20")
-	ag := startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-
-	j := a.submit("user001", slowGraph("k", 1))
-	ev.waitStage(j.ID, "executing", 30*time.Second)
-	ag.kill9()
-	startAgent(t, srv.base, "gpu-a", s)
+	st, j := slowJobRunning(t, "20", "--grace", "30s")
+	a, ev, s := st.a, st.ev, st.sim
+	st.agent.kill9()
+	st.addAgent("gpu-a", s.base)
 	ev.waitDone(60*time.Second, j.ID)
 	if got := a.job(j.ID); got.Status != "completed" || got.Attempts != 1 {
 		t.Errorf("job after agent restart: %+v", got)
@@ -83,32 +54,59 @@ func TestAgentKilledAndBack(t *testing.T) {
 	}
 }
 
+// slowJobRunning starts a job of steps sampler steps of 100 ms on a
+// simulator (server flags: extra) and returns once it executes.
+func slowJobRunning(t *testing.T, steps string, extra ...string) (*stack, job) {
+	t.Helper()
+	st := startGPUStack(t, extra...).withSim("--step-ms", "100", "--steps", steps)
+	j := st.a.submit("user001", slowGraph("k", 1))
+	st.ev.waitStage(j.ID, "executing", 30*time.Second)
+	return st, j
+}
+
 // The instance takes a prompt but its answer is lost on the way back: the
 // server asks the instance, finds the job there and follows it, instead of
-// running it a second time.
+// running it a second time. An instance that keeps the workshop's prompt
+// id has it under that id; an older one, which made its own id that only
+// the lost answer named, has it under the job's tag: still queued or
+// running (legacy), or already run to its end (legacy, instant).
 func TestLostPromptAnswer(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir())
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "20", "--steps", "10")
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	setFault(t, s, `{"drop_prompt_answers":1}`)
-
-	j := a.submit("user001", slowGraph("lost", 1))
-	ev.waitDone(60*time.Second, j.ID)
-	if got := a.job(j.ID); got.Status != "completed" || got.Attempts != 1 {
-		t.Errorf("job after a lost answer: %+v", got)
+	st := startGPUStack(t, "--seats", "1")
+	sims := map[string]*sim{
+		"new":     startSim(t, "--step-ms", "20", "--steps", "10"),
+		"legacy":  startSim(t, "--legacy", "--step-ms", "20", "--steps", "50"),
+		"instant": startSim(t, "--legacy", "--instant"),
 	}
-	if n := runs(t, j.ID, s); n != 1 {
-		t.Errorf("the job ran %d times", n)
+	st.addAgent("gpu-a", "new="+sims["new"].base, "legacy="+sims["legacy"].base, "instant="+sims["instant"].base)
+	p := st.join(1)
+	ws := p.socket("lost")
+	for i, name := range []string{"new", "legacy", "instant"} {
+		t.Run(name, func(t *testing.T) {
+			s := sims[name]
+			only(t, st.a, "gpu-a/"+name)
+			setFault(t, s, `{"drop_prompt_answers":1}`)
+			id := p.prompt(slowGraph("lost", 10*i))
+			ws.waitSuccess(t, 60*time.Second, id)
+			got := st.a.job(id)
+			if got.Status != "completed" || got.Attempts != 1 || got.Worker != "gpu-a/"+name || (name != "new") != (got.EngineID != "") {
+				t.Errorf("job after a lost answer: %+v", got)
+			}
+			if n := s.stats(t).PromptsSucceeded; n != 1 {
+				t.Errorf("the instance ran %d prompts, want 1", n)
+			}
+			// Its events on the way are not lost either (all of an instant
+			// run's came before the answer; its end is told all the same).
+			if name != "instant" {
+				ws.waitFor(t, "execution_start of "+id, time.Second, func(evs []wsEvent) bool {
+					return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "execution_start" && e.PromptID == id })
+				})
+			}
+			// The next job goes through as usual.
+			next := p.prompt(imageGraph("after", 10*i+1))
+			ws.waitSuccess(t, 30*time.Second, next)
+		})
 	}
-	// The next job goes through as usual.
-	j2 := a.submit("user001", imageGraph("after", 2))
-	ev.waitDone(30*time.Second, j2.ID)
-	if got := a.job(j2.ID); got.Status != "completed" {
-		t.Errorf("next job: %+v", got)
-	}
+	ws.onlyIDs(t, st.allIDs(p))
 }
 
 // relay is a loopback TCP relay that can stop forwarding without closing
@@ -206,11 +204,9 @@ func (r *relay) pipe(dst, src net.Conn) {
 // Cut the tunnel without closing it, restore it after 5 s: nothing is lost
 // and nothing runs twice.
 func TestTunnelCutAndRestored(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "30s")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "50", "--steps", "20")
-	r := newRelay(t, strings.TrimPrefix(srv.base, "http://"))
+	st := startGPUStack(t, "--grace", "30s")
+	a, ev, s := st.a, st.ev, startSim(t, "--step-ms", "50", "--steps", "20")
+	r := newRelay(t, strings.TrimPrefix(st.base, "http://"))
 	startAgent(t, r.addr(), "gpu-a", s)
 	ev.waitWorkers(a, 1, 30*time.Second)
 
@@ -236,19 +232,14 @@ func TestTunnelCutAndRestored(t *testing.T) {
 // An agent that never comes back: after the grace period its job is
 // requeued onto the other agent and completes there.
 func TestAgentGoneJobMoves(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "3s", "--prefetch", "0")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s1 := startSim(t, "--step-ms", "200", "--steps", "50")
-	ag1 := startAgent(t, srv.base, "gpu-a", s1)
-	ev.waitWorkers(a, 1, 30*time.Second)
+	st := startGPUStack(t, "--grace", "3s", "--prefetch", "0").withSim("--step-ms", "200", "--steps", "50")
+	a, ev := st.a, st.ev
 	j := a.submit("user001", slowGraph("gone", 7))
 	ev.waitStage(j.ID, "executing", 30*time.Second)
-	ag1.kill9()
-	s1.kill9() // the whole host is gone
+	st.agent.kill9()
+	st.sim.kill9() // the whole host is gone
 
-	s2 := startSim(t, "--step-ms", "5", "--steps", "4")
-	startAgent(t, srv.base, "gpu-b", s2)
+	st.addAgent("gpu-b", startSim(t).base)
 	ev.waitDone(60*time.Second, j.ID)
 	got := a.job(j.ID)
 	if got.Status != "completed" || got.Attempts != 2 || !strings.HasPrefix(got.Worker, "gpu-b/") {
@@ -259,21 +250,12 @@ func TestAgentGoneJobMoves(t *testing.T) {
 // kill -9 the server mid-job and restart it: the running job is reconciled
 // with the instance and completes once.
 func TestServerKilledMidJob(t *testing.T) {
-	data := t.TempDir()
-	srv := startGPUServer(t, data, "--grace", "30s")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "100", "--steps", "20")
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	j := a.submit("user001", slowGraph("srv", 3))
-	ev.waitStage(j.ID, "executing", 30*time.Second)
-	srv.kill9()
-
-	addr := strings.TrimPrefix(srv.base, "http://")
-	srv2 := startGPUServer(t, data, "--grace", "30s", "--listen", addr)
-	a2 := admin{t, srv2.base}
-	ev2 := watch(t, srv2.base)
+	st := startGPUStack(t, "--grace", "30s").withSim("--step-ms", "100", "--steps", "20")
+	s := st.sim
+	j := st.a.submit("user001", slowGraph("srv", 3))
+	st.ev.waitStage(j.ID, "executing", 30*time.Second)
+	st.restart()
+	a2, ev2 := st.a, st.ev
 	if got := a2.job(j.ID); got.Status != "running" && got.Status != "completed" {
 		t.Fatalf("after restart the job is %+v", got)
 	}
@@ -289,30 +271,23 @@ func TestServerKilledMidJob(t *testing.T) {
 // instructor took it out of service for a reason), and can be resumed
 // while its agent is away.
 func TestDrainSurvivesRestart(t *testing.T) {
-	data := t.TempDir()
-	srv := startGPUServer(t, data)
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t)
-	agent := startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	if st := a.do("POST", "/api/workers/gpu-a/0/drain", nil, nil); st != 200 {
+	stk := startGPUStack(t).withSim()
+	s, agent := stk.sim, stk.agent
+	if st := stk.a.do("POST", "/api/workers/gpu-a/0/drain", nil, nil); st != 200 {
 		t.Fatalf("drain: %d", st)
 	}
-	srv.kill9()
-
-	srv2 := startGPUServer(t, data, "--listen", strings.TrimPrefix(srv.base, "http://"))
-	a2 := admin{t, srv2.base}
-	watch(t, srv2.base).waitWorkers(a2, 1, 30*time.Second)
-	if st := a2.workerState("gpu-a/0"); st != "draining" {
+	stk.restart()
+	a2 := stk.a
+	stk.ev.waitWorkers(a2, 1, 30*time.Second)
+	if st := a2.worker("gpu-a/0").State; st != "draining" {
 		t.Fatalf("after the restart gpu-a/0 is %s, want draining", st)
 	}
 
 	// Resumed while its agent is away, it takes jobs when it is back.
 	agent.kill9()
-	ev2 := watch(t, srv2.base)
+	ev2 := stk.ev
 	ev2.waitFor("gpu-a/0 to go", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a2.workerState("gpu-a/0") == "disconnected"
+		return a2.worker("gpu-a/0").State == "disconnected"
 	})
 	var w struct {
 		State string `json:"state"`
@@ -324,7 +299,7 @@ func TestDrainSurvivesRestart(t *testing.T) {
 		t.Errorf("drain of an absent instance: %d, want 404", st)
 	}
 	j := a2.submit("user001", imageGraph("back", 1))
-	startAgent(t, srv2.base, "gpu-a", s)
+	startAgent(t, stk.base, "gpu-a", s)
 	ev2.waitDone(30*time.Second, j.ID)
 	if got := a2.job(j.ID); got.Status != "completed" {
 		t.Errorf("job after undrain: %+v", got)
@@ -334,18 +309,10 @@ func TestDrainSurvivesRestart(t *testing.T) {
 // The simulator crashes mid-job: the instance shows as unreachable, the job
 // goes back to the queue, and runs when the instance is back.
 func TestSimulatorCrash(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "30s")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "20", "--steps", "10")
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	setFault(t, s, `{"crash_node":"KSampler"}`)
-
-	j := a.submit("user001", slowGraph("crash", 5))
-	<-s.done // it crashed
+	st, j := crashedMidJob(t)
+	a, ev, s := st.a, st.ev, st.sim
 	ev.waitFor("the instance to show unreachable", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a.workerState("gpu-a/0") == "unreachable"
+		return a.worker("gpu-a/0").State == "unreachable"
 	})
 	s2 := restartSim(t, s, "--step-ms", "5", "--steps", "4")
 	ev.waitDone(60*time.Second, j.ID)
@@ -358,21 +325,25 @@ func TestSimulatorCrash(t *testing.T) {
 	}
 }
 
+// crashedMidJob submits a job to a simulator that crashes in its sampler
+// (server flags: a 30 s grace and extra) and waits for the crash.
+func crashedMidJob(t *testing.T, extra ...string) (*stack, job) {
+	t.Helper()
+	st := startGPUStack(t, append([]string{"--grace", "30s"}, extra...)...).withSim("--step-ms", "20", "--steps", "10")
+	setFault(t, st.sim, `{"crash_node":"KSampler"}`)
+	j := st.a.submit("user001", slowGraph("crash", 5))
+	<-st.sim.done // it crashed
+	return st, j
+}
+
 // With --max-attempts 1 a job whose instance crashes fails, saying why.
 func TestSimulatorCrashOutOfAttempts(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "30s", "--max-attempts", "1")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "20", "--steps", "10")
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	setFault(t, s, `{"crash_node":"KSampler"}`)
-	j := a.submit("user001", slowGraph("crash", 5))
-	<-s.done
-	restartSim(t, s)
-	ev.waitDone(60*time.Second, j.ID)
-	got := a.job(j.ID)
-	if got.Status != "failed" || got.Error == nil || got.Error.Type != "attempts_exhausted" {
+	st, j := crashedMidJob(t, "--max-attempts", "1")
+	restartSim(t, st.sim)
+	st.ev.waitDone(60*time.Second, j.ID)
+	got := st.a.job(j.ID)
+	// It names the instance it last failed on.
+	if got.Status != "failed" || got.Error == nil || got.Error.Type != "attempts_exhausted" || got.Worker != "gpu-a/0" {
 		t.Errorf("job: %+v", got)
 	}
 }
@@ -380,12 +351,8 @@ func TestSimulatorCrashOutOfAttempts(t *testing.T) {
 // Cancel a pending, a prefetched and a running job; change a priority and
 // switch the mode while jobs run.
 func TestCancelAndReorderWhileRunning(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--prefetch", "1")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "100", "--steps", "30")
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
+	st := startGPUStack(t, "--prefetch", "1").withSim("--step-ms", "100", "--steps", "30")
+	a, ev, s := st.a, st.ev, st.sim
 
 	running := a.submit("user001", slowGraph("run", 1))
 	ev.waitStage(running.ID, "executing", 30*time.Second)
@@ -407,7 +374,7 @@ func TestCancelAndReorderWhileRunning(t *testing.T) {
 		t.Errorf("cancelled jobs ran: %+v", d.Executions)
 	}
 	ev.waitFor("the instance to go idle", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a.workerState("gpu-a/0") == "idle"
+		return a.worker("gpu-a/0").State == "idle"
 	})
 
 	// Priority and mode while jobs run: the instructor's job jumps ahead of
@@ -487,12 +454,8 @@ func setFault(t testing.TB, s *sim, fault string) {
 // Drain holds new work back from an instance; engine errors fail jobs with
 // ComfyUI's details; a job past --job-timeout is interrupted and failed.
 func TestDrainErrorsAndTimeout(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--job-timeout", "2s")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t)
-	startAgent(t, srv.base, "gpu-a", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
+	stk := startGPUStack(t, "--job-timeout", "2s").withSim()
+	a, ev, s := stk.a, stk.ev, stk.sim
 
 	// Drained: the job waits; undrained: it runs.
 	var w struct {
@@ -539,7 +502,7 @@ func TestDrainErrorsAndTimeout(t *testing.T) {
 	}
 	setFault(t, s, `{}`)
 	ev.waitFor("the instance to be free again", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a.workerState("gpu-a/0") == "idle"
+		return a.worker("gpu-a/0").State == "idle"
 	})
 	ok := a.submit("user004", imageGraph("after", 4))
 	ev.waitDone(30*time.Second, ok.ID)

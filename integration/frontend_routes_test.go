@@ -31,12 +31,7 @@ func startFrontendStack(t *testing.T) *stack {
 	if fe == "" {
 		t.Skip("no built ComfyUI frontend in the kit (../shared/comfyui/frontend-*)")
 	}
-	data := t.TempDir()
-	srv := startGPUServer(t, data, "--seats", "3")
-	st := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base), sim: startSim(t, "--front-end-root", fe), data: data}
-	st.agent = startAgent(t, srv.base, "gpu-a", st.sim)
-	st.ev.waitWorkers(st.a, 1, 30*time.Second)
-	return st
+	return startGPUStack(t, "--seats", "3").withSim("--front-end-root", fe)
 }
 
 // get requests path with extra headers and returns the response, body read.

@@ -49,6 +49,8 @@ func restartSim(t testing.TB, old *sim, extra ...string) *sim {
 
 func (s *sim) stats(t testing.TB) (st struct {
 	Executions       map[string]int `json:"executions"`
+	PromptsQueued    int            `json:"prompts_queued"`
+	PromptsRejected  int            `json:"prompts_rejected"`
 	PromptsSucceeded int            `json:"prompts_succeeded"`
 }) {
 	t.Helper()
@@ -79,6 +81,71 @@ func startAgentFor(t testing.TB, server, name string, urls ...string) *proc {
 func startGPUServer(t testing.TB, data string, extra ...string) *server {
 	t.Helper()
 	return startServer(t, data, append([]string{"--agent-token", agentToken, "--max-pending", "0"}, extra...)...)
+}
+
+// stack is a server for GPU agents with an admin client and the admin
+// socket; agents and simulators join it with addAgent and withSim.
+type stack struct {
+	*server
+	a     admin
+	ev    *events
+	sim   *sim  // withSim's simulator
+	agent *proc // withSim's agent
+	data  string
+	args  []string // the server's flags, kept for restart
+}
+
+// startGPUStack starts a server for GPU agents (extra: its flags).
+func startGPUStack(t testing.TB, extra ...string) *stack {
+	t.Helper()
+	data := t.TempDir()
+	srv := startGPUServer(t, data, extra...)
+	return &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base), data: data, args: extra}
+}
+
+// startStack is a stack with three seats (extra: more server flags) and
+// one simulator behind the agent gpu-a, ready for jobs.
+func startStack(t testing.TB, extra ...string) *stack {
+	t.Helper()
+	return startGPUStack(t, append([]string{"--seats", "3"}, extra...)...).withSim()
+}
+
+// withSim starts a simulator (args: its flags) behind the agent gpu-a, as
+// s.sim and s.agent, and waits until the server has it.
+func (s *stack) withSim(args ...string) *stack {
+	s.a.t.Helper()
+	s.sim = startSim(s.a.t, args...)
+	s.agent = s.addAgent("gpu-a", s.sim.base)
+	return s
+}
+
+// addAgent starts the gpu-agent name for the ComfyUI instances at urls
+// (each "URL" or "instance=URL") and waits until the server has them all
+// connected.
+func (s *stack) addAgent(name string, urls ...string) *proc {
+	s.a.t.Helper()
+	ag := startAgentFor(s.a.t, s.base, name, urls...)
+	s.ev.waitUp(s.a, fmt.Sprintf("the %d instance(s) of %s", len(urls), name), 60*time.Second, func(up map[string]bool) bool {
+		n := 0
+		for id, connected := range up {
+			if connected && strings.HasPrefix(id, name+"/") {
+				n++
+			}
+		}
+		return n >= len(urls)
+	})
+	return ag
+}
+
+// restart kills the server with SIGKILL and starts it again on the same
+// address and data, with its flags and extra, and a new admin socket.
+func (s *stack) restart(extra ...string) {
+	t := s.a.t
+	t.Helper()
+	s.server.kill9()
+	args := append(append([]string{"--listen", strings.TrimPrefix(s.base, "http://")}, s.args...), extra...)
+	s.server = startGPUServer(t, s.data, args...)
+	s.a, s.ev = admin{t, s.base}, watch(t, s.base)
 }
 
 // admin is a REST client of the server with the admin token.
@@ -264,20 +331,34 @@ func (e *events) waitDone(timeout time.Duration, ids ...string) {
 	})
 }
 
-// waitWorkers waits until n GPU instances are connected and idle or busy.
+// waitWorkers waits until n GPU instances are connected.
 func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
+	e.t.Helper()
+	e.waitUp(a, fmt.Sprintf("%d GPU instances", n), timeout, func(up map[string]bool) bool {
+		got := 0
+		for _, connected := range up {
+			if connected {
+				got++
+			}
+		}
+		return got >= n
+	})
+}
+
+// waitUp waits until cond holds over the instances the server lists
+// (id -> connected), checking again on every admin event.
+func (e *events) waitUp(a admin, what string, timeout time.Duration, cond func(up map[string]bool) bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		up, got := a.workersUp()
-		if got >= n {
+		up, _ := a.workersUp()
+		if cond(up) {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("only %d of %d GPU instances connected: %v", got, n, up)
+			e.t.Fatalf("timed out waiting for %s to connect: %v", what, up)
 		}
-		// Wait for the next event of any kind (workers_changed comes with
-		// every connect); re-check on each.
+		// workers_changed comes with every connect; the timer is a backstop.
 		select {
 		case <-e.upd:
 		case <-time.After(200 * time.Millisecond):
@@ -285,18 +366,51 @@ func (e *events) waitWorkers(a admin, n int, timeout time.Duration) {
 	}
 }
 
+// workerInfo is one instance as GET /api/workers lists it.
+type workerInfo struct {
+	ID              string     `json:"id"`
+	Connected       bool       `json:"connected"`
+	State           string     `json:"state"`
+	Current         string     `json:"current_job"`
+	HeldJobs        []string   `json:"held_jobs"`
+	LostAt          *time.Time `json:"lost_at"`
+	GraceEndsAt     *time.Time `json:"grace_ends_at"`
+	GraceRemainingS *float64   `json:"grace_remaining_s"`
+	SetAside        *struct {
+		Reason   string            `json:"reason"`
+		Failures []json.RawMessage `json:"failures"`
+	} `json:"set_aside"`
+	RecentFailures []json.RawMessage `json:"recent_failures"`
+	JobsDone       int               `json:"jobs_done"`
+}
+
+func (a admin) workers() []workerInfo {
+	a.t.Helper()
+	var ws struct {
+		Workers []workerInfo `json:"workers"`
+	}
+	if st := a.do("GET", "/api/workers", nil, &ws); st != 200 {
+		a.t.Fatalf("GET /api/workers: %d", st)
+	}
+	return ws.Workers
+}
+
+// worker is one instance of GET /api/workers; State "absent" if unlisted.
+func (a admin) worker(id string) workerInfo {
+	a.t.Helper()
+	for _, w := range a.workers() {
+		if w.ID == id {
+			return w
+		}
+	}
+	return workerInfo{ID: id, State: "absent"}
+}
+
 // workersUp maps every GPU instance the server lists to whether it is
 // connected now, and counts the connected ones.
 func (a admin) workersUp() (up map[string]bool, n int) {
-	var ws struct {
-		Workers []struct {
-			ID        string `json:"id"`
-			Connected bool   `json:"connected"`
-		} `json:"workers"`
-	}
-	a.do("GET", "/api/workers", nil, &ws)
 	up = map[string]bool{}
-	for _, w := range ws.Workers {
+	for _, w := range a.workers() {
 		up[w.ID] = w.Connected
 		if w.Connected {
 			n++
@@ -318,13 +432,11 @@ func sha(t testing.TB, path string) string {
 // The happy path: 20 jobs from 5 users over 2 agents x 2 instances all
 // complete, and the outputs the server holds are what the simulators wrote.
 func TestJobsRunOnAgents(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir())
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
+	st := startGPUStack(t)
+	srv, a, ev := st.server, st.a, st.ev
 	s1, s2, s3, s4 := startSim(t), startSim(t), startSim(t), startSim(t)
-	startAgent(t, srv.base, "gpu-a", s1, s2)
-	startAgent(t, srv.base, "gpu-b", s3, s4)
-	ev.waitWorkers(a, 4, 30*time.Second)
+	st.addAgent("gpu-a", s1.base, s2.base)
+	st.addAgent("gpu-b", s3.base, s4.base)
 
 	var ids []string
 	for i := 0; i < 20; i++ {
@@ -374,18 +486,12 @@ func TestJobsRunOnAgents(t *testing.T) {
 			t.Errorf("download %s: %d, %d bytes", o.URL, resp.StatusCode, len(body))
 		}
 	}
-	var ws struct {
-		Workers []struct {
-			ID       string `json:"id"`
-			JobsDone int    `json:"jobs_done"`
-		} `json:"workers"`
-	}
-	a.do("GET", "/api/workers", nil, &ws)
+	ws := a.workers()
 	total := 0
-	for _, w := range ws.Workers {
+	for _, w := range ws {
 		total += w.JobsDone
 	}
-	if len(ws.Workers) != 4 || total != 20 {
+	if len(ws) != 4 || total != 20 {
 		t.Errorf("workers %+v", ws)
 	}
 }

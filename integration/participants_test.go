@@ -23,26 +23,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// stack is a server with one agent and one simulator, ready for jobs.
-type stack struct {
-	*server
-	a     admin
-	ev    *events
-	sim   *sim
-	agent *proc
-	data  string
-}
-
-func startStack(t testing.TB, extra ...string) *stack {
-	t.Helper()
-	data := t.TempDir()
-	srv := startGPUServer(t, data, append([]string{"--seats", "3"}, extra...)...)
-	st := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base), sim: startSim(t), data: data}
-	st.agent = startAgent(t, srv.base, "gpu-a", st.sim)
-	st.ev.waitWorkers(st.a, 1, 30*time.Second)
-	return st
-}
-
 // participant is a browser-like client signed in to one seat.
 type participant struct {
 	t      testing.TB
@@ -432,7 +412,7 @@ func TestParticipantUIAfterRestartWithoutGPUs(t *testing.T) {
 	s.kill9()
 
 	srv2 := startGPUServer(t, s.data, "--seats", "3", "--listen", strings.TrimPrefix(s.base, "http://"))
-	if st := (admin{t, srv2.base}).workerState("gpu-a/0"); st != "absent" {
+	if st := (admin{t, srv2.base}).worker("gpu-a/0").State; st != "absent" {
 		t.Fatalf("gpu-a/0 is %s, want absent", st)
 	}
 	req, _ := http.NewRequest("GET", srv2.base+"/user/1/", nil)

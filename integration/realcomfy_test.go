@@ -31,13 +31,11 @@ import (
 func TestRealComfy(t *testing.T) {
 	vs := realcomfy.Versions(t)
 	ins := realcomfy.StartAll(t, vs, realcomfy.Options{})
-	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
-	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
+	s := startGPUStack(t, "--seats", "3")
 	var agents []*proc
 	for i, in := range ins {
-		agents = append(agents, startAgentFor(t, srv.base, hostOf(i), in.URL))
+		agents = append(agents, s.addAgent(hostOf(i), in.URL))
 	}
-	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
 	p := s.join(1)
 	ws := p.socket("real-tier")
 
@@ -47,9 +45,11 @@ func TestRealComfy(t *testing.T) {
 			only(t, s.a, hostOf(i)+"/0") // the agent numbers its instances from 0
 			t.Run("object_info keeps the instance's key order", func(t *testing.T) { objectInfoOrder(t, p, in.URL) })
 			t.Run("identical graphs", func(t *testing.T) { identicalGraphs(t, s, p, ws, in.URL, in.Version.AcceptsPromptID) })
-			t.Run("interrupt", func(t *testing.T) {
-				interruptRunning(t, s, p, ws, p.prompt(longGraph(int(time.Now().UnixNano()%0xffffff))))
-			})
+			for _, by := range []string{"participant", "instructor"} {
+				t.Run("interrupt by the "+by, func(t *testing.T) {
+					interruptRunning(t, s, p, ws, by, longGraph(int(time.Now().UnixNano()%0xffffff)), nil)
+				})
+			}
 			t.Run("errors in the newest shapes", func(t *testing.T) { errorShapes(t, p, ins) })
 			t.Run("npm clients", func(t *testing.T) { npmClients(t, s, p) })
 		})
@@ -64,8 +64,7 @@ func TestRealComfy(t *testing.T) {
 	for _, in := range ins {
 		urls = append(urls, in.URL)
 	}
-	startAgentFor(t, srv.base, "gpu-mixed", urls...)
-	s.ev.waitWorkers(s.a, len(ins), 60*time.Second)
+	s.addAgent("gpu-mixed", urls...)
 	t.Run("one host, mixed versions", func(t *testing.T) { spreadJobs(t, s, p, ws, len(ins)) })
 }
 
@@ -74,22 +73,22 @@ func TestRealComfy(t *testing.T) {
 // instance that finishes every prompt before it answers the post, as a
 // real one does with a cached graph, and one that runs at its own pace.
 func TestSimulatedOldComfyUI(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--seats", "3")
-	s := &stack{server: srv, a: admin{t, srv.base}, ev: watch(t, srv.base)}
+	s := startGPUStack(t, "--seats", "3")
 	instant, legacy := startSim(t, "--legacy", "--instant"), startSim(t, "--legacy")
-	startAgentFor(t, srv.base, "gpu-sim", instant.base, legacy.base)
-	s.ev.waitWorkers(s.a, 2, 30*time.Second)
+	s.addAgent("gpu-sim", instant.base, legacy.base)
 	p := s.join(1)
 	ws := p.socket("sim-tier")
 	only(t, s.a, "gpu-sim/0")
 	t.Run("object_info keeps the instance's key order", func(t *testing.T) { objectInfoOrder(t, p, instant.base) })
 	t.Run("identical graphs, events before the answer", func(t *testing.T) { identicalGraphs(t, s, p, ws, instant.base, false) })
 	t.Run("npm clients", func(t *testing.T) { npmClients(t, s, p) })
-	t.Run("interrupt", func(t *testing.T) {
-		only(t, s.a, "gpu-sim/1")
-		hang := map[string]any{"sim": map[string]any{"hang_node": "2"}}
-		interruptRunning(t, s, p, ws, p.promptWith(imageGraph("hang", 1), hang))
-	})
+	for i, by := range []string{"participant", "instructor"} {
+		t.Run("interrupt by the "+by, func(t *testing.T) {
+			only(t, s.a, "gpu-sim/1")
+			hang := map[string]any{"sim": map[string]any{"hang_node": "2"}}
+			interruptRunning(t, s, p, ws, by, imageGraph("hang", i), hang)
+		})
+	}
 }
 
 // hostOf names the GPU host of the i-th instance in the separate-hosts
@@ -286,18 +285,36 @@ func identicalGraphs(t *testing.T, s *stack, p *participant, ws *userSocket, ins
 	}
 }
 
-// interruptRunning interrupts job id, a long one, from the participant's
-// side once it runs.
-func interruptRunning(t *testing.T, s *stack, p *participant, ws *userSocket, id string) {
-	ws.waitFor(t, "execution_start of "+id, 60*time.Second, func(evs []wsEvent) bool {
-		return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "execution_start" && e.PromptID == id })
+// interruptRunning queues graph (a long one; extra: its extra_data) as the
+// participant and, once it executes a node, stops it: the participant
+// with an interrupt, or the instructor with a cancel. Either way the
+// owner's socket and history tell it as ComfyUI tells an interrupt, naming
+// the node it was at.
+func interruptRunning(t *testing.T, s *stack, p *participant, ws *userSocket, by string, graph, extra map[string]any) {
+	id := p.promptWith(graph, extra)
+	ws.waitFor(t, "a node of "+id+" executing", 60*time.Second, func(evs []wsEvent) bool {
+		return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "executing" && e.PromptID == id && e.Node != nil })
 	})
-	if st, body := p.do("POST", "/user/1/api/interrupt", strings.NewReader("{}"), "application/json"); st != 200 {
-		t.Fatalf("interrupt: %d %s", st, body)
+	if by == "participant" {
+		if st, body := p.do("POST", "/user/1/api/interrupt", strings.NewReader("{}"), "application/json"); st != 200 {
+			t.Fatalf("interrupt: %d %s", st, body)
+		}
+	} else if st := s.a.do("DELETE", "/api/jobs/"+id, nil, nil); st != 200 {
+		t.Fatalf("cancel: %d", st)
+	}
+	var at struct {
+		Data struct {
+			NodeID   string `json:"node_id"`
+			NodeType string `json:"node_type"`
+		} `json:"data"`
 	}
 	ws.waitFor(t, "execution_interrupted of "+id, 60*time.Second, func(evs []wsEvent) bool {
-		return slices.ContainsFunc(evs, func(e wsEvent) bool { return e.Type == "execution_interrupted" && e.PromptID == id })
+		i := slices.IndexFunc(evs, func(e wsEvent) bool { return e.Type == "execution_interrupted" && e.PromptID == id })
+		return i >= 0 && json.Unmarshal(evs[i].Raw, &at) == nil
 	})
+	if node, _ := graph[at.Data.NodeID].(map[string]any); node == nil || node["class_type"] != at.Data.NodeType {
+		t.Errorf("execution_interrupted names node %q (%q), not a node of the graph", at.Data.NodeID, at.Data.NodeType)
+	}
 	ws.endsInOrder(t, id)
 	_, body := p.do("GET", "/user/1/api/history/"+id, nil, "")
 	entry := historyOf(t, body, id)

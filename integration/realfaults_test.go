@@ -1,55 +1,22 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
-
-// workerInfo is one instance as GET /api/workers lists it.
-type workerInfo struct {
-	ID              string     `json:"id"`
-	Connected       bool       `json:"connected"`
-	State           string     `json:"state"`
-	Current         string     `json:"current_job"`
-	HeldJobs        []string   `json:"held_jobs"`
-	LostAt          *time.Time `json:"lost_at"`
-	GraceEndsAt     *time.Time `json:"grace_ends_at"`
-	GraceRemainingS *float64   `json:"grace_remaining_s"`
-	SetAside        *struct {
-		Reason   string            `json:"reason"`
-		Failures []json.RawMessage `json:"failures"`
-	} `json:"set_aside"`
-	RecentFailures []json.RawMessage `json:"recent_failures"`
-	JobsDone       int               `json:"jobs_done"`
-}
-
-func (a admin) workers() []workerInfo {
-	a.t.Helper()
-	var ws struct {
-		Workers []workerInfo `json:"workers"`
-	}
-	if st := a.do("GET", "/api/workers", nil, &ws); st != 200 {
-		a.t.Fatalf("GET /api/workers: %d", st)
-	}
-	return ws.Workers
-}
-
-// worker is one instance of GET /api/workers; State "absent" if unlisted.
-func (a admin) worker(id string) workerInfo {
-	a.t.Helper()
-	for _, w := range a.workers() {
-		if w.ID == id {
-			return w
-		}
-	}
-	return workerInfo{ID: id, State: "absent"}
-}
 
 // bigGraph makes a batch of large images: seconds of work on the CPU for a
 // real ComfyUI (most of it writing the PNGs), enough to act mid-job. The
@@ -65,11 +32,6 @@ func bigGraph(prefix string, color int) map[string]any {
 // how many files it saved, or ok false when it has none.
 func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status string, files int, ok bool) {
 	t.Helper()
-	resp, err := http.Get(in.URL + "/history/" + promptID)
-	if err != nil {
-		t.Fatalf("ComfyUI %s history: %v", in.Version, err)
-	}
-	defer resp.Body.Close()
 	var h map[string]struct {
 		Outputs map[string]struct {
 			Images []json.RawMessage `json:"images"`
@@ -78,7 +40,7 @@ func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status
 			StatusStr string `json:"status_str"`
 		} `json:"status"`
 	}
-	json.NewDecoder(resp.Body).Decode(&h)
+	json.Unmarshal(get(t, in.URL+"/history/"+promptID), &h)
 	e, ok := h[promptID]
 	for _, o := range e.Outputs {
 		files += len(o.Images)
@@ -86,18 +48,56 @@ func comfyHistory(t testing.TB, in *realcomfy.Instance, promptID string) (status
 	return e.Status.StatusStr, files, ok
 }
 
+// comfyHistoryAll is a real ComfyUI's whole history, by prompt id.
+func comfyHistoryAll(t testing.TB, in *realcomfy.Instance) map[string]json.RawMessage {
+	t.Helper()
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(get(t, in.URL+"/history"), &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// answerDropper stands between a gpu-agent and a ComfyUI: it forwards
+// every request and the socket, and when armed lets ComfyUI take the next
+// POST /prompt, then closes the connection instead of answering: an answer
+// lost on the way back, at a moment the test chooses.
+type answerDropper struct {
+	url   string
+	armed atomic.Bool
+	proxy *httputil.ReverseProxy
+}
+
+func newAnswerDropper(t testing.TB, target string) *answerDropper {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &answerDropper{proxy: httputil.NewSingleHostReverseProxy(u)}
+	srv := httptest.NewServer(d)
+	t.Cleanup(srv.Close)
+	d.url = srv.URL
+	return d
+}
+
+func (d *answerDropper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/prompt") && d.armed.CompareAndSwap(true, false) {
+		d.proxy.ServeHTTP(httptest.NewRecorder(), r) // ComfyUI queues it; its answer goes nowhere
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+		return
+	}
+	d.proxy.ServeHTTP(w, r)
+}
+
 // comfyRunning reports whether a real ComfyUI is executing promptID now.
 func comfyRunning(t testing.TB, in *realcomfy.Instance, promptID string) bool {
 	t.Helper()
-	resp, err := http.Get(in.URL + "/queue")
-	if err != nil {
-		t.Fatalf("ComfyUI %s queue: %v", in.Version, err)
-	}
-	defer resp.Body.Close()
 	var q struct {
 		Running [][]json.RawMessage `json:"queue_running"`
 	}
-	json.NewDecoder(resp.Body).Decode(&q)
+	json.Unmarshal(get(t, in.URL+"/queue"), &q)
 	for _, it := range q.Running {
 		var id string
 		if len(it) > 1 && json.Unmarshal(it[1], &id) == nil && id == promptID {
@@ -130,7 +130,7 @@ func waitComfy(t testing.TB, what string, timeout time.Duration, cond func() boo
 // a node only the newer version has.
 func TestRealComfyFaults(t *testing.T) {
 	newer := realcomfy.Start(t, realcomfy.Get(t, "0.3.64"), realcomfy.Options{})
-	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{})
+	older := realcomfy.Start(t, realcomfy.Get(t, "2024-08-15"), realcomfy.Options{CustomNodes: map[string]string{"workshop_pass.py": realcomfy.PassThroughNode("WorkshopPassThrough")}})
 	comfyOf := map[string]*realcomfy.Instance{"gpu/new": newer, "gpu/old": older}
 	other := map[string]string{"gpu/new": "gpu/old", "gpu/old": "gpu/new"}
 	// promptID is the id the instance knows the job by (2024-08-15 makes
@@ -142,12 +142,9 @@ func TestRealComfyFaults(t *testing.T) {
 		return j.ID
 	}
 	host := func(t *testing.T, extra ...string) (admin, *events, *proc) {
-		srv := startGPUServer(t, t.TempDir(), extra...)
-		a := admin{t, srv.base}
-		ev := watch(t, srv.base)
-		ag := startAgentFor(t, srv.base, "gpu", "new="+newer.URL, "old="+older.URL)
-		ev.waitWorkers(a, 2, 60*time.Second)
-		return a, ev, ag
+		s := startGPUStack(t, extra...)
+		ag := s.addAgent("gpu", "new="+newer.URL, "old="+older.URL)
+		return s.a, s.ev, ag
 	}
 
 	// moved runs a big job, ends the instance running it with kill, and
@@ -213,8 +210,7 @@ func TestRealComfyFaults(t *testing.T) {
 	// is back the server collects it instead of running it again.
 	t.Run("agent killed mid-job", func(t *testing.T) {
 		a, ev, ag := host(t, "--grace", "2m", "--prefetch", "0")
-		// On 2024-08-15, which knows the job by an id of its own.
-		a.do("POST", "/api/workers/gpu/new/drain", nil, nil)
+		only(t, a, "gpu/old") // 2024-08-15, which knows the job by an id of its own
 		j := a.submit("user001", bigGraph("agent", 13))
 		ev.waitStage(j.ID, "executing", 60*time.Second)
 		on := a.job(j.ID).Worker
@@ -262,49 +258,95 @@ func TestRealComfyFaults(t *testing.T) {
 		}
 	})
 
-	// ImageFlip exists on 0.3.64, not on 2024-08-15. The participant's
-	// ComfyUI validates against the newer's object_info; the older
-	// instance, the only free one, refuses the job; it runs on the newer,
-	// and the older is not blamed for it.
-	t.Run("node only on one version", func(t *testing.T) {
+	// 2024-08-15 takes a prompt and the answer naming the id it made is
+	// lost: the server finds the job on it by its tag and collects it,
+	// without posting it again.
+	t.Run("lost answer", func(t *testing.T) {
+		drop := newAnswerDropper(t, older.URL)
+		s := startGPUStack(t, "--prefetch", "0")
+		s.addAgent("gpu", "old="+drop.url)
+		before := len(comfyHistoryAll(t, older))
+		drop.armed.Store(true)
+		j := s.a.submit("user001", imageGraph("lost", 18))
+		s.ev.waitDone(2*time.Minute, j.ID)
+		got := s.a.job(j.ID)
+		if got.Status != "completed" || got.Attempts != 1 || len(got.Failures) != 0 || got.EngineID == "" || got.Result == nil || len(got.Result.Outputs) != 1 {
+			t.Fatalf("job after its answer was lost: %+v", got)
+		}
+		if drop.armed.Load() {
+			t.Fatal("no answer was dropped")
+		}
+		if n := len(comfyHistoryAll(t, older)) - before; n != 1 {
+			t.Errorf("ComfyUI ran %d prompts, want 1", n)
+		}
+	})
+
+	// ImageFlip exists on 0.3.64, not on 2024-08-15; a custom node exists
+	// on the 2024-08-15 only. Participants get both, the classes both have
+	// as 0.3.64 defines them, and each job goes straight to the instance
+	// that has its nodes, even while it is busy and the other is free.
+	t.Run("nodes only on one instance", func(t *testing.T) {
 		a, ev, _ := host(t, "--prefetch", "0")
-		if st := a.do("POST", "/api/workers/gpu/old/drain", nil, nil); st != 200 {
-			t.Fatalf("drain: %d", st)
+		var union jsonobj.Object
+		waitComfy(t, "the union of both node lists", 30*time.Second, func() bool {
+			var raw json.RawMessage
+			a.do("GET", "/user/1/api/object_info", nil, &raw)
+			union = objectOf(t, raw)
+			_, flip := union.Get("ImageFlip")
+			_, own := union.Get("WorkshopPassThrough")
+			return flip && own
+		})
+		newInfo, oldInfo := objectOf(t, get(t, newer.URL+"/object_info")), objectOf(t, get(t, older.URL+"/object_info"))
+		if want := append(newInfo.Keys(), "WorkshopPassThrough"); !slices.Equal(union.Keys(), want) {
+			t.Errorf("classes: %d, want 0.3.64's %d then WorkshopPassThrough", len(union), len(newInfo))
 		}
-		busy := a.submit("user002", bigGraph("busy", 14))
-		ev.waitStage(busy.ID, "executing", 60*time.Second)
-		a.do("POST", "/api/workers/gpu/old/undrain", nil, nil)
-		flip := map[string]any{
-			"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 48, "batch_size": 1, "color": 15}},
-			"2": map[string]any{"class_type": "ImageFlip", "inputs": map[string]any{"image": []any{"1", 0}, "flip_method": "x-axis: vertically"}},
-			"3": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "flip"}},
+		for _, c := range []struct {
+			class string
+			from  jsonobj.Object
+		}{{"KSampler", newInfo}, {"SaveImage", newInfo}, {"ImageFlip", newInfo}, {"WorkshopPassThrough", oldInfo}} {
+			if g, _ := union.Get(c.class); !bytes.Equal(g, mustGet(t, c.from, c.class)) {
+				t.Errorf("%s is not the definition of the instance it should come from: %s", c.class, g)
+			}
 		}
-		var queued struct {
-			PromptID string `json:"prompt_id"`
+		image := map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 64, "height": 48, "batch_size": 1, "color": 15}}
+		save := func(from string) map[string]any {
+			return map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{from, 0}, "filename_prefix": "only"}}
 		}
-		if st := a.do("POST", "/user/1/api/prompt", map[string]any{"prompt": flip, "client_id": "c1"}, &queued); st != 200 || queued.PromptID == "" {
-			t.Fatalf("POST /user/1/api/prompt: %d %+v", st, queued)
-		}
-		ev.waitDone(3*time.Minute, queued.PromptID, busy.ID)
-		got := a.job(queued.PromptID)
-		if got.Status != "completed" || got.Worker != "gpu/new" || len(got.Failures) != 1 ||
-			got.Failures[0].Worker != "gpu/old" || got.Failures[0].Reason != "missing_node" || !strings.Contains(got.Failures[0].Message, "ImageFlip") {
-			t.Fatalf("the ImageFlip job: %+v", got)
-		}
-		if st, files, ok := comfyHistory(t, newer, got.ID); !ok || st != "success" || files != 1 {
-			t.Errorf("0.3.64's history of the job: %q, %d files, %v", st, files, ok)
+		for _, c := range []struct {
+			name, on, busy string
+			node           map[string]any
+		}{
+			{"ImageFlip", "gpu/new", "gpu/old", map[string]any{"class_type": "ImageFlip", "inputs": map[string]any{"image": []any{"1", 0}, "flip_method": "x-axis: vertically"}}},
+			{"WorkshopPassThrough", "gpu/old", "gpu/new", map[string]any{"class_type": "WorkshopPassThrough", "inputs": map[string]any{"image": []any{"1", 0}}}},
+		} {
+			only(t, a, c.on)
+			busy := a.submit("user002", bigGraph("busy", len(c.name)))
+			ev.waitStage(busy.ID, "executing", 60*time.Second)
+			only(t, a, "")
+			var queued struct {
+				PromptID string `json:"prompt_id"`
+			}
+			graph := map[string]any{"1": image, "2": c.node, "3": save("2")}
+			if st := a.do("POST", "/user/1/api/prompt", map[string]any{"prompt": graph, "client_id": "c1"}, &queued); st != 200 || queued.PromptID == "" {
+				t.Fatalf("POST /user/1/api/prompt with %s: %d %+v", c.name, st, queued)
+			}
+			ev.waitDone(3*time.Minute, queued.PromptID, busy.ID)
+			got := a.job(queued.PromptID)
+			if got.Status != "completed" || got.Worker != c.on || len(got.Failures) != 0 || got.Attempts != 1 {
+				t.Errorf("the %s job: %+v", c.name, got)
+			}
+			var hist map[string]struct {
+				Status struct {
+					StatusStr string `json:"status_str"`
+				} `json:"status"`
+			}
+			a.do("GET", fmt.Sprintf("/user/1/api/history/%s", got.ID), nil, &hist)
+			if hist[got.ID].Status.StatusStr != "success" {
+				t.Errorf("the participant's history of the %s job: %+v", c.name, hist)
+			}
 		}
 		if w := a.worker("gpu/old"); w.SetAside != nil || len(w.RecentFailures) != 0 {
-			t.Errorf("the older instance was blamed for lacking a node: %+v", w)
-		}
-		var hist map[string]struct {
-			Status struct {
-				StatusStr string `json:"status_str"`
-			} `json:"status"`
-		}
-		a.do("GET", fmt.Sprintf("/user/1/api/history/%s", got.ID), nil, &hist)
-		if hist[got.ID].Status.StatusStr != "success" {
-			t.Errorf("the participant's history: %+v", hist)
+			t.Errorf("the older instance was blamed: %+v", w)
 		}
 	})
 }

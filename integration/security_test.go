@@ -865,10 +865,9 @@ func TestSecurityOrigins(t *testing.T) {
 func TestSecurityRealComfyUI(t *testing.T) {
 	v := realcomfy.Get(t, "0.3.64")
 	in := realcomfy.Start(t, v, realcomfy.Options{FrontEndRoot: realcomfy.KitFrontend()})
-	srv := startGPUServer(t, t.TempDir(), "--seats", "1")
-	a := admin{t, srv.base}
-	startAgentWithToken(t, srv.base, "gpu-real", agentToken, in.URL)
-	watch(t, srv.base).waitWorkers(a, 1, 60*time.Second)
+	stk := startGPUStack(t, "--seats", "1")
+	srv, a := stk.server, stk.a
+	stk.addAgent("gpu-real", in.URL)
 	code := seatCodeOf(a, 1)
 	p, _ := joinCode(t, srv.base, code)
 

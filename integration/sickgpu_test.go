@@ -12,14 +12,11 @@ import (
 // reason (kept across a server restart, shown by `workshop status`), and
 // the instructor puts it back.
 func TestSickInstanceSetAsideAndPutBack(t *testing.T) {
-	data := t.TempDir()
-	srv := startGPUServer(t, data)
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
+	st := startGPUStack(t)
+	a, ev := st.a, st.ev
 	sick := startSim(t, "--oom-node", "*")
 	healthy := startSim(t, "--step-ms", "30", "--steps", "10")
-	startAgentFor(t, srv.base, "gpu-a", "sick="+sick.base, "ok="+healthy.base)
-	ev.waitWorkers(a, 2, 30*time.Second)
+	st.addAgent("gpu-a", "sick="+sick.base, "ok="+healthy.base)
 
 	for _, j := range untilSetAside(t, a, ev, "gpu-a/sick") {
 		if j.Status != "completed" || j.Worker != "gpu-a/ok" {
@@ -33,15 +30,13 @@ func TestSickInstanceSetAsideAndPutBack(t *testing.T) {
 	failedThere := sick.stats(t).Executions
 
 	// Set aside across a restart of the server.
-	srv.kill9()
-	srv = startGPUServer(t, data, "--listen", strings.TrimPrefix(srv.base, "http://"))
-	a = admin{t, srv.base}
-	ev = watch(t, srv.base)
+	st.restart()
+	a, ev = st.a, st.ev
 	ev.waitWorkers(a, 2, 30*time.Second)
 	if w := a.worker("gpu-a/sick"); w.State != "set_aside" || w.SetAside == nil {
 		t.Fatalf("after the restart: %+v", w)
 	}
-	out, err := runCLI(t, srv, "status")
+	out, err := runCLI(t, st.server, "status")
 	if err != nil || !strings.Contains(out, "1 set aside") || !strings.Contains(out, "set aside, as ") || !strings.Contains(out, "torch.OutOfMemoryError") {
 		t.Errorf("workshop status: %v\n%s", err, out)
 	}
@@ -96,41 +91,35 @@ func untilSetAside(t *testing.T, a admin, ev *events, sick string) []job {
 // job it holds and its grace counting down (API and `workshop status`);
 // removing it gives the job back to the queue at once.
 func TestDisconnectedHostStaysListed(t *testing.T) {
-	srv := startGPUServer(t, t.TempDir(), "--grace", "2m")
-	a := admin{t, srv.base}
-	ev := watch(t, srv.base)
-	s := startSim(t, "--step-ms", "100", "--steps", "100")
-	ag := startAgent(t, srv.base, "gpu-b", s)
-	ev.waitWorkers(a, 1, 30*time.Second)
-	j := a.submit("user001", slowGraph("held", 1))
-	ev.waitStage(j.ID, "executing", 30*time.Second)
-	if st := a.do("DELETE", "/api/workers/gpu-b/0", nil, nil); st != 409 {
+	st, j := slowJobRunning(t, "100", "--grace", "2m")
+	a, ev := st.a, st.ev
+	if st := a.do("DELETE", "/api/workers/gpu-a/0", nil, nil); st != 409 {
 		t.Errorf("removing a connected instance: %d, want 409", st)
 	}
-	ag.kill9()
-	ev.waitFor("gpu-b to show as disconnected", 30*time.Second, func(map[string]string, []map[string]any) bool {
-		return a.worker("gpu-b/0").State == "disconnected"
+	st.agent.kill9()
+	ev.waitFor("gpu-a to show as disconnected", 30*time.Second, func(map[string]string, []map[string]any) bool {
+		return a.worker("gpu-a/0").State == "disconnected"
 	})
-	w := a.worker("gpu-b/0")
+	w := a.worker("gpu-a/0")
 	if w.Connected || len(w.HeldJobs) != 1 || w.HeldJobs[0] != j.ID || w.LostAt == nil ||
 		w.GraceRemainingS == nil || *w.GraceRemainingS < 60 || *w.GraceRemainingS > 120 {
 		t.Fatalf("disconnected: %+v", w)
 	}
-	out, err := runCLI(t, srv, "status")
-	if err != nil || !strings.Contains(out, "1 disconnected") || !strings.Contains(out, "gpu-b/0") || !strings.Contains(out, "holds 1 job(s)") {
+	out, err := runCLI(t, st.server, "status")
+	if err != nil || !strings.Contains(out, "1 disconnected") || !strings.Contains(out, "gpu-a/0") || !strings.Contains(out, "holds 1 job(s)") {
 		t.Errorf("workshop status: %v\n%s", err, out)
 	}
 
-	if st := a.do("DELETE", "/api/workers/gpu-b/0", nil, nil); st != 204 {
+	if st := a.do("DELETE", "/api/workers/gpu-a/0", nil, nil); st != 204 {
 		t.Fatalf("remove: %d", st)
 	}
-	if got := a.job(j.ID); got.Status != "pending" || len(got.Failures) != 1 || got.Failures[0].Worker != "gpu-b/0" {
+	if got := a.job(j.ID); got.Status != "pending" || len(got.Failures) != 1 || got.Failures[0].Worker != "gpu-a/0" {
 		t.Errorf("the job it held: %+v", got)
 	}
-	if w := a.worker("gpu-b/0"); w.State != "absent" {
+	if w := a.worker("gpu-a/0"); w.State != "absent" {
 		t.Errorf("after removal: %+v", w)
 	}
-	if st := a.do("DELETE", "/api/workers/gpu-b/0", nil, nil); st != 404 {
+	if st := a.do("DELETE", "/api/workers/gpu-a/0", nil, nil); st != 404 {
 		t.Errorf("removing it again: %d, want 404", st)
 	}
 }

@@ -18,14 +18,16 @@ import (
 	"github.com/comfy-workshop/workshop/store"
 )
 
-// infoCache holds the last object_info from the GPU hosts, parsed once per
-// change (a real one is megabytes).
+// infoCache holds the last object_info of the GPU hosts (every class any of
+// them has: Config.ObjectInfo), parsed once per change (a real one is
+// megabytes).
 type infoCache struct {
 	mu      sync.Mutex
 	fetched time.Time // when raw was last confirmed with the GPU hosts
 	raw     []byte
-	// classes is object_info as the instance sent it (the frontend builds
-	// widgets in key order), less the classes the workshop does not allow.
+	// classes is object_info in the instances' key order and bytes (the
+	// frontend builds widgets in key order), less the classes the workshop
+	// does not allow.
 	classes jsonobj.Object
 	info    comfy.ObjectInfo    // the same, parsed, for validation
 	loaders map[string][]string // class -> inputs that take an uploaded file
@@ -101,7 +103,7 @@ func (p *Proxy) allowed(class string) bool {
 // viewFor builds the participant's object_info; false when none is known
 // (no GPU host has ever been connected).
 func (p *Proxy) viewFor(ctx context.Context, user string) (*userView, bool) {
-	if p.cfg.Mirror == nil {
+	if p.cfg.ObjectInfo == nil {
 		return nil, false
 	}
 	// Confirmed with the GPU hosts at most every few seconds: a real
@@ -110,7 +112,7 @@ func (p *Proxy) viewFor(ctx context.Context, user string) (*userView, bool) {
 	fresh := p.info.raw != nil && time.Since(p.info.fetched) < infoFreshness
 	p.info.mu.Unlock()
 	if !fresh {
-		raw, err := p.cfg.Mirror.Get(ctx, "/api/object_info")
+		raw, err := p.cfg.ObjectInfo(ctx)
 		if err != nil || p.info.load(raw, p.allowed) != nil {
 			return nil, false
 		}

@@ -230,8 +230,8 @@ func (p *Proxy) postQueue(c *fiber.Ctx) error {
 // interrupt is POST /interrupt: as in ComfyUI, stop what runs, here the
 // participant's executing job (with a prompt_id, only that one, if it is
 // executing; one waiting in the queue is left alone, as ComfyUI leaves
-// it). The job is cancelled; its end is told as ComfyUI tells an
-// interrupt, naming the node it was at. Always 200, as ComfyUI.
+// it). The job is cancelled (the queue records the node it was at); its
+// end is told as ComfyUI tells an interrupt. Always 200, as ComfyUI.
 func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	var req struct {
 		PromptID string `json:"prompt_id"`
@@ -241,24 +241,11 @@ func (p *Proxy) interrupt(c *fiber.Ctx) error {
 		if !executing(j) || req.PromptID != "" && req.PromptID != j.ID {
 			continue
 		}
-		jerr := &workshop.JobError{Type: "cancelled", Message: "interrupted by its owner", Details: p.interruptedAt(j)}
-		if _, err := p.cfg.Queue.CancelWith(c.UserContext(), j.ID, jerr); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
+		if _, err := p.cfg.Queue.Cancel(c.UserContext(), j.ID, "interrupted by its owner"); err != nil && workshop.ErrorCode(err) != workshop.ECONFLICT {
 			return err
 		}
 	}
 	return c.SendStatus(200)
-}
-
-// interruptedAt is where a running job is, as execution_interrupted names
-// it: {"node_id", "node_type"}.
-func (p *Proxy) interruptedAt(j *workshop.Job) json.RawMessage {
-	node := p.live.node(j.ID)
-	class := ""
-	if prompt, err := comfy.ParsePrompt(j.Workflow); err == nil {
-		class = prompt[node].ClassType
-	}
-	b, _ := jsonobj.Of("node_id", node, "node_type", class).MarshalJSON()
-	return b
 }
 
 // historyLimit bounds what one history answer holds, as ComfyUI's own

@@ -32,12 +32,15 @@ type Mirror interface {
 
 // Config wires the participants' surface.
 type Config struct {
-	Queue   *sched.Queue
-	Seats   *seats.Service
-	DB      *store.DB
-	Files   *store.Files
-	Mirror  Mirror
-	Workers func() []dispatch.WorkerStatus
+	Queue  *sched.Queue
+	Seats  *seats.Service
+	DB     *store.DB
+	Files  *store.Files
+	Mirror Mirror
+	// ObjectInfo is the node list of the GPU hosts, as participants see it
+	// (dispatch.Dispatcher.ObjectInfo); nil: none.
+	ObjectInfo func(ctx context.Context) ([]byte, error)
+	Workers    func() []dispatch.WorkerStatus
 	// UserFiles registers the per-participant userdata, settings and users
 	// routes (package userfiles).
 	UserFiles func(r fiber.Router, userOf func(*fiber.Ctx) string)

@@ -43,16 +43,6 @@ func (l *liveState) run(ctx context.Context, q *sched.Queue) {
 	})
 }
 
-// node is the node a running job is at, or "".
-func (l *liveState) node(jobID string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if p := l.jobs[jobID]; p != nil {
-		return p.Node
-	}
-	return ""
-}
-
 func (l *liveState) of(user string) []sched.Progress {
 	l.mu.Lock()
 	defer l.mu.Unlock()

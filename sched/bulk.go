@@ -56,24 +56,15 @@ func (q *Queue) CancelSelected(ctx context.Context, sel Selector, reason string)
 	if err := sel.check(); err != nil {
 		return nil, err
 	}
-	if reason == "" {
-		reason = "cancelled"
-	}
 	q.mu.Lock()
 	es := q.selectLocked(sel)
 	out := picks(es)
-	now := q.now().UTC()
 	saved := make([]*workshop.Job, len(es))
 	done := make([]<-chan error, len(es))
 	for i, e := range es {
-		q.finish(e, workshop.StatusCancelled)
-		id := e.id
+		id, mutate := e.id, q.cancelled(e, reason)
 		done[i] = q.db.Enqueue(func(tx *store.Tx) (err error) {
-			saved[i], err = tx.UpdateJob(id, func(j *workshop.Job) error {
-				j.Status, j.CompletedAt, j.LeaseExpires = workshop.StatusCancelled, &now, nil
-				j.Error = &workshop.JobError{Type: "cancelled", Message: reason}
-				return nil
-			})
+			saved[i], err = tx.UpdateJob(id, func(j *workshop.Job) error { mutate(j); return nil })
 			return err
 		})
 	}

@@ -35,7 +35,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		now := q.now().UTC()
 		exp := now.Add(ttl)
 		q.removePending(e)
-		e.status, e.worker, e.leaseExp, e.started = workshop.StatusRunning, worker, exp, time.Time{}
+		e.status, e.worker, e.leaseExp, e.started, e.node = workshop.StatusRunning, worker, exp, time.Time{}, ""
 		e.attempts++
 		q.clock++
 		q.served[e.user] = q.clock
@@ -83,6 +83,17 @@ func (q *Queue) Started(ctx context.Context, id, worker string) error {
 		return func(j *workshop.Job) { j.StartedAt = &now }, nil
 	})
 	return err
+}
+
+// Executing records which node of a leased job its engine is executing,
+// in memory only (a node takes seconds; a restart forgets it until the
+// next), so that a cancel says where the job stopped.
+func (q *Queue) Executing(id, worker, node string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if e := q.active[id]; e != nil && holds(e, worker) == nil {
+		e.node = node
+	}
 }
 
 // SetEngineID records the id the engine gave a leased job, when it differs.
@@ -235,7 +246,7 @@ func (q *Queue) RetryElsewhere(ctx context.Context, id, worker string, f worksho
 		}
 		f.Worker = worker
 		tried := append(slices.Clone(e.avoid), worker)
-		if q.anyUntried(tried) {
+		if q.anyUntried(e, tried) {
 			return q.requeue(e, fmt.Sprintf("%s on %s; trying another GPU instance", f.Message, worker), &f), nil
 		}
 		now := q.now().UTC()
@@ -287,9 +298,10 @@ func (q *Queue) requeue(e *entry, reason string, f *workshop.Failure) func(*work
 	if e.attempts >= q.cfg.MaxAttempts {
 		q.finish(e, workshop.StatusFailed)
 		msg := fmt.Sprintf("%s: gave up after %d attempts", reason, e.attempts)
+		// Worker stays: where it last failed, as a failed job's record says.
 		return func(j *workshop.Job) {
 			record(j)
-			j.Status, j.CompletedAt, j.LeaseExpires, j.Worker = workshop.StatusFailed, &now, nil, ""
+			j.Status, j.CompletedAt, j.LeaseExpires = workshop.StatusFailed, &now, nil
 			j.Error = &workshop.JobError{Type: "attempts_exhausted", Message: msg}
 		}
 	}
@@ -362,6 +374,18 @@ func (q *Queue) observeRun(d time.Duration) {
 		return
 	}
 	q.avgRun = (q.avgRun*4 + d) / 5
+}
+
+// SetNodes tells the queue the node classes of the instances a job may
+// wait for (connected ones, and those away for less than their grace), by
+// worker: a job goes to an instance that has every class it uses while
+// one of these does, else (no instance has them) to any, which will say
+// what it lacks. A worker not listed is taken to have every class.
+func (q *Queue) SetNodes(nodes map[string]map[string]bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nodes = nodes
+	q.notify()
 }
 
 // SetWorkers tells the queue which workers take jobs now (connected, not

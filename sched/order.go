@@ -23,9 +23,13 @@ type entry struct {
 
 	worker   string
 	leaseExp time.Time
+	node     string // the node its engine executes (Executing)
 	// avoid lists the workers the job failed on (Job.Failures): it goes
 	// to another one while another usable worker exists.
 	avoid []string
+	// classes are the node classes its workflow uses: it goes to an
+	// instance that has them while one is there.
+	classes []string
 }
 
 // class holds the pending jobs of one priority, in submission order overall
@@ -131,19 +135,56 @@ func (q *Queue) firstFor(s []*entry, worker string) *entry {
 	return nil
 }
 
-// mayTake reports whether worker may lease e: not a worker e failed on,
-// unless no other usable worker is left to try. mu held.
+// mayTake reports whether worker may lease e: not one that lacks a node
+// class e needs while an instance that has them is there (or away for
+// less than its grace: e waits for it), and not a worker e failed on
+// unless no other usable worker that can run it is left to try. mu held.
 func (q *Queue) mayTake(e *entry, worker string) bool {
+	if !q.runs(worker, e) && q.anyRuns(e) {
+		return false
+	}
 	if len(e.avoid) == 0 || !slices.Contains(e.avoid, worker) {
 		return true
 	}
-	return !q.anyUntried(e.avoid)
+	return !q.anyUntried(e, e.avoid)
 }
 
-// anyUntried reports whether a usable worker is not in tried; mu held.
-func (q *Queue) anyUntried(tried []string) bool {
+// anyUntried reports whether a usable worker that can run e is not in
+// tried; mu held.
+func (q *Queue) anyUntried(e *entry, tried []string) bool {
 	for _, w := range q.workers {
-		if !slices.Contains(tried, w) {
+		if !slices.Contains(tried, w) && q.runs(w, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// runs reports whether worker's instance has every node class e uses; one
+// whose classes are not known is taken to. mu held.
+func (q *Queue) runs(worker string, e *entry) bool {
+	has, known := q.nodes[worker]
+	if !known {
+		return true
+	}
+	for _, c := range e.classes {
+		if !has[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// anyRuns reports whether an instance that can run e is there: a usable
+// worker, or one SetNodes lists; mu held.
+func (q *Queue) anyRuns(e *entry) bool {
+	for _, w := range q.workers {
+		if q.runs(w, e) {
+			return true
+		}
+	}
+	for w := range q.nodes {
+		if q.runs(w, e) {
 			return true
 		}
 	}

@@ -70,9 +70,10 @@ type Queue struct {
 	orderCache []*entry
 	positions  map[*entry]int
 
-	workers []string      // the workers that take jobs now (SetWorkers)
-	slots   int           // connected worker slots, for estimates
-	avgRun  time.Duration // moving average of run time, for estimates
+	workers []string                   // the workers that take jobs now (SetWorkers)
+	nodes   map[string]map[string]bool // node classes of the instances jobs may wait for (SetNodes)
+	slots   int                        // connected worker slots, for estimates
+	avgRun  time.Duration              // moving average of run time, for estimates
 }
 
 // Settings names in the store.
@@ -147,6 +148,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		graceEnd := cfg.Now().Add(cfg.RestartGrace)
 		for _, j := range jobs {
 			e := q.entryOf(j)
+			e.classes, _ = workshop.WorkflowClasses(j.Workflow)
 			if e.status == workshop.StatusRunning && e.leaseExp.Before(graceEnd) {
 				e.leaseExp = graceEnd // in memory only: the worker's next Extend writes it
 			}
@@ -222,22 +224,29 @@ type Submission struct {
 
 // Validate checks every field of a submission.
 func (s Submission) Validate() error {
+	_, err := s.check()
+	return err
+}
+
+// check validates s and returns the node classes its workflow uses.
+func (s Submission) check() ([]string, error) {
 	if !workshop.ValidUserID(s.UserID) {
-		return workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
+		return nil, workshop.Errorf(workshop.EINVALID, "user_id must be 1 to %d letters, digits, '_', '-' or '.'", workshop.MaxUserIDLen)
 	}
 	if s.Priority != nil && !workshop.ValidPriority(*s.Priority) {
-		return workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
+		return nil, workshop.Errorf(workshop.EINVALID, "priority must be 0 (highest) to 3")
 	}
-	if err := workshop.ValidateWorkflow(s.Workflow); err != nil {
-		return err
+	classes, err := workshop.WorkflowClasses(s.Workflow)
+	if err != nil {
+		return nil, err
 	}
 	if len(s.ExtraData) > workshop.MaxWorkflowSize || (len(s.ExtraData) > 0 && !json.Valid(s.ExtraData)) {
-		return workshop.Errorf(workshop.EINVALID, "extra_data must be a JSON object under %d bytes", workshop.MaxWorkflowSize)
+		return nil, workshop.Errorf(workshop.EINVALID, "extra_data must be a JSON object under %d bytes", workshop.MaxWorkflowSize)
 	}
 	if len(s.WorkflowID) > MaxWorkflowIDLen {
-		return workshop.Errorf(workshop.EINVALID, "workflow id is longer than %d bytes", MaxWorkflowIDLen)
+		return nil, workshop.Errorf(workshop.EINVALID, "workflow id is longer than %d bytes", MaxWorkflowIDLen)
 	}
-	return workshop.ValidateMetadata(s.Metadata)
+	return classes, workshop.ValidateMetadata(s.Metadata)
 }
 
 // MaxWorkflowIDLen bounds a submission's workflow id (ComfyUI's are UUIDs).
@@ -246,7 +255,8 @@ const MaxWorkflowIDLen = 128
 // Submit validates s, stores the job durably and returns it with its
 // position. It fails with ETOOMANY when the participant is at their cap.
 func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error) {
-	if err := s.Validate(); err != nil {
+	classes, err := s.check()
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -298,7 +308,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	done := q.db.Enqueue(func(tx *store.Tx) error { return tx.PutJob(job) })
 	q.mu.Unlock()
 
-	err := <-done
+	err = <-done
 	q.mu.Lock()
 	if err != nil {
 		q.pendingBy[s.UserID]--
@@ -306,6 +316,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 		return nil, err
 	}
 	e := q.entryOf(job)
+	e.classes = classes
 	q.addActive(e)
 	q.classes[e.priority].add(e)
 	q.dirty()
@@ -619,25 +630,41 @@ func (q *Queue) dropActive(e *entry) {
 // Cancel cancels a pending or running job. A running job's worker learns of
 // it through the Cancelled event and interrupts the engine.
 func (q *Queue) Cancel(ctx context.Context, id, reason string) (*workshop.Job, error) {
+	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
+		return q.cancelled(e, reason), nil
+	})
+}
+
+// cancelled finishes e as cancelled for reason and returns the write. A job
+// stopped while its engine executed it keeps, as the error's details, the
+// node it was at (as ComfyUI's execution_interrupted names it). mu held.
+func (q *Queue) cancelled(e *entry, reason string) func(*workshop.Job) {
 	if reason == "" {
 		reason = "cancelled"
 	}
-	return q.CancelWith(ctx, id, &workshop.JobError{Type: "cancelled", Message: reason})
+	now := q.now().UTC()
+	ran, node := e.status == workshop.StatusRunning && !e.started.IsZero(), e.node
+	q.finish(e, workshop.StatusCancelled)
+	return func(j *workshop.Job) {
+		j.Status, j.CompletedAt, j.LeaseExpires = workshop.StatusCancelled, &now, nil
+		j.Error = &workshop.JobError{Type: "cancelled", Message: reason}
+		if ran {
+			j.Error.Details = interruptedAt(j.Workflow, node)
+		}
+	}
 }
 
-// CancelWith cancels a job with jerr as its reason (its Details say, for
-// a job interrupted while it ran, where it was).
-func (q *Queue) CancelWith(ctx context.Context, id string, jerr *workshop.JobError) (*workshop.Job, error) {
-	return q.change(ctx, id, func(e *entry) (func(*workshop.Job), error) {
-		now := q.now().UTC()
-		q.finish(e, workshop.StatusCancelled)
-		return func(j *workshop.Job) {
-			j.Status = workshop.StatusCancelled
-			j.CompletedAt = &now
-			j.LeaseExpires = nil
-			j.Error = jerr
-		}, nil
-	})
+// interruptedAt is {"node_id", "node_type"} of node in workflow.
+func interruptedAt(workflow json.RawMessage, node string) json.RawMessage {
+	var nodes map[string]struct {
+		ClassType string `json:"class_type"`
+	}
+	json.Unmarshal(workflow, &nodes)
+	b, _ := json.Marshal(struct {
+		NodeID   string `json:"node_id"`
+		NodeType string `json:"node_type"`
+	}{node, nodes[node].ClassType})
+	return b
 }
 
 // SetPriority moves a pending job to another priority.

@@ -445,8 +445,19 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 		t.Fatalf("expired %v", got)
 	}
 	g, _ := q.Get(j.ID)
-	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil {
+	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil || g.Worker != "" {
 		t.Errorf("after expiry %+v", g)
+	}
+	// Out of attempts, it fails where it last ran.
+	for range 2 {
+		q.Lease(ctx, "w2", time.Minute)
+		mu.Lock()
+		now = now.Add(2 * time.Minute)
+		mu.Unlock()
+		q.ExpireLeases(ctx)
+	}
+	if g, _ := q.Get(j.ID); g.Status != workshop.StatusFailed || g.Error.Type != "attempts_exhausted" || g.Worker != "w2" {
+		t.Errorf("out of attempts: %s on %q (%+v)", g.Status, g.Worker, g.Error)
 	}
 }
 
@@ -802,5 +813,44 @@ func TestUserNumbers(t *testing.T) {
 	q, _ = openQueue(t, dir, sched.Config{})
 	if a3, b2 := submit(t, q, "a", "a3"), submit(t, q, "b", "b2"); got(a3) != 3 || got(b2) != 2 {
 		t.Fatalf("after a restart: a3=%d b2=%d", got(a3), got(b2))
+	}
+}
+
+// A job cancelled while its engine executes it records the node it was
+// at (what ComfyUI's execution_interrupted names), whoever cancels it and
+// however: one by one or in bulk. One cancelled before it started has none.
+func TestCancelRecordsTheNode(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	running := func(label, node string) *workshop.Job {
+		j := submit(t, q, "A", label)
+		lease(t, q, "w")
+		if err := q.Started(ctx, j.ID, "w"); err != nil {
+			t.Fatal(err)
+		}
+		q.Executing(j.ID, "w", node)
+		return j
+	}
+	where := func(j *workshop.Job) string {
+		if j.Error == nil {
+			return "no error"
+		}
+		return string(j.Error.Details)
+	}
+	one := running("one", "2")
+	if got, err := q.Cancel(ctx, one.ID, "cancelled by the instructor"); err != nil || where(got) != `{"node_id":"2","node_type":"SaveImage"}` ||
+		got.Error.Message != "cancelled by the instructor" {
+		t.Errorf("cancelled while it executed node 2: %s %v", where(got), err)
+	}
+	bulk := running("bulk", "1")
+	if _, err := q.CancelSelected(ctx, sched.Selector{IDs: []string{bulk.ID}}, "cancelled by the instructor"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := q.Get(bulk.ID); where(got) != `{"node_id":"1","node_type":"EmptyImage"}` {
+		t.Errorf("cancelled in bulk while it executed node 1: %s", where(got))
+	}
+	waiting := submit(t, q, "A", "waiting")
+	if got, err := q.Cancel(ctx, waiting.ID, ""); err != nil || got.Error == nil || got.Error.Details != nil {
+		t.Errorf("cancelled before it ran: %s %v", where(got), err)
 	}
 }

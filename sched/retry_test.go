@@ -2,6 +2,8 @@ package sched_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,66 @@ func TestRetryElsewhereBoundedByAttempts(t *testing.T) {
 	got, err := q.RetryElsewhere(ctx, j.ID, "b", oom, &workshop.JobError{Type: "execution_error"})
 	if err != nil || got.Status != workshop.StatusFailed || got.Error.Type != "attempts_exhausted" || len(got.Failures) != 2 {
 		t.Fatalf("after two attempts: %+v %v", got, err)
+	}
+	// The instance it last failed on stays on the job, for the instructor.
+	if stored, _ := q.Get(j.ID); stored.Worker != "b" || got.Worker != "b" {
+		t.Errorf("a job out of attempts names worker %q (stored %q), want b", got.Worker, stored.Worker)
+	}
+}
+
+// A job goes to an instance that has every node class it uses while one
+// is there, or away for a while (it waits for that one); with none that
+// has them, any instance takes it and says what it lacks.
+func TestJobsGoWhereTheirNodesAre(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openQueue(t, t.TempDir(), sched.Config{MaxAttempts: 5})
+	basic := map[string]bool{"EmptyImage": true, "SaveImage": true}
+	more := map[string]bool{"EmptyImage": true, "SaveImage": true, "ImageFlip": true}
+	q.SetWorkers([]string{"old", "new"})
+	q.SetNodes(map[string]map[string]bool{"old": basic, "new": more})
+	flip := json.RawMessage(`{"1":{"class_type":"EmptyImage","inputs":{}},"2":{"class_type":"ImageFlip","inputs":{"image":["1",0]}},"3":{"class_type":"SaveImage","inputs":{"images":["2",0]}}}`)
+	submitGraph := func(label string, g json.RawMessage) *workshop.Job {
+		j, err := q.Submit(ctx, sched.Submission{UserID: "A", Workflow: g, Metadata: json.RawMessage(fmt.Sprintf(`{"label":%q}`, label))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	f1 := submitGraph("flip1", flip)
+	plain := submit(t, q, "A", "plain")
+	// old passes the flip job by for the next one; new takes it.
+	if got := lease(t, q, "old"); got.ID != plain.ID {
+		t.Fatalf("old leased %s, want plain", label(got))
+	}
+	noLease(t, q, "old")
+	if got := lease(t, q, "new"); got.ID != f1.ID {
+		t.Fatalf("new leased %s, want flip1", label(got))
+	}
+	// new is away but listed (within its grace): the job waits for it.
+	f2 := submitGraph("flip2", flip)
+	q.SetWorkers([]string{"old"})
+	noLease(t, q, "old")
+	// No instance with ImageFlip any more: old takes it, and a failure
+	// there for the missing node ends it, there being no other to try.
+	q.SetNodes(map[string]map[string]bool{"old": basic})
+	if got := lease(t, q, "old"); got.ID != f2.ID {
+		t.Fatalf("old leased %s, want flip2", label(got))
+	}
+	missing := workshop.Failure{Reason: "missing_node", Message: "Node 'ImageFlip' not found"}
+	if got, err := q.RetryElsewhere(ctx, f2.ID, "old", missing, &workshop.JobError{Type: "validation_error", Message: "missing node"}); err != nil || got.Status != workshop.StatusFailed {
+		t.Fatalf("after the missing node: %+v %v", got, err)
+	}
+	// An instance whose classes are not known yet may run anything, so a
+	// job that fails on new for its own reason goes there, not to old.
+	f3 := submitGraph("flip3", flip)
+	q.SetWorkers([]string{"old", "new", "fresh"})
+	q.SetNodes(map[string]map[string]bool{"old": basic, "new": more})
+	lease(t, q, "new")
+	if got, err := q.RetryElsewhere(ctx, f3.ID, "new", oom, &workshop.JobError{Type: "execution_error"}); err != nil || got.Status != workshop.StatusPending {
+		t.Fatalf("after failing on new: %+v %v", got, err)
+	}
+	noLease(t, q, "old")
+	if got := lease(t, q, "fresh"); got.ID != f3.ID {
+		t.Fatalf("fresh leased %s, want flip3", label(got))
 	}
 }

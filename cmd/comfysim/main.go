@@ -33,10 +33,10 @@ func main() {
 }
 
 type options struct {
-	listen, logLevel, logFormat, promptIDs string
-	stepMS                                 float64
-	cfg                                    sim.Config
-	viewDelay                              time.Duration
+	listen, logLevel, logFormat, promptIDs, without string
+	stepMS                                          float64
+	cfg                                             sim.Config
+	viewDelay                                       time.Duration
 }
 
 // command is comfysim's command line, parsing into o.
@@ -56,6 +56,7 @@ func command(o *options) *cli.Command {
 	fs.BoolVar(&c.DisableMetadata, "disable-metadata", false, "leave prompt/workflow metadata out of PNGs")
 	fs.StringVar(&o.promptIDs, "prompt-ids", "uuid", "client prompt_id `handling`: uuid (current ComfyUI), any, or ignore (ComfyUI before mid-2025)")
 	fs.BoolVar(&c.MissingNodeType, "missing-node-type", false, "report unknown nodes as missing_node_type (ComfyUI since Feb 2026)")
+	fs.StringVar(&o.without, "without-nodes", "", "comma-separated node `classes` this instance does not have (as one without a custom node)")
 	fs.BoolVar(&c.Legacy, "legacy", false, "behave as ComfyUI before mid-2025 (2024-08-15): ignore client prompt_ids, older error shapes, no progress_state or feature flags")
 	fs.BoolVar(&c.Instant, "instant", false, "run prompts at once and answer POST /prompt only after every event of the run is sent (as a cached graph on a real ComfyUI)")
 	fs.Int64Var(&c.MaxUploadSize, "max-upload-size", 100<<20, "largest request body in `bytes`")
@@ -91,6 +92,9 @@ func (o *options) check() error {
 	}
 	c.StepDelay = time.Duration(o.stepMS * float64(time.Millisecond))
 	c.Faults.ViewDelay = sim.Duration(o.viewDelay)
+	if o.without != "" {
+		c.WithoutNodes = strings.Split(o.without, ",")
+	}
 	c.PromptIDs = sim.PromptIDPolicy(o.promptIDs)
 	switch c.PromptIDs {
 	case sim.PromptIDUUID, sim.PromptIDAny, sim.PromptIDIgnore:

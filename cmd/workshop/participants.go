@@ -24,6 +24,9 @@ func (m mirrorGetter) Get(ctx context.Context, path string) ([]byte, error) {
 // back.
 func newMirror(d *dispatch.Dispatcher, data string, log *slog.Logger) (proxy.Mirror, func()) {
 	m := mirror.New(mirror.Config{Upstream: d.Upstream, Allow: mirror.ReadOnlyRoute, Dir: filepath.Join(data, "mirror"), Logger: log.With("part", "mirror")})
+	// The node list is the dispatcher's (every instance's classes); a copy
+	// an older server kept here is one instance's.
+	m.Invalidate("/api/object_info")
 	return mirrorGetter{m}, func() { m.Close() }
 }
 

@@ -393,6 +393,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		Queue: q, Files: files, Tunnels: tunnels, DB: db, Log: log.With("part", "dispatch"),
 		Prefetch: c.Prefetch, Grace: c.Grace, JobTimeout: c.JobTimeout, SetAsideAfter: c.SetAsideAfter,
 		MaxOutputs: c.MaxOutputs, MaxOutputBytes: c.MaxOutputMB << 20,
+		NodeListFile: filepath.Join(c.Data, "object_info.json"),
 	})
 	mir, closeMirror := newMirror(disp, c.Data, log)
 	defer closeMirror()
@@ -406,7 +407,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	defer userFiles.Close()
 	participants := proxy.New(proxy.Config{
 		Queue: q, Seats: seatSvc, DB: db, Files: files, Workers: disp.Workers,
-		Mirror: mir, UserFiles: userFiles.Register, Workflows: userFiles,
+		Mirror: mir, ObjectInfo: disp.ObjectInfo, UserFiles: userFiles.Register, Workflows: userFiles,
 		Extension: adaptor.HTTPHandler(extension.Handler()), ExtensionPath: extension.Path, TestPage: testPage(c),
 		AdminTokenHash: adminHash, OpenSeats: c.OpenSeats, Secure: c.TLS != "off",
 		NodesAllow: splitList(c.NodesAllow), NodesDeny: splitList(c.NodesDeny), Log: log.With("part", "participants"),

@@ -41,8 +41,8 @@ type Faults struct {
 	// 3) at their start, as some nodes do.
 	ProgressText bool `json:"progress_text,omitempty"`
 	// DropPromptAnswers queues the next N prompts and then closes their
-	// connections without an answer: a reply lost with the network.
-	// Server-wide only.
+	// connections without an answer (with Instant, once the prompt ran):
+	// a reply lost with the network. Server-wide only.
 	DropPromptAnswers int `json:"drop_prompt_answers,omitempty"`
 }
 

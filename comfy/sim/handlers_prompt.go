@@ -116,15 +116,6 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 	s.queue.put(j)
 	s.stats.queued.Add(1)
 	s.log.Info("got prompt", "prompt_id", promptID, "number", number, "client_id", extra["client_id"], "outputs", outputs)
-	if s.takePromptAnswerDrop() {
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, err := hj.Hijack(); err == nil {
-				s.log.Warn("fault: dropping the answer to a queued prompt", "prompt_id", promptID)
-				c.Close()
-				return
-			}
-		}
-	}
 	if s.cfg.Instant {
 		// As a real ComfyUI may, with a cached graph: the prompt runs to
 		// its end, every event sent, before the post is answered.
@@ -132,6 +123,15 @@ func (s *Server) handlePostPrompt(w http.ResponseWriter, r *http.Request) {
 		case <-j.ended:
 		case <-s.closing:
 		case <-r.Context().Done():
+		}
+	}
+	if s.takePromptAnswerDrop() {
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				s.log.Warn("fault: dropping the answer to a queued prompt", "prompt_id", promptID)
+				c.Close()
+				return
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, jsonobj.Of("prompt_id", promptID, "number", number, "node_errors", nonNil(nodeErrors)))

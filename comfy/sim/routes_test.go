@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -400,5 +401,21 @@ func TestUploadMaskComposites(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 500 {
 		t.Errorf("mask of another size: %d, want 500", resp.StatusCode)
+	}
+}
+
+// An instance without a node class (a custom node not installed there)
+// leaves it out of object_info and refuses a prompt that uses it.
+func TestWithoutNodes(t *testing.T) {
+	e := start(t, sim.Config{WithoutNodes: []string{"ImageInvert"}})
+	info, err := e.c.ObjectInfo(ctx(t))
+	if err != nil || info["ImageInvert"].Category != "" || info["SaveImage"].Category == "" {
+		t.Fatalf("object_info: ImageInvert %+v, SaveImage %+v, %v", info["ImageInvert"], info["SaveImage"], err)
+	}
+	var perr *comfy.PromptError
+	_, err = e.c.QueuePrompt(ctx(t), comfy.PromptRequest{Prompt: json.RawMessage(
+		`{"1":{"class_type":"EmptyImage","inputs":{"width":8,"height":8,"batch_size":1,"color":0}},"2":{"class_type":"ImageInvert","inputs":{"image":["1",0]}},"3":{"class_type":"SaveImage","inputs":{"images":["2",0],"filename_prefix":"x"}}}`)})
+	if !errors.As(err, &perr) || !strings.Contains(perr.Info.Message, "ImageInvert") {
+		t.Errorf("a prompt with ImageInvert: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,10 @@ type Config struct {
 	MaxUploadSize int64
 	// Version is the comfyui_version reported by /system_stats.
 	Version string
+	// WithoutNodes are node classes this instance does not have, as one
+	// without a custom node or of another version: they are left out of
+	// object_info, and a prompt using one is refused.
+	WithoutNodes []string
 
 	// Faults are switched on from the start; see Faults.
 	Faults Faults
@@ -171,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("sim: front-end root %q is not a folder", cfg.FrontEndRoot)
 		}
 	}
-	s.catalog = catalog()
+	s.catalog = slices.DeleteFunc(catalog(), func(d nodeDef) bool { return slices.Contains(cfg.WithoutNodes, d.name) })
 	s.byName = map[string]*nodeDef{}
 	for i := range s.catalog {
 		s.byName[s.catalog[i].name] = &s.catalog[i]

@@ -200,6 +200,11 @@ type Options struct {
 	Args []string
 	// Env is added to the process environment.
 	Env []string
+	// CustomNodes are custom nodes only this instance has: file name (a
+	// Python module, "name.py") -> its source. They load from a folder of
+	// the instance's own, named in an extra paths file (no checkout is
+	// written to).
+	CustomNodes map[string]string
 }
 
 // Instance is a running ComfyUI process.
@@ -309,6 +314,9 @@ func (in *Instance) start() error {
 	if err := os.WriteFile(filepath.Join(in.Work, "output", in.marker), markerPNG(), 0o644); err != nil {
 		return err
 	}
+	if err := in.writeCustomNodes(); err != nil {
+		return err
+	}
 	var cmd *exec.Cmd
 	if in.Version.kit != "" {
 		// An empty folder is not in the kit's copy, and ComfyUI lists it at start.
@@ -348,7 +356,53 @@ func (in *Instance) flags() []string {
 	if in.opts.FrontEndRoot != "" {
 		args = append(args, "--front-end-root", in.opts.FrontEndRoot)
 	}
+	if len(in.opts.CustomNodes) > 0 {
+		args = append(args, "--extra-model-paths-config", filepath.Join(in.Work, "extra_paths.yaml"))
+	}
 	return append(args, in.opts.Args...)
+}
+
+// PassThroughNode is the source of a custom node module with one class,
+// named class, that passes an image on: for Options.CustomNodes, a node
+// only the instances given it have.
+func PassThroughNode(class string) string {
+	return fmt.Sprintf(`class %[1]s:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+    CATEGORY = "realcomfy"
+
+    def run(self, image):
+        return (image,)
+
+
+NODE_CLASS_MAPPINGS = {%[1]q: %[1]s}
+`, class)
+}
+
+// writeCustomNodes puts Options.CustomNodes in a folder of the instance's
+// and names it in extra_paths.yaml, which ComfyUI reads at start.
+func (in *Instance) writeCustomNodes() error {
+	if len(in.opts.CustomNodes) == 0 {
+		return nil
+	}
+	dir := filepath.Join(in.Work, "custom_nodes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, src := range in.opts.CustomNodes {
+		if filepath.Base(name) != name || !strings.HasSuffix(name, ".py") {
+			return fmt.Errorf("realcomfy: custom node file %q is not a module name", name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			return err
+		}
+	}
+	yaml := fmt.Sprintf("realcomfy:\n  custom_nodes: %s\n", strconv.Quote(dir))
+	return os.WriteFile(filepath.Join(in.Work, "extra_paths.yaml"), []byte(yaml), 0o644)
 }
 
 // waitReady polls /system_stats: ComfyUI prints nothing reliable to wait on

@@ -715,7 +715,8 @@ export default function queueView(ctx) {
     if (li.detailKey !== key) {
       li.detailKey = key;
       if (job.status === 'failed' && job.error) {
-        const where = job.worker ? `on ${job.worker}` : `after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}`;
+        const tries = `after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}`;
+        const where = !job.worker ? tries : job.attempts > 1 ? `on ${job.worker} ${tries}` : `on ${job.worker}`;
         li.detail.replaceChildren(h('details', {class: 'err'},
           h('summary', {title: errorSummary(job)}, h('strong', {class: 'where'}, where), ' · ', errorSummary(job)),
           errorBody(job)));
