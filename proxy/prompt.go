@@ -259,6 +259,7 @@ func inHistory(j *workshop.Job) bool {
 	return historyEntryOf(j.Status, j.StartedAt != nil)
 }
 
+// historyEntryOf is inHistory from what a job's index entry holds.
 func historyEntryOf(s workshop.JobStatus, started bool) bool {
 	return s == workshop.StatusCompleted || s == workshop.StatusFailed || s == workshop.StatusCancelled && started
 }
