@@ -83,6 +83,10 @@ type Job struct {
 	// ExtraData is ComfyUI's extra_data of a prompt from a ComfyUI client
 	// (the UI graph under extra_pnginfo), passed on to the engine.
 	ExtraData json.RawMessage `json:"extra_data,omitempty"`
+	// WorkflowID names the UI workflow the prompt was made from (the id
+	// in its extra_data), which clients match jobs to open workflows by:
+	// kept apart so listings never read the graph.
+	WorkflowID string `json:"workflow_id,omitempty"`
 	// Inputs are the participant's uploaded files the graph uses, shipped
 	// to the engine with the job ("subfolder/name" or "name").
 	Inputs []string `json:"inputs,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/comfy-workshop/workshop/internal/browsertest"
+	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -70,8 +72,12 @@ func TestFrontendRoutes(t *testing.T) {
 
 	// Numbered per participant: seat 1's second job is their number 2,
 	// whatever seat 2 queued in between.
-	number := func(p *participant, graph map[string]any) (string, float64) {
-		b, _ := json.Marshal(map[string]any{"prompt": graph, "client_id": "c"})
+	number := func(p *participant, graph map[string]any, workflowID ...string) (string, float64) {
+		req := map[string]any{"prompt": graph, "client_id": "c"}
+		if len(workflowID) > 0 { // as the frontend sends its UI graph
+			req["extra_data"] = map[string]any{"extra_pnginfo": map[string]any{"workflow": map[string]any{"id": workflowID[0], "nodes": []any{}}}}
+		}
+		b, _ := json.Marshal(req)
 		st, m := p.postJSON(fmt.Sprintf("/user/%d/api/prompt", p.seat), string(b))
 		if st != 200 {
 			t.Fatalf("prompt: %d %v", st, m)
@@ -80,7 +86,7 @@ func TestFrontendRoutes(t *testing.T) {
 	}
 	first, n1 := number(p1, imageGraph("one", 10))
 	other, _ := number(p2, imageGraph("two", 20))
-	second, n2 := number(p1, imageGraph("three", 30))
+	second, n2 := number(p1, imageGraph("three", 30), "wf-three")
 	if n1 != 1 || n2 != 2 {
 		t.Fatalf("seat 1's numbers %v, %v", n1, n2)
 	}
@@ -116,6 +122,53 @@ func TestFrontendRoutes(t *testing.T) {
 	json.Unmarshal(b, &list)
 	if len(list.Jobs) != 1 || list.Jobs[0].ID != second || list.Pagination.HasMore || list.Pagination.Total != 2 {
 		t.Fatalf("second page, oldest first: %s", b)
+	}
+	// The frontend's workflow id picks the jobs of one workflow; the
+	// slowest first by run time.
+	_, b = p1.get("/user/1/api/jobs?workflow_id=wf-three")
+	if json.Unmarshal(b, &list); len(list.Jobs) != 1 || list.Jobs[0].ID != second || list.Pagination.Total != 1 || !bytes.Contains(b, []byte(`"workflow_id":"wf-three"`)) {
+		t.Fatalf("jobs of workflow wf-three: %s", b)
+	}
+	type runTimes struct {
+		Start int64 `json:"execution_start_time"`
+		End   int64 `json:"execution_end_time"`
+	}
+	var slowest, all struct{ Jobs []runTimes }
+	_, b = p1.get("/user/1/api/jobs?sort_by=execution_duration&limit=1")
+	json.Unmarshal(b, &slowest)
+	_, b = p1.get("/user/1/api/jobs?sort_by=execution_duration&sort_order=asc")
+	json.Unmarshal(b, &all)
+	run := func(j runTimes) int64 { return j.End - j.Start }
+	if len(slowest.Jobs) != 1 || len(all.Jobs) != 2 || run(all.Jobs[0]) > run(all.Jobs[1]) || run(slowest.Jobs[0]) != run(all.Jobs[1]) {
+		t.Fatalf("by run time: slowest %v, all %v", slowest.Jobs, all.Jobs)
+	}
+	// The history as the legacy frontend pages it: oldest first, the
+	// newest max_items without an offset.
+	for q, want := range map[string][]string{"": {first, second}, "?max_items=1": {second}, "?max_items=1&offset=0": {first}, "?offset=1": {second}, "?offset=5": {}} {
+		_, b := p1.get("/user/1/api/history" + q)
+		o, err := jsonobj.Parse(b)
+		if err != nil || !slices.Equal(o.Keys(), want) {
+			t.Errorf("history%s: %v, want %v (%v)", q, o.Keys(), want, err)
+		}
+	}
+	// The extension's gallery pages through the outputs, newest first.
+	var outs struct {
+		Outputs []struct {
+			JobID string `json:"job_id"`
+		}
+		Next string
+	}
+	_, b = p1.get("/user/1/api/workshop/outputs?limit=1")
+	if json.Unmarshal(b, &outs); len(outs.Outputs) != 1 || outs.Outputs[0].JobID != second || outs.Next != second {
+		t.Fatalf("the newest output: %s", b)
+	}
+	outs.Next = ""
+	_, b = p1.get("/user/1/api/workshop/outputs?limit=1&before=" + second)
+	if json.Unmarshal(b, &outs); len(outs.Outputs) != 1 || outs.Outputs[0].JobID != first || outs.Next != "" {
+		t.Fatalf("the outputs before the newest: %s", b)
+	}
+	if resp, b := p1.get("/user/1/api/workshop/outputs?before=../x"); resp.StatusCode != 400 {
+		t.Errorf("a bad cursor: %d %s", resp.StatusCode, b)
 	}
 	_, b = p1.get("/user/1/api/jobs?status=pending,in_progress")
 	if json.Unmarshal(b, &list); len(list.Jobs) != 0 {
@@ -200,11 +253,20 @@ func TestFrontendRoutes(t *testing.T) {
 		t.Fatalf("the page without a cookie: %d", st)
 	}
 
-	// The template pack lists the workshop workflows and serves them.
-	_, b = p1.get("/user/1/api/workflow_templates")
-	var packs map[string][]string
-	if err := json.Unmarshal(b, &packs); err != nil || len(packs["Workshop"]) != 1 || packs["Workshop"][0] != "day-one" {
-		t.Fatalf("template packs: %v %s", err, b)
+	// The core template index lists the workshop workflows first, as the
+	// Workshop pack, which serves them (and only there: the frontend
+	// merges the packs with the index).
+	_, b = p1.get("/user/1/templates/index.json")
+	var index []struct {
+		ModuleName string `json:"moduleName"`
+		Templates  []struct{ Name string }
+	}
+	if err := json.Unmarshal(b, &index); err != nil || len(index) != 1 || index[0].ModuleName != "Workshop" ||
+		len(index[0].Templates) != 1 || index[0].Templates[0].Name != "day-one" {
+		t.Fatalf("core templates: %v %s", err, b)
+	}
+	if _, b = p1.get("/user/1/api/workflow_templates"); string(b) != "{}" {
+		t.Fatalf("template packs: %s", b)
 	}
 	if resp, b := p1.get("/user/1/api/workflow_templates/Workshop/day-one.json"); resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"nodes"`)) {
 		t.Fatalf("template: %d %s", resp.StatusCode, b)

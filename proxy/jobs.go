@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
 )
 
 // ComfyUI's newer jobs API (GET /api/jobs, /api/jobs/{id} and the two
@@ -121,56 +121,27 @@ func parseJobsQuery(c *fiber.Ctx) (jobsQuery, string) {
 }
 
 // listJobs is GET /api/jobs: the participant's jobs, filtered, sorted and
-// paged as upstream does it.
+// paged as upstream does it, by the store from the participant's index:
+// only the page's jobs are read, never their graphs.
 func (p *Proxy) listJobs(c *fiber.Ctx) error {
 	q, bad := parseJobsQuery(c)
 	if bad != "" {
 		return badQuery(c, bad)
 	}
-	var items []jobItem
-	err := p.eachJob(userOf(c), func(j *workshop.Job) {
-		if j.Status.Finished() && !inHistory(j) {
-			return // taken out of the queue: ComfyUI keeps no trace of those
-		}
-		it := itemOf(j)
-		if len(q.statuses) > 0 && !q.statuses[it.Status] {
-			return
-		}
-		if q.workflowID == "" || it.WorkflowID == q.workflowID {
-			items = append(items, it)
-		}
-	})
+	query := store.UserJobsQuery{UserID: userOf(c), ByDuration: q.byDuration, Asc: q.asc, Offset: q.offset, Limit: q.limit,
+		Match: func(e store.UserJob) bool {
+			name, listed := listedStatus(e.Status, e.Started != 0)
+			return listed && (len(q.statuses) == 0 || q.statuses[name]) && (q.workflowID == "" || e.WorkflowID == q.workflowID)
+		}}
+	jobs, total, err := p.cfg.Queue.UserJobs(query)
 	if err != nil {
 		return err
 	}
-	key := func(it jobItem) int64 {
-		if !q.byDuration {
-			return it.CreateTime
-		}
-		if it.ExecutionStartTime != nil && it.ExecutionEndTime != nil {
-			return *it.ExecutionEndTime - *it.ExecutionStartTime
-		}
-		return 0
+	page := make([]jobItem, 0, len(jobs))
+	for _, j := range jobs {
+		page = append(page, itemOf(j))
 	}
-	sort.SliceStable(items, func(a, b int) bool {
-		ka, kb := key(items[a]), key(items[b])
-		if ka == kb {
-			ka, kb = int64(items[a].Priority), int64(items[b].Priority)
-		}
-		if q.asc {
-			return ka < kb
-		}
-		return ka > kb
-	})
-	total := len(items)
 	offset := min(q.offset, total)
-	page := items[offset:]
-	if q.limit >= 0 && q.limit < len(page) {
-		page = page[:q.limit]
-	}
-	if page == nil {
-		page = []jobItem{}
-	}
 	limit := q.limit
 	if limit < 0 {
 		limit = total
@@ -180,26 +151,15 @@ func (p *Proxy) listJobs(c *fiber.Ctx) error {
 	}})
 }
 
-// eachJob calls fn with each of user's newest historyLimit jobs (newest
-// first), without workflows. Each page's UI graphs are dropped once read,
-// so a long history never sits in memory at once.
-func (p *Proxy) eachJob(user string, fn func(*workshop.Job)) error {
-	cursor, seen := "", 0
-	for seen < historyLimit {
-		jobs, next, err := p.cfg.Queue.List(sched.ListFilter{UserID: user, Cursor: cursor, Limit: min(sched.MaxListLimit, historyLimit-seen)})
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			fn(j)
-		}
-		seen += len(jobs)
-		if next == "" {
-			return nil
-		}
-		cursor = next
+// listedStatus is the jobs API's word for a job's status, and whether the
+// job is listed at all: one taken out of the queue before it ran is not
+// (ComfyUI keeps no trace of those; it still answers by id), and one
+// cancelled while it ran is failed, as ComfyUI lists an interrupted prompt.
+func listedStatus(s workshop.JobStatus, started bool) (string, bool) {
+	if s == workshop.StatusCancelled && started {
+		return "failed", true
 	}
-	return nil
+	return jobStatusName[s], s != workshop.StatusCancelled
 }
 
 // getJob is GET /api/jobs/{id}: 404 for an unknown id or someone else's.
@@ -224,8 +184,8 @@ func (p *Proxy) getJob(c *fiber.Ctx) error {
 
 // itemOf is a job as GET /api/jobs lists it.
 func itemOf(j *workshop.Job) jobItem {
-	it := jobItem{ID: j.ID, Status: jobStatusName[j.Status], Priority: number(j), CreateTime: j.CreatedAt.UnixMilli(),
-		WorkflowID: workflowID(j.ExtraData)}
+	status, _ := listedStatus(j.Status, j.StartedAt != nil)
+	it := jobItem{ID: j.ID, Status: status, Priority: number(j), CreateTime: j.CreatedAt.UnixMilli(), WorkflowID: j.WorkflowID}
 	if j.StartedAt != nil {
 		ms := j.StartedAt.UnixMilli()
 		it.ExecutionStartTime = &ms
@@ -234,19 +194,12 @@ func itemOf(j *workshop.Job) jobItem {
 		ms := j.CompletedAt.UnixMilli()
 		it.ExecutionEndTime = &ms
 	}
-	if j.Status == workshop.StatusCompleted {
+	switch {
+	case j.Status == workshop.StatusCompleted:
 		it.OutputsCount, it.PreviewOutput = outputsSummary(outputsOfJob(j))
-	}
-	switch j.Status {
-	case workshop.StatusFailed:
+	case status == "failed":
+		// Failed, or stopped while it ran: ComfyUI's exception says which.
 		it.ExecutionError = executionError(j)
-	case workshop.StatusCancelled:
-		if j.StartedAt != nil {
-			// Stopped while it ran: ComfyUI lists an interrupted prompt as
-			// failed with this exception, which the frontend shows as such.
-			it.Status = "failed"
-			it.ExecutionError = executionError(j)
-		}
 	}
 	return it
 }
@@ -261,7 +214,8 @@ func outputsOfJob(j *workshop.Job) json.RawMessage {
 }
 
 // workflowID is the UI graph's id in a prompt's extra_data, which the
-// frontend matches jobs to open workflows by.
+// frontend matches jobs to open workflows by ("" for none, or for one too
+// long to be an id).
 func workflowID(extra json.RawMessage) string {
 	if !bytes.Contains(extra, []byte(`"extra_pnginfo"`)) {
 		return ""
@@ -274,6 +228,9 @@ func workflowID(extra json.RawMessage) string {
 		} `json:"extra_pnginfo"`
 	}
 	json.Unmarshal(extra, &x)
+	if len(x.PNGInfo.Workflow.ID) > sched.MaxWorkflowIDLen {
+		return ""
+	}
 	return x.PNGInfo.Workflow.ID
 }
 

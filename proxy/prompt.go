@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,6 +12,7 @@ import (
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/internal/jsonobj"
 	"github.com/comfy-workshop/workshop/sched"
+	"github.com/comfy-workshop/workshop/store"
 )
 
 // comfyError answers in the /prompt error shape of current ComfyUI, keys
@@ -84,7 +84,7 @@ func (p *Proxy) postPrompt(c *fiber.Ctx) error {
 	if len(bytes.TrimSpace(extra)) == 0 || extra[0] != '{' {
 		extra = nil
 	}
-	sub := sched.Submission{UserID: user, Workflow: workflow, ExtraData: extra, Inputs: inputs}
+	sub := sched.Submission{UserID: user, Workflow: workflow, ExtraData: extra, WorkflowID: workflowID(extra), Inputs: inputs}
 	job, err := p.cfg.Queue.Submit(c.UserContext(), sub)
 	if err != nil {
 		if workshop.ErrorCode(err) == workshop.ETOOMANY {
@@ -126,15 +126,38 @@ func number(j *workshop.Job) uint64 {
 }
 
 // queueItem is ComfyUI's [number, prompt_id, prompt, extra_data, outputs].
-func queueItem(j *workshop.Job, outputs []string) []any {
-	extra := j.ExtraData
+// The stored prompt and extra_data (valid JSON, checked at submission) are
+// written as they are: json.Marshal would compact them again, the most of
+// a history answer's cost (hundreds of KB of UI graph a job).
+func queueItem(j *workshop.Job, outputs []string) json.RawMessage {
+	prompt, extra := j.Workflow, j.ExtraData
+	if len(prompt) == 0 {
+		prompt = json.RawMessage("{}")
+	}
 	if len(extra) == 0 {
 		extra = json.RawMessage("{}")
 	}
 	if outputs == nil {
 		outputs = []string{}
 	}
-	return []any{number(j), j.ID, j.Workflow, extra, outputs}
+	head, _ := json.Marshal([]any{number(j), j.ID})
+	tail, _ := json.Marshal(outputs)
+	b := make([]byte, 0, len(head)+len(prompt)+len(extra)+len(tail)+3)
+	b = append(append(append(b, head[:len(head)-1]...), ','), prompt...)
+	b = append(append(append(b, ','), extra...), ',')
+	return append(append(b, tail...), ']')
+}
+
+// jsonArray joins JSON values into an array, as they are.
+func jsonArray(items []json.RawMessage) json.RawMessage {
+	b := []byte{'['}
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
 }
 
 // outputNodes lists a graph's output nodes, per the object_info known.
@@ -165,7 +188,7 @@ func executing(j *workshop.Job) bool {
 
 // getQueue is GET /queue: the participant's own running and pending jobs.
 func (p *Proxy) getQueue(c *fiber.Ctx) error {
-	running, pending := []any{}, []any{}
+	var running, pending []json.RawMessage
 	for _, j := range p.cfg.Queue.Mine(userOf(c), true) {
 		item := queueItem(j, p.outputNodes(c, j.Workflow))
 		if executing(j) {
@@ -174,7 +197,7 @@ func (p *Proxy) getQueue(c *fiber.Ctx) error {
 			pending = append(pending, item)
 		}
 	}
-	b, _ := jsonobj.Of("queue_running", running, "queue_pending", pending).MarshalJSON()
+	b, _ := jsonobj.Of("queue_running", jsonArray(running), "queue_pending", jsonArray(pending)).MarshalJSON()
 	return c.Type("json").Send(b)
 }
 
@@ -225,33 +248,6 @@ func (p *Proxy) interrupt(c *fiber.Ctx) error {
 	return c.SendStatus(200)
 }
 
-// finished returns the participant's finished jobs, oldest first, with
-// their workflows (history entries carry the prompt).
-func (p *Proxy) finished(user string, limit int) ([]*workshop.Job, error) {
-	var out []*workshop.Job
-	cursor := ""
-	for len(out) < limit {
-		jobs, next, err := p.cfg.Queue.List(sched.ListFilter{UserID: user, Cursor: cursor, Limit: sched.MaxListLimit})
-		if err != nil {
-			return nil, err
-		}
-		for _, j := range jobs {
-			if inHistory(j) {
-				out = append(out, j)
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
-	return out, nil
-}
-
 // historyLimit bounds what one history answer holds, as ComfyUI's own
 // history holds at most 10,000 items.
 const historyLimit = 1000
@@ -260,8 +256,12 @@ const historyLimit = 1000
 // job: it ran to its end, failed, or was interrupted while it ran (one
 // taken out of the queue before it started leaves none).
 func inHistory(j *workshop.Job) bool {
-	return j.Status == workshop.StatusCompleted || j.Status == workshop.StatusFailed ||
-		j.Status == workshop.StatusCancelled && j.StartedAt != nil
+	return historyEntryOf(j.Status, j.StartedAt != nil)
+}
+
+// historyEntryOf is inHistory from what a job's index entry holds.
+func historyEntryOf(s workshop.JobStatus, started bool) bool {
+	return s == workshop.StatusCompleted || s == workshop.StatusFailed || s == workshop.StatusCancelled && started
 }
 
 // historyEntry is the ComfyUI history entry of a finished job, with its
@@ -293,13 +293,10 @@ func historyStatus(j *workshop.Job) jsonobj.Object {
 	return status
 }
 
-// getHistory is GET /history?max_items=&offset=: oldest first; with
-// max_items and no offset, the newest max_items (as ComfyUI).
+// getHistory is GET /history?max_items=&offset=: the newest historyLimit
+// entries, oldest first; with max_items and no offset, the newest
+// max_items (as ComfyUI). The page is chosen from the participant's index.
 func (p *Proxy) getHistory(c *fiber.Ctx) error {
-	jobs, err := p.finished(userOf(c), historyLimit)
-	if err != nil {
-		return err
-	}
 	max, offset := -1, -1
 	if v := c.Query("max_items"); v != "" {
 		max, _ = strconv.Atoi(v)
@@ -307,15 +304,29 @@ func (p *Proxy) getHistory(c *fiber.Ctx) error {
 	if v := c.Query("offset"); v != "" {
 		offset, _ = strconv.Atoi(v)
 	}
+	q := store.UserJobsQuery{UserID: userOf(c), Match: func(e store.UserJob) bool { return historyEntryOf(e.Status, e.Started != 0) }, Limit: 1}
+	_, total, err := p.cfg.Queue.UserJobs(q)
+	if err != nil {
+		return err
+	}
+	kept := min(total, historyLimit)
 	if offset < 0 && max > 0 {
-		offset = len(jobs) - max
+		offset = kept - max
 	}
-	offset = min(max0(offset), len(jobs))
-	jobs = jobs[offset:]
-	if max >= 0 && max < len(jobs) {
-		jobs = jobs[:max]
+	offset = min(max0(offset), kept)
+	q.Asc, q.Offset, q.Limit = true, total-kept+offset, kept-offset
+	if max >= 0 {
+		q.Limit = min(q.Limit, max)
 	}
-	return c.JSON(orderedHistory(c, p, jobs))
+	var jobs []*workshop.Job
+	if q.Limit > 0 {
+		if jobs, _, err = p.cfg.Queue.UserJobs(q); err != nil {
+			return err
+		}
+	}
+	// Sent as built: c.JSON would compact the whole answer again (each
+	// entry holds its prompt and UI graph, megabytes in all).
+	return c.Type("json").Send(orderedHistory(c, p, jobs))
 }
 
 func max0(n int) int {

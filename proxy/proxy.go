@@ -197,6 +197,7 @@ func (p *Proxy) routes(u fiber.Router) {
 			r.All(path, refuse)
 		}
 	}
+	u.Get("/templates/:file", p.coreIndex)
 	u.Get("/ws", p.socket)
 	if p.cfg.Extension != nil {
 		u.Get("/extensions/workshop/*", p.cfg.Extension)

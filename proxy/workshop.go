@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/store"
@@ -99,28 +100,49 @@ func outputsOf(user string, j *workshop.Job) []map[string]any {
 	return out
 }
 
-// outputs is GET /workshop/outputs: every output of the participant's
-// jobs, newest first.
+// outputs is GET /workshop/outputs?limit=&before=: the outputs of the
+// participant's completed jobs, newest first, whole jobs until at least
+// limit files, read a page of jobs at a time from their index; "next"
+// names the last job listed when older ones remain (before=next goes on).
 func (p *Proxy) outputs(c *fiber.Ctx) error {
 	user := userOf(c)
 	limit := min(max(c.QueryInt("limit", 100), 1), 1000)
-	jobs, err := p.finished(user, historyLimit)
-	if err != nil {
-		return err
+	before := c.Query("before")
+	if _, err := uuid.Parse(before); before != "" && err != nil {
+		return workshop.Errorf(workshop.EINVALID, "before %q is not a job id", before)
+	}
+	match := func(e store.UserJob) bool {
+		return e.Status == workshop.StatusCompleted && (before == "" || e.ID < before) // ids sort by time
 	}
 	out := []map[string]any{}
-	for i := len(jobs) - 1; i >= 0 && len(out) < limit; i-- {
-		full, err := p.cfg.Queue.Get(jobs[i].ID)
+	last, next := "", ""
+pages:
+	for offset := 0; ; offset += outputsPage {
+		jobs, total, err := p.cfg.Queue.UserJobs(store.UserJobsQuery{UserID: user, Match: match, Offset: offset, Limit: outputsPage})
 		if err != nil {
-			continue
+			return err
 		}
-		out = append(out, outputsOf(user, full)...)
+		for _, j := range jobs {
+			if len(out) >= limit {
+				next = last
+				break pages
+			}
+			out = append(out, outputsOf(user, j)...)
+			last = j.ID
+		}
+		if offset+len(jobs) >= total {
+			break
+		}
 	}
-	if len(out) > limit {
-		out = out[:limit]
+	res := fiber.Map{"outputs": out}
+	if next != "" {
+		res["next"] = next
 	}
-	return c.JSON(fiber.Map{"outputs": out})
+	return c.JSON(res)
 }
+
+// outputsPage is how many jobs one read of /workshop/outputs takes.
+const outputsPage = 50
 
 // extensions is the GPU host's extension list plus the workshop extension.
 func (p *Proxy) extensions(c *fiber.Ctx) error {

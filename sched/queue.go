@@ -215,9 +215,11 @@ type Submission struct {
 	Workflow json.RawMessage
 	Priority *int
 	Metadata json.RawMessage
-	// From ComfyUI clients: their extra_data, and the uploads the graph uses.
-	ExtraData json.RawMessage
-	Inputs    []string
+	// From ComfyUI clients: their extra_data, the id of the UI workflow in
+	// it, and the uploads the graph uses.
+	ExtraData  json.RawMessage
+	WorkflowID string
+	Inputs     []string
 }
 
 // Validate checks every field of a submission.
@@ -241,8 +243,14 @@ func (s Submission) check() ([]string, error) {
 	if len(s.ExtraData) > workshop.MaxWorkflowSize || (len(s.ExtraData) > 0 && !json.Valid(s.ExtraData)) {
 		return nil, workshop.Errorf(workshop.EINVALID, "extra_data must be a JSON object under %d bytes", workshop.MaxWorkflowSize)
 	}
+	if len(s.WorkflowID) > MaxWorkflowIDLen {
+		return nil, workshop.Errorf(workshop.EINVALID, "workflow id is longer than %d bytes", MaxWorkflowIDLen)
+	}
 	return classes, workshop.ValidateMetadata(s.Metadata)
 }
+
+// MaxWorkflowIDLen bounds a submission's workflow id (ComfyUI's are UUIDs).
+const MaxWorkflowIDLen = 128
 
 // Submit validates s, stores the job durably and returns it with its
 // position. It fails with ETOOMANY when the participant is at their cap.
@@ -284,17 +292,18 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	q.userSeq[s.UserID] = userSeq
 	now := q.now().UTC()
 	job := &workshop.Job{
-		ID:        uuid.Must(uuid.NewV7()).String(),
-		Seq:       q.seq,
-		UserSeq:   userSeq,
-		UserID:    s.UserID,
-		Workflow:  s.Workflow,
-		Priority:  prio,
-		Status:    workshop.StatusPending,
-		CreatedAt: now,
-		Metadata:  s.Metadata,
-		ExtraData: s.ExtraData,
-		Inputs:    s.Inputs,
+		ID:         uuid.Must(uuid.NewV7()).String(),
+		Seq:        q.seq,
+		UserSeq:    userSeq,
+		UserID:     s.UserID,
+		Workflow:   s.Workflow,
+		Priority:   prio,
+		Status:     workshop.StatusPending,
+		CreatedAt:  now,
+		Metadata:   s.Metadata,
+		ExtraData:  s.ExtraData,
+		WorkflowID: s.WorkflowID,
+		Inputs:     s.Inputs,
 	}
 	done := q.db.Enqueue(func(tx *store.Tx) error { return tx.PutJob(job) })
 	q.mu.Unlock()
@@ -456,6 +465,32 @@ func (q *Queue) List(f ListFilter) ([]*workshop.Job, string, error) {
 	}
 	q.mu.Unlock()
 	return jobs, next, nil
+}
+
+// UserJobs is one page of a participant's jobs as q asks for it, chosen
+// from the store's index of their jobs (see store.UserJobs), without
+// graphs, with computed fields; and how many jobs match in all. A job's
+// status is the stored one: a running job whose lease just ran out is
+// listed by it, shown pending.
+func (q *Queue) UserJobs(query store.UserJobsQuery) ([]*workshop.Job, int, error) {
+	if !workshop.ValidUserID(query.UserID) {
+		return nil, 0, workshop.Errorf(workshop.EINVALID, "user_id %q is not a valid participant id", query.UserID)
+	}
+	var jobs []*workshop.Job
+	var total int
+	err := q.db.View(func(tx *store.Tx) (err error) {
+		jobs, total, err = tx.UserJobs(query)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	q.mu.Lock()
+	for _, j := range jobs {
+		q.fill(j, q.active[j.ID])
+	}
+	q.mu.Unlock()
+	return jobs, total, nil
 }
 
 // listPending pages through the dispatch order; the cursor is a position.
@@ -679,7 +714,7 @@ func (q *Queue) Retry(ctx context.Context, id string) (*workshop.Job, error) {
 	}
 	prio := old.Priority
 	return q.Submit(ctx, Submission{UserID: old.UserID, Workflow: old.Workflow, Priority: &prio,
-		Metadata: old.Metadata, ExtraData: old.ExtraData, Inputs: old.Inputs})
+		Metadata: old.Metadata, ExtraData: old.ExtraData, WorkflowID: old.WorkflowID, Inputs: old.Inputs})
 }
 
 // Pause stops dispatching; pending jobs stay.

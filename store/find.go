@@ -22,8 +22,7 @@ func (tx *Tx) JobByNumber(n uint64) (*workshop.Job, error) {
 			return 0, false
 		}
 		var s struct {
-			Seq      uint64   `json:"number"`
-			Workflow skipJSON `json:"workflow"`
+			Seq uint64 `json:"number"`
 		}
 		return s.Seq, json.Unmarshal(v, &s) == nil
 	}
@@ -55,7 +54,7 @@ func (tx *Tx) JobByNumber(n uint64) (*workshop.Job, error) {
 			break
 		}
 		if s == n {
-			return decodeJob(v)
+			return tx.fullJob(v)
 		}
 	}
 	return nil, notFound

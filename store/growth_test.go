@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -182,6 +183,18 @@ func TestMigrateFromSchema1(t *testing.T) {
 		r, _ := tx.Report()
 		if w := r.Workers["gpu/1"]; w.Jobs != jobs/3 || r.Run.Len() != jobs-jobs/3 {
 			t.Errorf("report after migration: gpu/1 %+v, %d runs", w, r.Run.Len())
+		}
+		// Schema 3: the graph moved out of the record, intact; the
+		// participant's index knows each job's status.
+		var want bytes.Buffer
+		json.Compact(&want, job(7).Workflow) // as schema 1's writer wrote it
+		if j, err := tx.Job(job(7).ID); err != nil || string(j.Workflow) != want.String() {
+			t.Errorf("job 7 after migration: %v %s", err, j.Workflow)
+		}
+		page, total, _ := tx.UserJobs(store.UserJobsQuery{UserID: "u0", Limit: 1,
+			Match: func(e store.UserJob) bool { return e.Status == workshop.StatusPending }})
+		if total != jobs/3 || len(page) != 1 || page[0].Seq != jobs || page[0].Workflow != nil {
+			t.Errorf("u0's pending jobs after migration: %d, %+v", total, page)
 		}
 		return nil
 	})

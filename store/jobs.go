@@ -11,8 +11,9 @@ import (
 	workshop "github.com/comfy-workshop/workshop"
 )
 
-// PutJob writes j, keeping the indexes, counters and report totals in
-// step with its status.
+// PutJob writes j, with its graph parts (workflow and extra_data) as j
+// has them, keeping the indexes, counters and report totals in step with
+// its status.
 func (tx *Tx) PutJob(j *workshop.Job) error {
 	var prev *workshop.Job
 	if old := tx.tx.Bucket(bucketJobs).Get([]byte(j.ID)); old != nil {
@@ -21,11 +22,15 @@ func (tx *Tx) PutJob(j *workshop.Job) error {
 			return err
 		}
 	}
+	if err := tx.putGraphs(j); err != nil {
+		return err
+	}
 	return tx.putJob(j, prev)
 }
 
-// putJob writes j over prev (nil for a new job). Only what changed is
-// touched: every index Put dirties a page the commit must write.
+// putJob writes j's record over prev (nil for a new job); its graph parts
+// are written apart (putGraphs). Only what changed is touched: every index
+// Put dirties a page the commit must write.
 func (tx *Tx) putJob(j, prev *workshop.Job) error {
 	if j.ID == "" || j.UserID == "" {
 		return fmt.Errorf("store: job without id or user")
@@ -54,8 +59,8 @@ func (tx *Tx) putJob(j, prev *workshop.Job) error {
 			}
 		}
 	}
-	if prev == nil || prev.UserID != j.UserID {
-		if err := tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), nil); err != nil {
+	if entry := userEntry(j); prev == nil || prev.UserID != j.UserID || !bytes.Equal(entry, userEntry(prev)) {
+		if err := tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), entry); err != nil {
 			return err
 		}
 	}
@@ -94,16 +99,29 @@ func finishedKey(s workshop.JobStatus, id string) []byte {
 	return append(k, id...)
 }
 
-// Job reads one job; a missing job is a workshop ENOTFOUND error.
+// Job reads one job with its graph parts; a missing job is a workshop
+// ENOTFOUND error.
 func (tx *Tx) Job(id string) (*workshop.Job, error) {
 	v := tx.tx.Bucket(bucketJobs).Get([]byte(id))
 	if v == nil {
 		return nil, workshop.Errorf(workshop.ENOTFOUND, "job %s not found", id)
 	}
-	return decodeJob(v)
+	return tx.fullJob(v)
 }
 
-// UpdateJob reads job id, lets fn change it, and writes it back.
+// fullJob decodes a job record and adds its graph parts.
+func (tx *Tx) fullJob(v []byte) (*workshop.Job, error) {
+	j, err := decodeJobSummary(v)
+	if err != nil {
+		return nil, err
+	}
+	j.Workflow, j.ExtraData = splitGraphs(tx.tx.Bucket(bucketGraphs).Get([]byte(j.ID)))
+	return j, nil
+}
+
+// UpdateJob reads job id, lets fn change it, and writes it back. The graph
+// parts are rewritten only if fn replaced them: they never change in the
+// queue, and a graph is most of a job's bytes.
 func (tx *Tx) UpdateJob(id string, fn func(*workshop.Job) error) (*workshop.Job, error) {
 	j, err := tx.Job(id)
 	if err != nil {
@@ -113,10 +131,21 @@ func (tx *Tx) UpdateJob(id string, fn func(*workshop.Job) error) (*workshop.Job,
 	if err := fn(j); err != nil {
 		return nil, err
 	}
+	if !sameBytes(prev.Workflow, j.Workflow) || !sameBytes(prev.ExtraData, j.ExtraData) {
+		if err := tx.putGraphs(j); err != nil {
+			return nil, err
+		}
+	}
 	return j, tx.putJob(j, &prev)
 }
 
-// DeleteJob removes a job and its index entries.
+// sameBytes reports whether a and b are the same slice (not just equal
+// bytes): whether fn left a field as it was.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// DeleteJob removes a job, its graph parts and its index entries.
 func (tx *Tx) DeleteJob(id string) error {
 	v := tx.tx.Bucket(bucketJobs).Get([]byte(id))
 	if v == nil {
@@ -137,6 +166,9 @@ func (tx *Tx) DeleteJob(id string) error {
 		return err
 	}
 	tx.countJob(j.Status, "")
+	if err := tx.tx.Bucket(bucketGraphs).Delete([]byte(id)); err != nil {
+		return err
+	}
 	return tx.tx.Bucket(bucketJobs).Delete([]byte(id))
 }
 
@@ -150,7 +182,7 @@ func (tx *Tx) ActiveJobs() ([]*workshop.Job, error) {
 		if v == nil {
 			return nil // index ahead of data cannot happen in one tx; be lenient
 		}
-		j, err := decodeJob(v)
+		j, err := tx.fullJob(v)
 		if err != nil {
 			return err
 		}
@@ -168,7 +200,7 @@ func (tx *Tx) MaxSeq() (uint64, error) {
 	if v == nil {
 		return 0, nil
 	}
-	j, err := decodeJob(v)
+	j, err := decodeJobSummary(v)
 	if err != nil {
 		return 0, err
 	}
@@ -194,7 +226,7 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*workshop.Job, string, error) {
 	}
 	jobs := tx.tx.Bucket(bucketJobs)
 	var out []*workshop.Job
-	add := func(id []byte) (bool, error) {
+	add := func(id, _ []byte) (bool, error) {
 		v := jobs.Get(id)
 		if v == nil {
 			return true, nil
@@ -231,10 +263,10 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*workshop.Job, string, error) {
 	return out, next, nil
 }
 
-// walkBack calls fn with the job id of each key under prefix, newest
-// first, starting before the job id before ("" from the newest), until fn
-// returns false.
-func walkBack(c *bolt.Cursor, prefix []byte, before string, fn func(id []byte) (bool, error)) error {
+// walkBack calls fn with the job id and value of each key under prefix,
+// newest first, starting before the job id before ("" from the newest),
+// until fn returns false.
+func walkBack(c *bolt.Cursor, prefix []byte, before string, fn func(id, v []byte) (bool, error)) error {
 	var from []byte
 	if before != "" {
 		from = append(append([]byte(nil), prefix...), before...)
@@ -243,19 +275,19 @@ func walkBack(c *bolt.Cursor, prefix []byte, before string, fn func(id []byte) (
 		from = append([]byte(nil), prefix...)
 		from[len(from)-1]++
 	}
-	var k []byte
+	var k, v []byte
 	switch {
 	case from == nil:
-		k, _ = c.Last()
+		k, v = c.Last()
 	default:
 		if k, _ = c.Seek(from); k == nil {
-			k, _ = c.Last()
+			k, v = c.Last()
 		} else {
-			k, _ = c.Prev()
+			k, v = c.Prev()
 		}
 	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-		more, err := fn(k[len(prefix):])
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		more, err := fn(k[len(prefix):], v)
 		if err != nil || !more {
 			return err
 		}
@@ -272,25 +304,21 @@ func userJobKey(user, id string) []byte {
 	return append(k, id...)
 }
 
-// encodeJob writes the job as JSON with its workflow spliced in as is: the
-// graph was checked when it was submitted, and re-encoding a large graph on
-// every state change would be most of the cost of a write.
+// encodeJob writes the job's record: JSON without its graph parts, which
+// are kept apart (putGraphs), so the record of a Flux or LTX job is a
+// kilobyte or two, not hundreds, to write on each change and to read in
+// each listing.
 func encodeJob(j *workshop.Job) ([]byte, error) {
 	saved := *j
 	saved.Position, saved.ETASeconds = 0, nil // computed, never stored
-	saved.Workflow = nil
-	rest, err := json.Marshal(&saved)
-	if err != nil || len(j.Workflow) == 0 {
-		return rest, err
-	}
-	buf := make([]byte, 0, len(rest)+len(j.Workflow)+16)
-	buf = append(buf, `{"workflow":`...)
-	buf = append(buf, j.Workflow...)
-	buf = append(buf, ',')
-	return append(buf, rest[1:]...), nil
+	saved.Workflow, saved.ExtraData = nil, nil
+	return json.Marshal(&saved)
 }
 
-func decodeJob(v []byte) (*workshop.Job, error) {
+// decodeJobSummary decodes a job's record: everything but its graph parts.
+// The bytes belong to the transaction, so nothing may alias them after it
+// ends: Unmarshal copies.
+func decodeJobSummary(v []byte) (*workshop.Job, error) {
 	j := new(workshop.Job)
 	if err := json.Unmarshal(v, j); err != nil {
 		return nil, fmt.Errorf("store: decode job: %w", err)
@@ -298,25 +326,35 @@ func decodeJob(v []byte) (*workshop.Job, error) {
 	return j, nil
 }
 
-// decodeJobSummary decodes a job without its workflow. The bytes belong to the
-// transaction, so nothing may alias them after it ends: Unmarshal copies.
-func decodeJobSummary(v []byte) (*workshop.Job, error) {
-	// The outer Workflow field shadows the job's, so the graph is skipped
-	// instead of copied.
-	var s struct {
-		*workshop.Job
-		Workflow skipJSON `json:"workflow"`
+// putGraphs stores j's graph parts as they are (the graph was checked when
+// it was submitted; re-encoding it would be most of a write's cost):
+// uvarint length of the workflow, the workflow, then extra_data.
+func (tx *Tx) putGraphs(j *workshop.Job) error {
+	b := tx.tx.Bucket(bucketGraphs)
+	if len(j.Workflow) == 0 && len(j.ExtraData) == 0 {
+		return b.Delete([]byte(j.ID))
 	}
-	s.Job = new(workshop.Job)
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, fmt.Errorf("store: decode job: %w", err)
-	}
-	return s.Job, nil
+	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(j.Workflow)+len(j.ExtraData)), uint64(len(j.Workflow)))
+	buf = append(append(buf, j.Workflow...), j.ExtraData...)
+	return b.Put([]byte(j.ID), buf)
 }
 
-type skipJSON struct{}
-
-func (skipJSON) UnmarshalJSON([]byte) error { return nil }
+// splitGraphs copies a job's workflow and extra_data out of the stored
+// value (nil, nil for none).
+func splitGraphs(v []byte) (workflow, extra json.RawMessage) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return nil, nil
+	}
+	v = v[k:]
+	if n > 0 {
+		workflow = bytes.Clone(v[:n])
+	}
+	if len(v) > int(n) {
+		extra = bytes.Clone(v[n:])
+	}
+	return workflow, extra
+}
 
 // Setting reads a named JSON setting into v; it reports false when unset.
 func (tx *Tx) Setting(name string, v any) (bool, error) {

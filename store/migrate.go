@@ -5,6 +5,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	workshop "github.com/comfy-workshop/workshop"
 )
 
 // migrateChunk is how many jobs one migration transaction reads, so that
@@ -21,6 +23,11 @@ func (db *DB) migrate(from int) error {
 	if from < 2 {
 		if err := db.migrateTo2(); err != nil {
 			return fmt.Errorf("store %s: migrating to schema 2: %w", db.path, err)
+		}
+	}
+	if from < 3 {
+		if err := db.migrateTo3(); err != nil {
+			return fmt.Errorf("store %s: migrating to schema 3: %w", db.path, err)
 		}
 	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
@@ -50,6 +57,25 @@ func (db *DB) migrateTo2() error {
 	if err != nil {
 		return err
 	}
+	return db.eachJobInChunks(0, func(tx *Tx, _ []byte, j *workshop.Job) (int, error) {
+		tx.countJob("", j.Status)
+		if j.Status.Finished() {
+			if err := tx.tx.Bucket(bucketFinished).Put(finishedKey(j.Status, j.ID), nil); err != nil {
+				return 0, err
+			}
+			if err := tx.reportJob(j, 1); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}, (*Tx).flush)
+}
+
+// eachJobInChunks calls fn with every stored job, in key order, in write
+// transactions of at most migrateChunk jobs or, if maxBytes > 0, of jobs
+// whose sizes (as fn returns them) add up to maxBytes; end, if not nil,
+// closes each transaction.
+func (db *DB) eachJobInChunks(maxBytes int, fn func(tx *Tx, key []byte, j *workshop.Job) (int, error), end func(*Tx) error) error {
 	var after []byte
 	for done := false; !done; {
 		err := db.bolt.Update(func(btx *bolt.Tx) error {
@@ -61,7 +87,8 @@ func (db *DB) migrateTo2() error {
 					k, v = c.Next()
 				}
 			}
-			for n := 0; n < migrateChunk; n++ {
+			size := 0
+			for n := 0; n < migrateChunk && (maxBytes <= 0 || size < maxBytes); n++ {
 				if k == nil {
 					done = true
 					break
@@ -71,22 +98,53 @@ func (db *DB) migrateTo2() error {
 				if err != nil {
 					return err
 				}
-				tx.countJob("", j.Status)
-				if j.Status.Finished() {
-					if err := btx.Bucket(bucketFinished).Put(finishedKey(j.Status, j.ID), nil); err != nil {
-						return err
-					}
-					if err := tx.reportJob(j, 1); err != nil {
-						return err
-					}
+				moved, err := fn(tx, k, j)
+				if err != nil {
+					return err
 				}
-				k, v = c.Next()
+				size += moved
+				// fn may have written to the bucket, which the cursor
+				// may not survive: find the next key anew.
+				if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
 			}
-			return tx.flush()
+			if end != nil {
+				return end(tx)
+			}
+			return nil
 		})
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// migrateChunkBytes bounds the graph bytes one schema-3 migration
+// transaction moves, as a Flux job's graph alone is 100 KB or more.
+const migrateChunkBytes = 64 << 20
+
+// migrateTo3 moves every job's graph parts out of its record into the
+// graphs bucket and writes its entry in the participant's index. A job
+// already moved is only given its entry again, so an interrupted migration
+// can run again from the start.
+func (db *DB) migrateTo3() error {
+	return db.eachJobInChunks(migrateChunkBytes, func(tx *Tx, k []byte, j *workshop.Job) (int, error) {
+		moved := 0
+		if len(j.Workflow) > 0 || len(j.ExtraData) > 0 {
+			moved = len(j.Workflow) + len(j.ExtraData)
+			if err := tx.putGraphs(j); err != nil {
+				return 0, err
+			}
+			rec, err := encodeJob(j)
+			if err != nil {
+				return 0, err
+			}
+			if err := tx.tx.Bucket(bucketJobs).Put(k, rec); err != nil {
+				return 0, err
+			}
+		}
+		return moved, tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), userEntry(j))
+	}, nil)
 }

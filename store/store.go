@@ -30,13 +30,16 @@ import (
 //
 //  1. jobs, indexes by activity and participant, settings, seats, activity.
 //  2. counters in meta, the finished index, the report's running totals.
-const SchemaVersion = 2
+//  3. graph parts (workflow, extra_data) apart from the job's record; the
+//     per-participant index holds each job's status and times.
+const SchemaVersion = 3
 
 var (
 	bucketMeta     = []byte("meta")
-	bucketJobs     = []byte("jobs")      // job id -> job JSON
+	bucketJobs     = []byte("jobs")      // job id -> job JSON, without its graph parts
+	bucketGraphs   = []byte("graphs")    // job id -> its workflow and extra_data (putGraphs)
 	bucketActive   = []byte("active")    // job id -> nothing: pending and running jobs
-	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> nothing
+	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> status and times (userEntry)
 	bucketSettings = []byte("settings")  // name -> JSON value
 	bucketServed   = []byte("served")    // user -> round-robin clock of their last dispatch
 	bucketFinished = []byte("finished")  // status \x00 job id -> nothing: finished jobs by status
@@ -157,7 +160,7 @@ func open(dir string, log *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
-var allBuckets = [][]byte{bucketMeta, bucketJobs, bucketActive, bucketUserJobs, bucketSettings, bucketServed,
+var allBuckets = [][]byte{bucketMeta, bucketJobs, bucketGraphs, bucketActive, bucketUserJobs, bucketSettings, bucketServed,
 	bucketSeats, bucketCodes, bucketSessions, bucketNotes, bucketActivity, bucketFinished, bucketReport}
 
 func (db *DB) init() error {
@@ -407,7 +410,7 @@ type Tx struct {
 // go at the end: their pages are filled to 90% before they split, not
 // bbolt's 50%, which for keys that only ever arrive in order leaves every
 // page half empty for good.
-var appendOnly = [][]byte{bucketJobs, bucketActivity, bucketFinished}
+var appendOnly = [][]byte{bucketJobs, bucketGraphs, bucketActivity, bucketFinished}
 
 // newTx wraps a write transaction.
 func newTx(btx *bolt.Tx) *Tx {

@@ -711,6 +711,8 @@ function applyStatus(data, fromSnapshot) {
 
 /** @type {(() => void) | null} */
 let firstGraphSeen = null;
+/** @type {string | null} the default workflow being opened */
+let defaultOpening = null;
 const firstGraph = new Promise((resolve) => {
   firstGraphSeen = () => resolve(undefined);
 });
@@ -729,6 +731,10 @@ async function openDefault(name) {
   } catch {
     return; // no storage: never replace what the participant has open
   }
+  // The page's first status snapshot and its socket's both name it: open
+  // it once.
+  if (defaultOpening === name) return;
+  defaultOpening = name;
   // Wait for the frontend's own first graph (restored or default), or it
   // would load over ours.
   await Promise.race([firstGraph, new Promise((r) => setTimeout(r, FIRST_GRAPH_WAIT_MS))]);
