@@ -77,6 +77,7 @@ func TestEveryBinaryCommandLine(t *testing.T) {
 		{"workshop", []string{"backup"}},
 		{"workshop", []string{"seats", "rename", "3"}},
 		{"workshop", []string{"nonsense"}},
+		{"workshop", []string{"serve", "--tls", "off", "--memory-limit-mb", "-1"}},
 	} {
 		var stdout, stderr strings.Builder
 		cmd := exec.Command(binary(t, c.bin), c.args...)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -80,6 +81,7 @@ type serveConfig struct {
 	MaxConnsPerIP    int
 	MaxOutputs       int
 	MaxOutputMB      int64
+	MemoryLimitMB    int64
 	SharedAgentToken bool
 
 	// Set by demo, not by flags.
@@ -147,6 +149,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; slower connections are closed")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 2000, "open connections from one address (a venue's NAT is one address for the whole room; 0: no cap)")
 	fs.IntVar(&c.MaxOutputs, "max-outputs", dispatch.DefaultMaxOutputs, "output files one job may bring back; a job with more fails")
+	fs.Int64Var(&c.MemoryLimitMB, "memory-limit-mb", 256, "soft `MB` limit of the server's memory: below it garbage is collected at 5x the live heap (less CPU per request), near it as often as needed (0: Go's defaults; GOGC and GOMEMLIMIT win)")
 	fs.Int64Var(&c.MaxOutputMB, "max-output-mb", dispatch.DefaultMaxOutputBytes>>20, "`MB` of output files one job may bring back; a job with more fails")
 	fs.BoolVar(&c.SharedAgentToken, "shared-agent-token", true, "accept the shared --agent-token (any agent name without a token of its own); false: only tokens from 'workshop agents add'")
 }
@@ -255,8 +258,8 @@ func (c *serveConfig) check() error {
 	if c.MaxNodes < 1 {
 		return usagef("--max-nodes %d: want 1 or more", c.MaxNodes)
 	}
-	if c.UploadQuotaMB < 0 || c.MaxConnsPerIP < 0 {
-		return usagef("--upload-quota-mb and --max-conns-per-ip: want 0 (none) or more")
+	if c.UploadQuotaMB < 0 || c.MaxConnsPerIP < 0 || c.MemoryLimitMB < 0 {
+		return usagef("--upload-quota-mb, --max-conns-per-ip and --memory-limit-mb: want 0 (none) or more")
 	}
 	if c.MaxSockets < 1 || c.MaxOutputs < 1 || c.MaxOutputMB < 1 {
 		return usagef("--max-sockets, --max-outputs and --max-output-mb: want 1 or more")
@@ -304,6 +307,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		return err
 	}
 	log := newLogger(c)
+	tuneGC(c.MemoryLimitMB)
 	if err := checkWritable(c.Data); err != nil {
 		return err
 	}
@@ -617,4 +621,21 @@ func tlsInfo(m *certs.Manager, mode string) func() (string, time.Time) {
 		return nil
 	}
 	return func() (string, time.Time) { return mode, m.Expiry() }
+}
+
+// tuneGC trades memory the server does not need for CPU: its live heap is
+// tens of MB, so Go's default (collect each time the heap doubles) spent a
+// fifth of a busy server's CPU collecting. Collecting at 5x the live heap
+// under a soft limit keeps memory bounded (the limit makes collection
+// eager near it). The operator's GOGC and GOMEMLIMIT win.
+func tuneGC(limitMB int64) {
+	if limitMB == 0 {
+		return
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limitMB << 20)
+	}
 }
