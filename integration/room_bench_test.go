@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 )
 
 // BenchmarkServeRoom is the participants' load on the binary: one
@@ -31,7 +33,7 @@ import (
 // ROOM_PARTICIPANTS (2000), ROOM_RATE (20 submissions/s) and ROOM_DURATION
 // (60s) change the room.
 func BenchmarkServeRoom(b *testing.B) {
-	participants := envInts(b, "ROOM_PARTICIPANTS", []int{2000})[0]
+	participants := benchkit.EnvInt(b, "ROOM_PARTICIPANTS", 2000)
 	rate := os.Getenv("ROOM_RATE")
 	if rate == "" {
 		rate = "20"
@@ -51,7 +53,7 @@ func BenchmarkServeRoom(b *testing.B) {
 	renice(startAgent(b, srv.base, "gpu-a", sims...))
 	waitInstances(b, srv.base, len(sims))
 
-	t := newTable(b, fmt.Sprintf("%d participants, %s submissions/s for %s, on the binary (inside: the server's own histograms, bucket bounds)", participants, rate, duration),
+	t := benchkit.NewTable(b, fmt.Sprintf("%d participants, %s submissions/s for %s, on the binary (inside: the server's own histograms, bucket bounds)", participants, rate, duration),
 		"run", "submit p50 / p90 / p99 / max ms", "jobs", "server CPU ms/job", "server cores", "peak RSS MiB",
 		"inside: submit p99", "commit p99 / max", "disk max", "cpu wait p99", "gc pause max", "errors")
 	var p99s []float64
@@ -83,7 +85,7 @@ func BenchmarkServeRoom(b *testing.B) {
 			errs = append(errs, fmt.Sprintf("%d %s", e.Count, e.Kind))
 		}
 		l, in := rep.SubmitLatency, rep.Server.Inside
-		t.set(i+1, fmt.Sprintf("%.1f / %.1f / %.1f / %.1f", l.P50, l.P90, l.P99, l.Max), l.N, rep.Server.CPUPerJobMS, rep.Server.CPUCores,
+		t.Set(i+1, fmt.Sprintf("%.1f / %.1f / %.1f / %.1f", l.P50, l.P90, l.P99, l.Max), l.N, rep.Server.CPUPerJobMS, rep.Server.CPUCores,
 			float64(rep.Server.Peak.RSS)/(1<<20), le(in["submit"].P99), le(in["commit"].P99)+" / "+le(in["commit"].Max),
 			le(in["disk"].Max), le(in["sched"].P99), le(in["gc"].Max), strings.Join(errs, ", "))
 		p99s = append(p99s, l.P99)
