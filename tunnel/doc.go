@@ -52,6 +52,14 @@
 // connection, so that the agent drops the local connection at once instead of
 // waiting for yamux's stream close timeout.
 //
+// # Pacing
+//
+// On a slow uplink a large output's stream window (16 MiB) in flight is a
+// queue that every other stream of the tunnel waits behind. The agent pings
+// the session (every 100 ms while a stream is bulk: 1 MiB without a pause)
+// and, once the pings show a standing queue over AgentConfig.QueueTarget,
+// paces its bulk streams at the rate the server takes them (see pacer).
+//
 // # Server side
 //
 // Server is transport-agnostic: Authorize checks the Authorization header and
