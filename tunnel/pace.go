@@ -36,7 +36,7 @@ type pacer struct {
 	mu       sync.Mutex
 	bulk     int           // bulk writers now
 	started  chan struct{} // wakes the probe loop when bulk begins
-	pacing   bool          // the queue passed twice the target in this bulk phase
+	pacing   bool          // the queue passed twice the target for three pings in this bulk phase
 	gaveUp   bool          // draining did not shorten the queue in this phase
 	over     int           // samples in a row over the target while pacing
 	rate     float64       // bytes/s while pacing
@@ -196,9 +196,9 @@ func (p *pacer) sample(now time.Time, rtt time.Duration) {
 		bw = max(bw, p.rates[i])
 	}
 	// The slower of two pings in a row is a jitter's spike; a standing
-	// queue holds both up.
-	// Pacing starts on a queue that held up three pings in a row (200
-	// ms): a busy CPU's delays are seldom that long, a link's queue is.
+	// queue holds both up. Pacing starts on a queue that held up three
+	// pings in a row (200 ms): a busy CPU's delays are seldom that long,
+	// a link's queue is.
 	queue := min(rtt, lastRTT) - p.base()
 	switch {
 	case p.gaveUp:
