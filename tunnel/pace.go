@@ -77,6 +77,10 @@ const (
 	// five to eight samples); one over the target for more samples in a
 	// row is not the link's.
 	maxDrain = 15
+	// minPace: a link that delivered nothing in a sample (stalled, or a
+	// transfer too short for a floor) must not make a paced writer wait
+	// for ever: at this pace a 256 KiB write waits a quarter of a second.
+	minPace = 1 << 20
 )
 
 // DefaultQueueTarget is AgentConfig.QueueTarget's default.
@@ -235,7 +239,7 @@ func (p *pacer) sample(now time.Time, rtt time.Duration) {
 	default:
 		p.rate = bw
 	}
-	p.rate = max(p.rate, p.floor)
+	p.rate = max(p.rate, p.floor, minPace)
 }
 
 // pacedWriter is the agent's side of one stream towards the server: its

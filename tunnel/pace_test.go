@@ -138,6 +138,26 @@ func TestPacerKeepsThreeQuartersOfTheUnpacedRate(t *testing.T) {
 	}
 }
 
+func TestPacerNeverStopsAWriter(t *testing.T) {
+	pa := newPacerAt(t)
+	pa.p.begin()
+	pa.step(0, 50*time.Millisecond)
+	pa.step(8, 50*time.Millisecond) // a short transfer: under a window, no floor
+	for range 3 {
+		pa.step(0, 2*time.Second) // then the link stalls: nothing delivered, pings late
+	}
+	pacing, rate := pa.state()
+	if !pacing || rate <= 0 {
+		t.Fatalf("pacing %v at %v MB/s", pacing, rate)
+	}
+	if d := pa.p.reserve(pa.now, 256<<10); d > 0 {
+		t.Fatalf("the first write after a stall waits %v", d)
+	}
+	if d := pa.p.reserve(pa.now, 256<<10); d > 300*time.Millisecond {
+		t.Fatalf("a 256 KiB write waits %v on a stalled link: it would not wake when the link comes back", d)
+	}
+}
+
 func TestPacerBaseForgetsOldRoutes(t *testing.T) {
 	pa := newPacerAt(t) // 50 ms
 	for range 5 {
