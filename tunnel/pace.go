@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,15 +19,16 @@ import (
 // few seconds otherwise; a ping slower than the fastest of the last minutes
 // is queueing. Once the queue passes the target during a bulk phase, bulk
 // writes are paced, as BBR paces a TCP connection: at the fastest rate the
-// server took them in the last second, three quarters of the last
-// sample's while the queue is over the target (to drain it), and a quarter
-// more than the fastest one sample in eight (to find a faster link). A delay that is not the link's
-// (a busy CPU on either end) can look like a queue: the pace never falls
-// under three quarters of the transfer's rate before pacing, and pacing
-// stops for the transfer when the delay does not follow the pace, so such
-// a delay costs a transfer at most a quarter of its rate. Without a queue
-// (a fast link, however far) it never engages and the stream window alone
-// bounds a stream. Small streams are never paced.
+// server took them in the last second, three quarters of the last second's
+// median while the queue is over the target (to drain it), and a quarter
+// more than the fastest one sample in eight (to find a faster link). A
+// delay that is not the link's (a busy CPU on either end) can look like a
+// queue: the pace never falls under three quarters of the transfer's rate
+// before pacing (nor under minPace), and pacing stops for the transfer
+// when the delay does not follow the pace, so such a delay costs a
+// transfer at most a quarter of its rate. Without a queue (a fast link,
+// however far) it never engages and the stream window alone bounds a
+// stream. Small streams are never paced.
 type pacer struct {
 	ping   func() (time.Duration, error)
 	target time.Duration
@@ -231,15 +233,22 @@ func (p *pacer) sample(now time.Time, rtt time.Duration) {
 	}
 	switch {
 	case queue > p.target:
-		// The link is full: what it took in the last sample is its rate
-		// (the last second's fastest may be the window's first burst).
-		p.rate = p.rates[(p.samples-1)%len(p.rates)] * 3 / 4
+		// The link is full: what it took is its rate. The median of the
+		// last second, since its fastest may be the window's first burst
+		// and its last a sample the CPU starved.
+		p.rate = p.medianRate() * 3 / 4
 	case p.samples%probeEvery == 0:
 		p.rate = bw * 5 / 4
 	default:
 		p.rate = bw
 	}
 	p.rate = max(p.rate, p.floor, minPace)
+}
+
+func (p *pacer) medianRate() float64 {
+	r := slices.Clone(p.rates[:min(p.samples, len(p.rates))])
+	slices.Sort(r)
+	return r[len(r)/2]
 }
 
 // pacedWriter is the agent's side of one stream towards the server: its
