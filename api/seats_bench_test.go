@@ -9,6 +9,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/api"
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
@@ -46,7 +47,7 @@ func BenchmarkSeatsList(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hc := benchClient(1)
+	hc := benchkit.NewClient(1, token)
 	for _, q := range []string{"limit=50&offset=1000", "q=alice&limit=50", "live=0", ""} {
 		name := q
 		if name == "" {
@@ -54,7 +55,7 @@ func BenchmarkSeatsList(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				if st, err := hc.do("GET", e.base+"/api/seats?"+q, nil); err != nil || st != 200 {
+				if st, err := hc.Do("GET", e.base+"/api/seats?"+q, nil, nil); err != nil || st != 200 {
 					b.Fatalf("GET /api/seats?%s: %d %v", q, st, err)
 				}
 			}

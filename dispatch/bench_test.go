@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/comfy-workshop/workshop/comfy"
 	"github.com/comfy-workshop/workshop/comfy/sim"
 	"github.com/comfy-workshop/workshop/dispatch"
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 	"github.com/comfy-workshop/workshop/tunnel"
@@ -68,10 +67,7 @@ func startRig(b testing.TB, cfg rigConfig) *rig {
 	b.Cleanup(func() { ts.Close(); hs.Close() })
 	d := dispatch.New(dispatch.Config{Queue: q, Files: files, Tunnels: ts, Log: quiet, DB: db,
 		Prefetch: cfg.prefetch, Grace: time.Minute, SetAsideAfter: cfg.setAsideAfter})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	benchkit.Background(b, d.Run)
 
 	r := &rig{q: q, d: d, db: db}
 	var ins []tunnel.Instance
@@ -114,10 +110,7 @@ func runAgent(b testing.TB, serverURL string, instances []tunnel.Instance) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); agent.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	benchkit.Background(b, func(ctx context.Context) { agent.Run(ctx) })
 }
 
 var samplerGraph = json.RawMessage(`{
@@ -168,9 +161,8 @@ func BenchmarkIdleGap(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			slices.Sort(gaps)
-			b.ReportMetric(float64(gaps[len(gaps)/2].Microseconds())/1000, "median-gap-ms")
-			b.ReportMetric(float64(gaps[len(gaps)*9/10].Microseconds())/1000, "p90-gap-ms")
+			b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.5)), "median-gap-ms")
+			b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.9)), "p90-gap-ms")
 		})
 	}
 }
@@ -214,14 +206,7 @@ func BenchmarkJobsThroughput(b *testing.B) {
 //
 //	go test -run '^$' -bench OutputTransfer -benchtime 1x ./dispatch/
 func BenchmarkOutputTransfer(b *testing.B) {
-	size := int64(1 << 30)
-	if s := os.Getenv("OUTPUT_BENCH_BYTES"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			b.Fatalf("OUTPUT_BENCH_BYTES: %v", err)
-		}
-		size = n
-	}
+	size := int64(benchkit.EnvInt(b, "OUTPUT_BENCH_BYTES", 1<<30))
 	dir := b.TempDir()
 	s, err := sim.New(sim.Config{OutputDir: filepath.Join(dir, "comfy-output"), Logger: quiet})
 	if err != nil {

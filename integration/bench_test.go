@@ -5,13 +5,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 )
 
 // p50 of n timed GETs of url.
@@ -34,8 +35,7 @@ func p50(b *testing.B, c *http.Client, url, cookie string, n int) time.Duration 
 		}
 		lat = append(lat, time.Since(t0))
 	}
-	slices.Sort(lat)
-	return lat[len(lat)/2]
+	return benchkit.Pct(lat, 0.5)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

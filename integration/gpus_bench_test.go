@@ -17,6 +17,7 @@ import (
 	"time"
 
 	comfysim "github.com/comfy-workshop/workshop/comfy/sim"
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/internal/procstat"
 	"github.com/comfy-workshop/workshop/internal/promtext"
 	"github.com/comfy-workshop/workshop/tunnel"
@@ -39,7 +40,7 @@ import (
 //
 // GPUS_AGENTS (20) and GPUS_PER_AGENT (5) change the fleet.
 func BenchmarkServeManyGPUs(b *testing.B) {
-	t := newTable(b, "One server, many GPUs: a full queue on simulated instances behind agents",
+	t := benchkit.NewTable(b, "One server, many GPUs: a full queue on simulated instances behind agents",
 		"step", "jobs/s", "server CPU ms/job", "server cores", "fleet cores", "instances busy", "instance gap p50 / p99 ms", "commits/job")
 	for _, step := range []time.Duration{time.Second, 0} {
 		b.Run("step="+step.String(), func(b *testing.B) { manyGPUs(b, t, step) })
@@ -54,9 +55,9 @@ const gpuGraph = `{"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_na
 	`"8":{"class_type":"VAEDecode","inputs":{"samples":["3",0],"vae":["4",2]}},` +
 	`"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"gpu"}}}`
 
-func manyGPUs(b *testing.B, t *table, step time.Duration) {
-	agents := envInts(b, "GPUS_AGENTS", []int{20})[0]
-	per := envInts(b, "GPUS_PER_AGENT", []int{5})[0]
+func manyGPUs(b *testing.B, t *benchkit.Table, step time.Duration) {
+	agents := benchkit.EnvInt(b, "GPUS_AGENTS", 20)
+	per := benchkit.EnvInt(b, "GPUS_PER_AGENT", 5)
 	srv := startServer(b, b.TempDir(), "--agent-token", agentToken, "--max-pending", "0", "--log-level", "warn", "--seats", "200")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var sims []string
@@ -77,10 +78,7 @@ func manyGPUs(b *testing.B, t *table, step time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); agent.Run(ctx) }()
-		b.Cleanup(func() { cancel(); <-done })
+		benchkit.Background(b, func(ctx context.Context) { agent.Run(ctx) })
 	}
 	waitInstances(b, srv.base, agents*per)
 
@@ -126,22 +124,22 @@ func manyGPUs(b *testing.B, t *table, step time.Duration) {
 	// jobs, from each one's execution timestamps.
 	busy, gaps := instanceTimes(b, sims)
 	b.ReportMetric(busy.Seconds()/(took.Seconds()*float64(len(sims))), "instances-busy")
-	b.ReportMetric(ms(gaps.pct(0.5)), "instance-gap-p50-ms")
-	b.ReportMetric(ms(gaps.pct(0.99)), "instance-gap-p99-ms")
+	b.ReportMetric(ms(benchkit.Pct(gaps, 0.5)), "instance-gap-p50-ms")
+	b.ReportMetric(ms(benchkit.Pct(gaps, 0.99)), "instance-gap-p99-ms")
 	// The fleet's own share of the machine (simulators, agents, this client).
 	b.ReportMetric((self1-self0).Seconds()/took.Seconds(), "fleet-cores")
 	b.ReportMetric((cpu1-cpu0).Seconds()/took.Seconds(), "server-cores")
 	b.ReportMetric(0, "ns/op")
-	t.set(step, float64(b.N)/took.Seconds(), float64((cpu1-cpu0).Microseconds())/1000/float64(b.N), (cpu1-cpu0).Seconds()/took.Seconds(),
+	t.Set(step, float64(b.N)/took.Seconds(), float64((cpu1-cpu0).Microseconds())/1000/float64(b.N), (cpu1-cpu0).Seconds()/took.Seconds(),
 		(self1-self0).Seconds()/took.Seconds(), busy.Seconds()/(took.Seconds()*float64(len(sims))),
-		fmt.Sprintf("%.0f / %.0f", ms(gaps.pct(0.5)), ms(gaps.pct(0.99))), float64(c.N)/float64(b.N))
+		fmt.Sprintf("%.0f / %.0f", ms(benchkit.Pct(gaps, 0.5)), ms(benchkit.Pct(gaps, 0.99))), float64(c.N)/float64(b.N))
 }
 
 // scrape reads one histogram from the server's /metrics.
 func scrape(b *testing.B, s *server, sel promtext.Selector) promtext.Histogram {
 	b.Helper()
 	var body []byte
-	if st, err := newHC(1).do("GET", s.base+"/metrics", nil, &body); err != nil || st != http.StatusOK {
+	if st, err := benchkit.NewClient(1, adminToken).Do("GET", s.base+"/metrics", nil, &body); err != nil || st != http.StatusOK {
 		b.Fatalf("/metrics: %d %v", st, err)
 	}
 	h, err := promtext.Read(bytes.NewReader(body), sel)
@@ -151,22 +149,11 @@ func scrape(b *testing.B, s *server, sel promtext.Selector) promtext.Histogram {
 	return h
 }
 
-// durations is a sortable set of durations.
-type durations []time.Duration
-
-func (d durations) pct(p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(d))
-	return s[int(p*float64(len(s)-1))]
-}
-
 // instanceTimes reads every simulated instance's jobs (GET /api/jobs, as
 // ComfyUI lists them with their execution times) and returns their total
 // run time and the idle gaps between one job's end and the next one's
 // start on the same instance.
-func instanceTimes(b *testing.B, sims []string) (busy time.Duration, gaps durations) {
+func instanceTimes(b *testing.B, sims []string) (busy time.Duration, gaps []time.Duration) {
 	b.Helper()
 	for _, base := range sims {
 		var out struct {

@@ -18,6 +18,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/internal/procstat"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -35,10 +36,10 @@ import (
 //
 // GROWTH_JOBS=0,100000 picks other sizes.
 func BenchmarkServeGrowth(b *testing.B) {
-	t := newTable(b, "The binary as the store grows (64 clients submitting; GETs of finished jobs at 1 client)",
+	t := benchkit.NewTable(b, "The binary as the store grows (64 clients submitting; GETs of finished jobs at 1 client)",
 		"jobs stored", "start-up s", "RSS at start MiB", "submissions/s", "vs empty", "submit p99 ms", "CPU ms/submit", "vs empty",
 		"GET p99 ms", "CPU ms/GET", "list / failed / metrics / activity p99 ms", "RSS at end: heap / file pages MiB")
-	sizes := envInts(b, "GROWTH_JOBS", []int{0, 100_000, 1_000_000})
+	sizes := benchkit.EnvInts(b, "GROWTH_JOBS", 0, 100_000, 1_000_000)
 	var empty round // the first size's (0 by default): the reference
 	for _, jobs := range sizes {
 		// Once per size, here, whatever b.N the framework tries below.
@@ -59,9 +60,9 @@ func BenchmarkServeGrowth(b *testing.B) {
 				{"metrics", "/api/metrics"},
 				{"activity", "/api/activity?limit=200"},
 			} {
-				h := newHC(1)
+				h := benchkit.NewClient(1, adminToken)
 				rd := drive(b, g.srv, r.name, 1, 50, func(int) error {
-					status, err := h.do("GET", g.srv.base+r.path, nil, nil)
+					status, err := h.Do("GET", g.srv.base+r.path, nil, nil)
 					if err != nil || status != http.StatusOK {
 						return fmt.Errorf("GET %s: %d %v", r.path, status, err)
 					}
@@ -72,7 +73,7 @@ func BenchmarkServeGrowth(b *testing.B) {
 			}
 			st, _ := procstat.Read(g.srv.pid())
 			b.ReportMetric(float64(st.HWM)/(1<<20), "peak-rss-MiB")
-			t.set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), sub.rate()/empty.rate(), sub.pct(0.99),
+			t.Set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), sub.rate()/empty.rate(), sub.pct(0.99),
 				sub.cpuPerOp(), sub.cpuPerOp()/empty.cpuPerOp(), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "),
 				fmt.Sprintf("%.0f / %.0f", float64(st.Anon)/(1<<20), float64(st.File)/(1<<20)))
 		})

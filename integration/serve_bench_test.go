@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/internal/procstat"
 )
 
@@ -43,31 +42,6 @@ func startBench(b *testing.B, data string, extra ...string) *server {
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
-
-// hc is a lean HTTP/1.1 client (fasthttp's), so that on a 2-core machine
-// the load generator takes as little CPU from the server as it can.
-type hc struct{ c *fasthttp.Client }
-
-func newHC(conns int) hc {
-	return hc{&fasthttp.Client{MaxConnsPerHost: conns, MaxIdleConnDuration: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute}}
-}
-
-// do sends one admin request and returns its status and, if out is not
-// nil, appends the body to it.
-func (h hc) do(method, url string, body []byte, out *[]byte) (int, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod(method)
-	req.SetRequestURI(url)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.SetBody(body)
-	err := h.c.Do(req, resp)
-	if out != nil {
-		*out = append((*out)[:0], resp.Body()...)
-	}
-	return resp.StatusCode(), err
-}
 
 // round is one timed batch of operations against a server.
 type round struct {
@@ -134,7 +108,7 @@ func profile(b *testing.B, s *server, path string) <-chan struct{} {
 	go func() {
 		defer close(done)
 		var out []byte
-		status, err := newHC(1).do("GET", s.base+"/debug/pprof/profile?seconds=5", nil, &out)
+		status, err := benchkit.NewClient(1, adminToken).Do("GET", s.base+"/debug/pprof/profile?seconds=5", nil, &out)
 		if err == nil && status == http.StatusOK {
 			err = os.WriteFile(path, out, 0o644)
 		}
@@ -145,7 +119,7 @@ func profile(b *testing.B, s *server, path string) <-chan struct{} {
 	return done
 }
 
-func (r round) pct(p float64) float64 { return ms(r.lat[int(p*float64(len(r.lat)-1))]) }
+func (r round) pct(p float64) float64 { return ms(benchkit.Pct(r.lat, p)) }
 
 // report adds the round's figures to the benchmark's line, each name
 // prefixed with what (submit, get).
@@ -169,11 +143,11 @@ func submitRound(b *testing.B, s *server, clients, n int) round {
 // submitGraphs is submitRound with another graph: a format with one %d,
 // the job's index, so that every graph differs.
 func submitGraphs(b *testing.B, s *server, clients, n int, graph string) round {
-	h := newHC(clients)
+	h := benchkit.NewClient(clients, adminToken)
 	url := s.base + "/api/jobs"
 	return drive(b, s, "submit", clients, n, func(i int) error {
 		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+graph+`}`, i%benchUsers+1, i)
-		status, err := h.do("POST", url, body, nil)
+		status, err := h.Do("POST", url, body, nil)
 		if err != nil || status != http.StatusCreated {
 			return fmt.Errorf("submit: status %d: %v", status, err)
 		}
@@ -184,14 +158,14 @@ func submitGraphs(b *testing.B, s *server, clients, n int, graph string) round {
 // getRound reads n jobs by id through GET /api/jobs/{id} from clients at
 // once, picking ids at random from ids.
 func getRound(b *testing.B, s *server, clients, n int, ids []string) round {
-	h := newHC(clients)
+	h := benchkit.NewClient(clients, adminToken)
 	pick := rand.New(rand.NewPCG(1, 2))
 	urls := make([]string, n)
 	for i := range urls {
 		urls[i] = s.base + "/api/jobs/" + ids[pick.IntN(len(ids))]
 	}
 	return drive(b, s, "get", clients, n, func(i int) error {
-		status, err := h.do("GET", urls[i], nil, nil)
+		status, err := h.Do("GET", urls[i], nil, nil)
 		if err != nil || status != http.StatusOK {
 			return fmt.Errorf("get %s: status %d: %v", urls[i], status, err)
 		}
@@ -201,12 +175,12 @@ func getRound(b *testing.B, s *server, clients, n int, ids []string) round {
 
 // submitIDs submits n jobs one by one and returns their ids.
 func submitIDs(b *testing.B, s *server, n int) []string {
-	h := newHC(1)
+	h := benchkit.NewClient(1, adminToken)
 	var ids []string
 	var out []byte
 	for i := range n {
 		body := fmt.Appendf(nil, `{"user_id":"user%03d","workflow":`+benchGraph+`}`, i%benchUsers+1, i)
-		status, err := h.do("POST", s.base+"/api/jobs", body, &out)
+		status, err := h.Do("POST", s.base+"/api/jobs", body, &out)
 		if err != nil || status != http.StatusCreated {
 			b.Fatalf("submit: status %d: %v", status, err)
 		}
@@ -221,12 +195,12 @@ func submitIDs(b *testing.B, s *server, n int) []string {
 func BenchmarkServeSubmit(b *testing.B) {
 	s := startBench(b, b.TempDir())
 	submitRound(b, s, 16, 2000) // warm: connections, pools, the store's first pages
-	t := newTable(b, "Durable submissions, POST /api/jobs on the binary", "clients", "submissions/s", "p50 ms", "p99 ms", "server CPU ms/op")
+	t := benchkit.NewTable(b, "Durable submissions, POST /api/jobs on the binary", "clients", "submissions/s", "p50 ms", "p99 ms", "server CPU ms/op")
 	for _, clients := range []int{1, 64, 256} {
 		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
 			r := submitRound(b, s, clients, b.N)
 			r.report(b, "submit")
-			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
+			t.Set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
 		})
 	}
 }
@@ -236,102 +210,12 @@ func BenchmarkServeSubmit(b *testing.B) {
 func BenchmarkServeGetJob(b *testing.B) {
 	s := startBench(b, b.TempDir())
 	ids := submitIDs(b, s, 500)
-	t := newTable(b, "GET /api/jobs/{id} on the binary (500 pending jobs)", "clients", "requests/s", "p50 ms", "p99 ms", "server CPU ms/op")
+	t := benchkit.NewTable(b, "GET /api/jobs/{id} on the binary (500 pending jobs)", "clients", "requests/s", "p50 ms", "p99 ms", "server CPU ms/op")
 	for _, clients := range []int{1, 8, 64} {
 		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
 			r := getRound(b, s, clients, b.N, ids)
 			r.report(b, "get")
-			t.set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
+			t.Set(clients, r.rate(), r.pct(0.5), r.pct(0.99), r.cpuPerOp())
 		})
 	}
-}
-
-// envInts reads a comma-separated list of numbers from the environment.
-func envInts(b *testing.B, name string, def []int) []int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	var out []int
-	for _, f := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			b.Fatalf("%s=%q: %v", name, v, err)
-		}
-		out = append(out, n)
-	}
-	return out
-}
-
-// table is a benchmark's summary, printed as a Markdown table when the
-// benchmark ends (the lines `go test -bench` prints carry the same figures,
-// one metric after another).
-type table struct {
-	title string
-	head  []string
-	keys  []string
-	rows  map[string][]string
-}
-
-func newTable(b *testing.B, title string, head ...string) *table {
-	t := &table{title: title, head: head, rows: map[string][]string{}}
-	b.Cleanup(t.print)
-	return t
-}
-
-// set fills the row of key: the first cell. The benchmark framework runs
-// each sub-benchmark first with b.N = 1, then with the b.N asked for: the
-// last run's row stays.
-func (t *table) set(cells ...any) {
-	row := make([]string, len(cells))
-	for i, c := range cells {
-		switch v := c.(type) {
-		case float64:
-			row[i] = strconv.FormatFloat(v, 'f', -1, 64)
-			if v >= 100 {
-				row[i] = strconv.FormatFloat(v, 'f', 0, 64)
-			} else if v >= 1 {
-				row[i] = strconv.FormatFloat(v, 'f', 2, 64)
-			} else {
-				row[i] = strconv.FormatFloat(v, 'f', 3, 64)
-			}
-		default:
-			row[i] = fmt.Sprint(v)
-		}
-	}
-	if _, ok := t.rows[row[0]]; !ok {
-		t.keys = append(t.keys, row[0])
-	}
-	t.rows[row[0]] = row
-}
-
-func (t *table) print() {
-	if len(t.rows) == 0 {
-		return
-	}
-	width := make([]int, len(t.head))
-	for i, h := range t.head {
-		width[i] = len(h)
-		for _, r := range t.rows {
-			width[i] = max(width[i], len(r[i]))
-		}
-	}
-	line := func(cells []string) {
-		var sb strings.Builder
-		for i, c := range cells {
-			fmt.Fprintf(&sb, "| %-*s ", width[i], c)
-		}
-		fmt.Println(sb.String() + "|")
-	}
-	fmt.Printf("\n%s\n\n", t.title)
-	line(t.head)
-	sep := make([]string, len(t.head))
-	for i := range sep {
-		sep[i] = strings.Repeat("-", width[i])
-	}
-	line(sep)
-	for _, k := range t.keys {
-		line(t.rows[k])
-	}
-	fmt.Println()
 }

@@ -74,6 +74,11 @@ type AgentConfig struct {
 	ConnectTimeout time.Duration
 	// LocalDialTimeout bounds the dial of a local instance. Default 5 s.
 	LocalDialTimeout time.Duration
+	// QueueTarget is the queueing delay that large transfers to the server
+	// may add to everything else in the tunnel on a slow link: past it
+	// they are paced (see pacer). Default DefaultQueueTarget; negative
+	// turns pacing off.
+	QueueTarget time.Duration
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 	// OnConnect, if set, is called when a session is up (after the server's
@@ -172,6 +177,9 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	if cfg.LocalDialTimeout <= 0 {
 		cfg.LocalDialTimeout = 5 * time.Second
+	}
+	if cfg.QueueTarget == 0 {
+		cfg.QueueTarget = DefaultQueueTarget
 	}
 	cfg.Session = cfg.Session.withDefaults()
 	log := loggerOr(cfg.Logger).With("component", "tunnel-agent")
@@ -471,6 +479,9 @@ func (a *Agent) runSession(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	as.log = a.log.With("session", id)
+	if a.cfg.QueueTarget > 0 {
+		as.pace = newPacer(sess.Ping, a.cfg.QueueTarget, a.cfg.Session.StreamWindow, as.log)
+	}
 	up := time.Now()
 	a.setCurrent(as)
 	as.log.Info("tunnel up", "server", a.serverURL.Redacted(), "name", a.cfg.Name, "instances", len(a.cfg.Instances))
@@ -480,6 +491,9 @@ func (a *Agent) runSession(ctx context.Context) (time.Duration, error) {
 
 	var wg sync.WaitGroup
 	wg.Go(as.controlLoop)
+	if as.pace != nil {
+		wg.Go(func() { as.pace.run(sctx) })
+	}
 	as.fail(as.acceptLoop()) // returns when the session is closed
 	a.setCurrent(nil)
 	scancel()
@@ -511,6 +525,7 @@ type agentSession struct {
 	mu      sync.Mutex
 	splices map[uint32]*splice
 	streams sync.WaitGroup
+	pace    *pacer
 }
 
 func (as *agentSession) fail(err error) {
@@ -671,7 +686,13 @@ func (as *agentSession) handle(sp *splice) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
-	sp.run()
+	if as.pace == nil {
+		sp.run(st)
+		return
+	}
+	out := &pacedWriter{w: st, p: as.pace, ctx: as.ctx}
+	defer out.done()
+	sp.run(out)
 }
 
 // splice joins a stream and a local connection.
@@ -707,10 +728,10 @@ func (sp *splice) abort() {
 
 // run copies both ways. A clean EOF in one direction half-closes the other
 // side (FIN on the stream, CloseWrite on TCP); an error aborts both.
-func (sp *splice) run() {
+func (sp *splice) run(toServer io.Writer) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if _, err := pipeCopy(sp.stream, sp.local); err != nil {
+		if _, err := pipeCopy(toServer, sp.local); err != nil {
 			sp.abort()
 			return
 		}

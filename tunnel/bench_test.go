@@ -7,24 +7,15 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 )
 
 // benchBytes is the transfer size: 1 GiB, or TUNNEL_BENCH_BYTES.
-func benchBytes(b *testing.B) int64 {
-	if s := os.Getenv("TUNNEL_BENCH_BYTES"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			b.Fatalf("TUNNEL_BENCH_BYTES: %v", err)
-		}
-		return n
-	}
-	return 1 << 30
-}
+func benchBytes(b *testing.B) int64 { return int64(benchkit.EnvInt(b, "TUNNEL_BENCH_BYTES", 1<<30)) }
 
 // sourceServer is an instance that sends size bytes on every connection
 // and closes it, as ComfyUI's /view streams a file.
@@ -123,8 +114,13 @@ func BenchmarkTransfer(b *testing.B) {
 	b.ReportMetric(100*tun/tcp, "tunnel_%_of_tcp")
 	b.ReportMetric(far/n, "rtt50ms_MB/s")
 	b.ReportMetric(0, "ns/op")
-	fmt.Fprintf(os.Stderr, "transfer of %d MiB: plain TCP %.0f MB/s, tunnel %.0f MB/s (%.0f%%), tunnel at 50 ms RTT %.0f MB/s\n",
-		size>>20, tcp/n, tun/n, 100*tun/tcp, far/n)
+	t := benchkit.NewTable(b, fmt.Sprintf("One transfer of %d MiB from an instance to the server (mean of %d)", size>>20, b.N),
+		"path", "MB/s", "of plain TCP")
+	t.Set("plain loopback TCP", tcp/n, "100%")
+	t.Set("through the tunnel", tun/n, fmt.Sprintf("%.0f%%", 100*tun/tcp))
+	if far > 0 {
+		t.Set("through the tunnel, 50 ms round trip", far/n, fmt.Sprintf("%.0f%%", 100*far/tcp))
+	}
 }
 
 // tickServer is an instance that, on every connection, sends a 64-byte
@@ -143,56 +139,68 @@ func tickServer(b *testing.B, interval time.Duration) string {
 	})
 }
 
-// latencies collects durations from several goroutines.
-type latencies struct {
-	mu sync.Mutex
-	v  []time.Duration
-}
-
-func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.v = append(l.v, d); l.mu.Unlock() }
-
-func (l *latencies) pct(p float64) float64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.v) == 0 {
-		return 0
-	}
-	slices.Sort(l.v)
-	return float64(l.v[int(p*float64(len(l.v)-1))].Microseconds()) / 1000
-}
-
 // BenchmarkSmallUnderBulk measures, through one agent's tunnel over a relay
 // adding 50 ms of round trip, what other work on the same GPU host sees
 // while a large output (1 GiB by default) streams from it: small requests
-// (200 bytes each way) on a new stream each, as the server's ComfyUI
-// client opens them, and on one kept stream; and the delay of events
-// another instance sends every 10 ms. Each is measured with the tunnel
-// idle first, then during the transfer (b.N transfers). The relay is
+// (200 bytes each way, 20 a second) on a new stream each, as the server's
+// ComfyUI client opens them, and on one kept stream; and the delay of
+// events another instance sends every 10 ms. Each is measured with the
+// tunnel idle first, then during the transfer (b.N transfers). The relay is
 // either latency alone (link=unlimited) or also a 1 Gbit/s link with a
-// queue in front of it (link=125MB/s), where bytes in flight wait.
+// queue in front of it (link=125MB/s), where bytes in flight wait; the
+// agent paces its bulk streams (pacing=on, as shipped) or not.
 //
+//	go tool task bench-tunnel
 //	go test -run '^$' -bench SmallUnderBulk -benchtime 1x ./tunnel/
+//
+// TUNNEL_BENCH_BYTES sets the transfer's size, TUNNEL_BENCH_WINDOW the
+// stream window (bytes).
 func BenchmarkSmallUnderBulk(b *testing.B) {
+	t := benchkit.NewTable(b, fmt.Sprintf("Small work beside a %d MiB transfer through one tunnel at 50 ms round trip (p50 / p99 ms)", benchBytes(b)>>20),
+		"link", "agent paces bulk", "tunnel", "transfer MB/s", "events", "kept stream", "new stream")
 	for _, rate := range []float64{0, 125e6} {
-		name := "link=unlimited"
+		link := "unlimited"
 		if rate > 0 {
-			name = fmt.Sprintf("link=%.0fMB/s", rate/1e6)
+			link = fmt.Sprintf("%.0fMB/s", rate/1e6)
 		}
-		b.Run(name, func(b *testing.B) { smallUnderBulk(b, rate) })
+		for _, pace := range []bool{false, true} {
+			name := fmt.Sprintf("link=%s/pacing=%s", link, map[bool]string{false: "off", true: "on"}[pace])
+			b.Run(name, func(b *testing.B) {
+				row := func(when, mbs string, m smallWork) {
+					t.Row(name+when, link, map[bool]string{false: "no", true: "yes"}[pace], when, mbs, m.events.cell(), m.kept.cell(), m.fresh.cell())
+				}
+				smallUnderBulk(b, rate, pace, row)
+			})
+		}
 	}
 }
 
-func smallUnderBulk(b *testing.B, rate float64) {
+// smallWork is what measure times.
+type smallWork struct{ fresh, kept, events *latencies }
+
+type latencies struct{ benchkit.Latencies }
+
+func (l *latencies) cell() string {
+	return fmt.Sprintf("%.1f / %.1f", benchkit.MS(l.Pct(0.5)), benchkit.MS(l.Pct(0.99)))
+}
+
+func (l *latencies) report(b *testing.B, name string) {
+	b.ReportMetric(benchkit.MS(l.Pct(0.5)), name+"-p50-ms")
+	b.ReportMetric(benchkit.MS(l.Pct(0.99)), name+"-p99-ms")
+}
+
+func smallUnderBulk(b *testing.B, rate float64, pace bool, row func(when, mbs string, m smallWork)) {
 	size := benchBytes(b)
 	bulk, small, ticks := sourceServer(b, size), echoServer(b), tickServer(b, 10*time.Millisecond)
-	var sc SessionConfig
-	if w, _ := strconv.Atoi(os.Getenv("TUNNEL_BENCH_WINDOW")); w > 0 {
-		sc.StreamWindow = uint32(w)
-	}
+	sc := SessionConfig{StreamWindow: uint32(benchkit.EnvInt(b, "TUNNEL_BENCH_WINDOW", 0))}
 	srv, ts := startServer(b, ServerConfig{Session: sc})
 	rl := newRelay(b, ts.Listener.Addr().String(), 25*time.Millisecond)
 	rl.rate = rate
-	startAgent(b, AgentConfig{ServerURL: rl.URL(), Name: "far", Session: sc, Instances: []Instance{
+	target := time.Duration(-1)
+	if pace {
+		target = DefaultQueueTarget
+	}
+	startAgent(b, AgentConfig{ServerURL: rl.URL(), Name: "far", Session: sc, QueueTarget: target, Instances: []Instance{
 		{Name: "bulk", Addr: bulk, URL: "tcp://" + bulk},
 		{Name: "small", Addr: small, URL: "tcp://" + small},
 		{Name: "events", Addr: ticks, URL: "tcp://" + ticks},
@@ -217,8 +225,8 @@ func smallUnderBulk(b *testing.B, rate float64) {
 	}
 	defer kept.Close()
 	// measure runs the small work at 20 requests/s of each kind until stop.
-	measure := func(stop <-chan struct{}) (fresh, reused, events *latencies) {
-		fresh, reused, events = &latencies{}, &latencies{}, &latencies{}
+	measure := func(stop <-chan struct{}) smallWork {
+		m := smallWork{&latencies{}, &latencies{}, &latencies{}}
 		ev, err := srv.DialInstance(ctx, "far", "events")
 		if err != nil {
 			b.Fatal(err)
@@ -230,7 +238,7 @@ func smallUnderBulk(b *testing.B, rate float64) {
 				if _, err := io.ReadFull(ev, msg); err != nil {
 					return
 				}
-				events.add(time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(msg)))))
+				m.events.Add(time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(msg)))))
 			}
 		})
 		for tick := time.NewTicker(50 * time.Millisecond); ; <-tick.C {
@@ -239,7 +247,7 @@ func smallUnderBulk(b *testing.B, rate float64) {
 				tick.Stop()
 				ev.Close()
 				wg.Wait()
-				return
+				return m
 			default:
 			}
 			wg.Go(func() {
@@ -252,45 +260,45 @@ func smallUnderBulk(b *testing.B, rate float64) {
 				if err != nil {
 					b.Error(err)
 				}
-				fresh.add(time.Since(t0))
+				m.fresh.Add(time.Since(t0))
 			})
 			t0 := time.Now()
 			if err := roundTrip(kept); err != nil {
 				b.Fatal(err)
 			}
-			reused.add(time.Since(t0))
+			m.kept.Add(time.Since(t0))
 		}
 	}
-	report := func(when string, fresh, reused, events *latencies) {
-		for _, m := range []struct {
-			name string
-			l    *latencies
-		}{{"new-stream", fresh}, {"kept-stream", reused}, {"event", events}} {
-			b.ReportMetric(m.l.pct(0.5), when+"-"+m.name+"-p50-ms")
-			b.ReportMetric(m.l.pct(0.99), when+"-"+m.name+"-p99-ms")
-		}
+	report := func(when string, m smallWork) {
+		m.fresh.report(b, when+"-new-stream")
+		m.kept.report(b, when+"-kept-stream")
+		m.events.report(b, when+"-event")
 	}
 
 	idle := make(chan struct{})
 	time.AfterFunc(3*time.Second, func() { close(idle) })
-	idleF, idleR, idleE := measure(idle)
+	idleWork := measure(idle)
 
 	var mbs float64
 	b.ResetTimer() // (which drops metrics reported so far)
-	report("idle", idleF, idleR, idleE)
-	for range b.N {
+	report("idle", idleWork)
+	row("idle", "", idleWork)
+	for i := range b.N {
 		stop := make(chan struct{})
+		var got float64
 		go func() {
 			c, err := srv.DialInstance(ctx, "far", "bulk")
 			if err != nil {
 				b.Error(err)
 			} else {
-				mbs += drain(b, c, size)
+				got = drain(b, c, size)
 			}
 			close(stop)
 		}()
-		f, r, e := measure(stop)
-		report("bulk", f, r, e)
+		m := measure(stop)
+		mbs += got
+		report("bulk", m)
+		row(fmt.Sprintf("transfer %d", i+1), benchkit.Num(got), m)
 	}
 	b.StopTimer()
 	b.ReportMetric(mbs/float64(b.N), "bulk-MB/s")

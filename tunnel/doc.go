@@ -37,7 +37,12 @@
 // "error":"..."} (codes: unknown_instance, unavailable, bad_request). After an
 // ok reply a "connect" stream carries raw bytes both ways (HTTP, WebSocket, or
 // anything else over TCP), with half-close: a yamux FIN becomes CloseWrite on
-// the local TCP connection and vice versa.
+// the local TCP connection and vice versa. The server does not wait for the
+// reply: its first bytes follow the header at once (the agent reads exactly
+// the header frame, so they wait in the stream until it has connected), and
+// it reads the reply before the instance's first byte. A request on a new
+// stream so costs one round trip, not two. After a refusal the agent closes
+// its side and the server's reads and writes fail with the refusal.
 //
 // The control stream, opened by the agent right after the upgrade, carries
 // frames of JSON messages {"type":...}: the agent sends "hello" (name,
@@ -46,6 +51,14 @@
 // "error") and later sends "close_stream" when its user fully closes a
 // connection, so that the agent drops the local connection at once instead of
 // waiting for yamux's stream close timeout.
+//
+// # Pacing
+//
+// On a slow uplink a large output's stream window (16 MiB) in flight is a
+// queue that every other stream of the tunnel waits behind. The agent pings
+// the session (every 100 ms while a stream is bulk: 1 MiB without a pause)
+// and, once the pings show a standing queue over AgentConfig.QueueTarget,
+// paces its bulk streams at the rate the server takes them (see pacer).
 //
 // # Server side
 //
@@ -69,5 +82,6 @@
 // The dispatcher uses Agents, Agent, WaitAgent and Subscribe to follow agents
 // (an event per connect, report and disconnect, in order) and DialInstance
 // (or Dialer, for an http.Transport or a WebSocket dialer) to reach an
-// instance.
+// instance. An instance the agent cannot reach is the error of the request
+// (ErrInstanceUnavailable, wrapped), not of the dial.
 package tunnel

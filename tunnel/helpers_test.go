@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 const testToken = "s3cret-agent-token"
@@ -92,6 +93,51 @@ func startAgent(t testing.TB, cfg AgentConfig) *runningAgent {
 		}
 	})
 	return ra
+}
+
+// fakeAgent connects as an agent with the given instances and hands every
+// stream the server opens, with its header read, to handle; what to answer
+// is up to handle.
+func fakeAgent(t testing.TB, serverURL, name string, instances []string, handle func(*yamux.Stream, streamHeader)) {
+	t.Helper()
+	var ins []Instance
+	for _, in := range instances {
+		ins = append(ins, Instance{Name: in, URL: "http://127.0.0.1:1"})
+	}
+	a, err := NewAgent(AgentConfig{ServerURL: serverURL, Token: testToken, Name: name, Instances: ins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.setLatest(a.collect(context.Background()))
+	conn, err := a.dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := yamux.Client(conn, a.ycfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = sess.Close(); wg.Wait() })
+	as := &agentSession{a: a, sess: sess, ctx: context.Background()}
+	if _, err := as.handshake(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		for {
+			st, err := sess.AcceptStream()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer st.Close()
+				var h streamHeader
+				if readFrame(st, maxHeaderFrame, &h) == nil {
+					handle(st, h)
+				}
+			})
+		}
+	})
 }
 
 // within fails the test if ch yields nothing within d (a safety net: tests
@@ -349,9 +395,4 @@ func echoServer(t testing.TB) string {
 		_ = c.(*net.TCPConn).CloseWrite()
 		_, _ = io.Copy(io.Discard, c)
 	})
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -40,9 +40,8 @@ type ServerConfig struct {
 	// HelloTimeout bounds the time from the upgrade to the agent's hello.
 	// Default 15 s.
 	HelloTimeout time.Duration
-	// DialTimeout bounds DialInstance's exchange with the agent (which
-	// includes the agent's dial of the local instance) when the context has
-	// no earlier deadline. Default 15 s.
+	// DialTimeout bounds the wait for the agent's answer to a new stream
+	// (which includes the agent's dial of the local instance). Default 15 s.
 	DialTimeout time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
@@ -574,12 +573,20 @@ func (ac *agentConn) instanceNames() string {
 }
 
 // DialInstance opens a connection to a local instance of a connected agent,
-// over a fresh stream of its tunnel. It fails fast with an error wrapping
-// ErrAgentNotConnected, ErrUnknownInstance or ErrInstanceUnavailable. The
-// exchange with the agent is bounded by ctx and ServerConfig.DialTimeout; ctx
-// does not affect the returned connection. Its Close fully closes (the agent
-// drops the local connection at once); CloseWrite half-closes.
-func (s *Server) DialInstance(ctx context.Context, agentName, instance string) (net.Conn, error) {
+// over a fresh stream of its tunnel. It fails at once with an error wrapping
+// ErrAgentNotConnected or ErrUnknownInstance when the server can tell
+// (no such agent, or its hello named no such instance). Otherwise it returns
+// without waiting for the agent's answer to the stream's header: what the
+// caller writes goes right behind the header, so a request through a new
+// connection costs one round trip, not two. The agent's refusal (its
+// instance is down: ErrInstanceUnavailable; unknown to it:
+// ErrUnknownInstance) is then the error of the first Read, and of every
+// Read and Write after it, as a TLS handshake's error is; Handshake waits
+// for the answer alone. The answer is due within ServerConfig.DialTimeout.
+// ctx only bounds the opening; it does not affect the returned connection.
+// Its Close fully closes (the agent drops the local connection at once);
+// CloseWrite half-closes.
+func (s *Server) DialInstance(ctx context.Context, agentName, instance string) (*Conn, error) {
 	s.mu.Lock()
 	ac := s.agents[agentName]
 	s.mu.Unlock()
@@ -595,14 +602,19 @@ func (s *Server) DialInstance(ctx context.Context, agentName, instance string) (
 
 // Dialer returns a dial function for one instance, for an http.Transport's
 // DialContext or a WebSocket dialer's NetDialContext: it ignores the network
-// and address it is given.
+// and address it is given. Both write their request at once and read the
+// answer, so an agent's refusal comes back as the request's error.
 func (s *Server) Dialer(agentName, instance string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return s.DialInstance(ctx, agentName, instance)
+		c, err := s.DialInstance(ctx, agentName, instance)
+		if err != nil {
+			return nil, err // not a nil *Conn in a non-nil net.Conn
+		}
+		return c, nil
 	}
 }
 
-func (ac *agentConn) dial(ctx context.Context, instance string) (net.Conn, error) {
+func (ac *agentConn) dial(ctx context.Context, instance string) (*Conn, error) {
 	name := ac.hello.Name
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -611,49 +623,20 @@ func (ac *agentConn) dial(ctx context.Context, instance string) (net.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrAgentNotConnected, name, err)
 	}
-	deadline := time.Now().Add(ac.srv.cfg.DialTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
-	var rep streamReply
-	replied := false
+	c := &Conn{st: st, ac: ac, remote: InstanceAddr{Agent: name, Instance: instance},
+		answerBy: time.Now().Add(ac.srv.cfg.DialTimeout)}
+	_ = st.SetDeadline(c.answerBy)
 	err = writeFrame(st, streamHeader{V: protocolVersion, Op: opConnect, Instance: instance})
-	if err == nil {
-		err = readFrame(st, maxHeaderFrame, &rep)
-		replied = err == nil
-	}
-	if !stop() {
-		err = ctx.Err()
-	}
-	fail := func(err error) (net.Conn, error) {
-		if !replied || rep.OK { // the agent may be splicing already
-			ac.abortStream(st.StreamID())
-		}
-		_ = st.Close()
-		return nil, err
-	}
+	_ = st.SetWriteDeadline(time.Time{})
 	if err != nil {
+		ac.abortStream(st.StreamID())
+		_ = st.Close()
 		if ac.sess.IsClosed() {
-			return fail(fmt.Errorf("%w: %q: tunnel closed during dial: %v", ErrAgentNotConnected, name, err))
+			return nil, fmt.Errorf("%w: %q: tunnel closed during dial: %v", ErrAgentNotConnected, name, err)
 		}
-		return fail(fmt.Errorf("tunnel: dial %s/%s: %w", name, instance, err))
+		return nil, fmt.Errorf("tunnel: dial %s/%s: %w", name, instance, err)
 	}
-	if !rep.OK {
-		var sentinel error
-		switch rep.Code {
-		case codeUnknownInstance:
-			sentinel = ErrUnknownInstance
-		case codeUnavailable:
-			sentinel = ErrInstanceUnavailable
-		default:
-			sentinel = errors.New("tunnel: agent refused the stream")
-		}
-		return fail(fmt.Errorf("%w: %s/%s: %s", sentinel, name, instance, rep.Error))
-	}
-	_ = st.SetDeadline(time.Time{})
-	return &Conn{st: st, ac: ac, remote: InstanceAddr{Agent: name, Instance: instance}}, nil
+	return c, nil
 }
 
 // InstanceAddr is the remote address of a Conn.
@@ -663,14 +646,96 @@ type InstanceAddr struct{ Agent, Instance string }
 func (InstanceAddr) Network() string  { return "tunnel" }
 func (a InstanceAddr) String() string { return a.Agent + "/" + a.Instance }
 
-// Conn is a connection to an agent's instance, from DialInstance.
+// Conn is a connection to an agent's instance, from DialInstance. Its first
+// Read (or Handshake) reads the agent's answer to the stream's header.
 type Conn struct {
-	st     *yamux.Stream
-	ac     *agentConn
-	remote InstanceAddr
-	mu     sync.Mutex
-	closed bool
-	eof    bool // the agent's side finished sending
+	st       *yamux.Stream
+	ac       *agentConn
+	remote   InstanceAddr
+	answerBy time.Time // ServerConfig.DialTimeout after the dial
+
+	answerOnce sync.Once
+	mu         sync.Mutex
+	answered   bool      // the answer was read (or failed)
+	refused    error     // why the stream is refused; every Read and Write returns it
+	readDL     time.Time // the caller's read deadline
+	closed     bool
+	eof        bool // the agent's side finished sending
+}
+
+// Handshake waits for the agent's answer to the stream's header and returns
+// its refusal, if any. Read does it by itself; calling it is only needed to
+// know before reading. ctx bounds the wait (closing the connection when it
+// is done first).
+func (c *Conn) Handshake(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	err := c.answer()
+	if !stop() && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// answer reads the agent's answer once and returns what stops this
+// connection: the refusal, or net.ErrClosed after Close.
+func (c *Conn) answer() error {
+	c.answerOnce.Do(c.readAnswer)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	return c.refused
+}
+
+func (c *Conn) readAnswer() {
+	var rep streamReply
+	err := readFrame(c.st, maxHeaderFrame, &rep)
+	c.mu.Lock()
+	c.answered = true
+	_ = c.st.SetReadDeadline(c.readDL) // the caller's alone from now on
+	closed := c.closed
+	c.mu.Unlock()
+	if err == nil && rep.OK {
+		return
+	}
+	name, instance := c.remote.Agent, c.remote.Instance
+	switch {
+	case closed: // Close has told the agent
+		err = net.ErrClosed
+	case err == nil: // refused: the agent closed its side, and no splice runs
+		sentinel := errors.New("tunnel: agent refused the stream")
+		switch rep.Code {
+		case codeUnknownInstance:
+			sentinel = ErrUnknownInstance
+		case codeUnavailable:
+			sentinel = ErrInstanceUnavailable
+		}
+		err = fmt.Errorf("%w: %s/%s: %s", sentinel, name, instance, rep.Error)
+	case c.ac.sess.IsClosed():
+		err = fmt.Errorf("%w: %q: tunnel closed during dial: %v", ErrAgentNotConnected, name, err)
+	case isTimeout(err) && !time.Now().Before(c.answerBy):
+		err = fmt.Errorf("tunnel: dial %s/%s: the agent did not answer within %v: %w", name, instance, c.ac.srv.cfg.DialTimeout, err)
+	default:
+		err = fmt.Errorf("tunnel: dial %s/%s: %w", name, instance, err)
+	}
+	c.mu.Lock()
+	c.refused = err
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	if rep.Code == "" {
+		// No answer: the agent may be splicing already.
+		c.ac.abortStream(c.st.StreamID())
+		_ = c.st.SetDeadline(time.Now())
+	}
+	_ = c.st.Close() // also wakes a Write waiting for the window
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *Conn) isClosed() bool {
@@ -681,8 +746,8 @@ func (c *Conn) isClosed() bool {
 
 // Read reads from the instance.
 func (c *Conn) Read(p []byte) (int, error) {
-	if c.isClosed() {
-		return 0, net.ErrClosed
+	if err := c.answer(); err != nil {
+		return 0, err
 	}
 	n, err := c.st.Read(p)
 	if err != nil {
@@ -697,12 +762,27 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write writes to the instance.
+// Write writes to the instance; before the agent's answer, right behind
+// the stream's header.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.isClosed() {
+	c.mu.Lock()
+	closed, refused := c.closed, c.refused
+	c.mu.Unlock()
+	switch {
+	case closed:
 		return 0, net.ErrClosed
+	case refused != nil:
+		return 0, refused
 	}
-	return c.st.Write(p)
+	n, err := c.st.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.refused != nil { // refused while this write waited
+			err = c.refused
+		}
+		c.mu.Unlock()
+	}
+	return n, err
 }
 
 // CloseWrite half-closes: the instance reads EOF, and reading goes on.
@@ -716,12 +796,13 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
-	eof := c.eof
+	done := c.eof || c.refused != nil
 	c.mu.Unlock()
-	if !eof {
+	if !done {
 		// The instance may still be sending: have the agent drop it now
 		// rather than after yamux's stream close timeout. (After EOF our FIN
-		// below ends the agent's splice by itself.)
+		// below ends the agent's splice by itself; after a refusal there is
+		// no splice.)
 		c.ac.abortStream(c.st.StreamID())
 	}
 	_ = c.st.SetReadDeadline(time.Now()) // unblock a pending Read
@@ -735,10 +816,22 @@ func (c *Conn) LocalAddr() net.Addr { return c.st.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // SetDeadline sets the read and write deadlines.
-func (c *Conn) SetDeadline(t time.Time) error { return c.st.SetDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.st.SetWriteDeadline(t)
+}
 
-// SetReadDeadline sets the read deadline.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.st.SetReadDeadline(t) }
+// SetReadDeadline sets the read deadline. Until the agent has answered,
+// the answer's own deadline applies too, whichever is sooner.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readDL = t
+	if !c.answered && (t.IsZero() || c.answerBy.Before(t)) {
+		t = c.answerBy
+	}
+	return c.st.SetReadDeadline(t)
+}
 
 // SetWriteDeadline sets the write deadline.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.st.SetWriteDeadline(t) }

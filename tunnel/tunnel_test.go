@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/hashicorp/yamux"
 )
 
 // comfyStandIn is a tiny ComfyUI stand-in: /system_stats, /big (a large
@@ -178,7 +179,7 @@ func TestHalfClose(t *testing.T) {
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	// The echo server sees EOF only through the half-close, answers in full
@@ -399,35 +400,121 @@ func TestDialErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// What the server knows fails the dial itself.
 	if _, err := srv.DialInstance(ctx, "nobody", "0"); !errors.Is(err, ErrAgentNotConnected) {
 		t.Errorf("unknown agent: %v", err)
 	}
 	if _, err := srv.DialInstance(ctx, "d", "nope"); !errors.Is(err, ErrUnknownInstance) || !strings.Contains(err.Error(), "0, down") {
 		t.Errorf("unknown instance: %v", err)
 	}
-	if _, err := srv.DialInstance(ctx, "d", "down"); !errors.Is(err, ErrInstanceUnavailable) {
-		t.Errorf("instance down: %v", err)
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := srv.DialInstance(cctx, "d", "0"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled dial: %v", err)
 	}
+
+	// The agent's refusal comes with the first read, and stays.
+	c, err := srv.DialInstance(ctx, "d", "down")
+	if err != nil {
+		t.Fatalf("optimistic dial: %v", err)
+	}
+	if err := c.Handshake(ctx); !errors.Is(err, ErrInstanceUnavailable) || !strings.Contains(err.Error(), deadAddr) {
+		t.Errorf("instance down, Handshake: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, ErrInstanceUnavailable) {
+		t.Errorf("instance down, Read: %v", err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, ErrInstanceUnavailable) {
+		t.Errorf("instance down, Write: %v", err)
+	}
+	c.Close()
+
+	// A request through an HTTP client fails with the refusal.
+	client := httpClientVia(srv, "d", "down")
+	if _, err := client.Get("http://comfy/system_stats"); !errors.Is(err, ErrInstanceUnavailable) {
+		t.Errorf("GET through a refused stream: %v", err)
+	}
+
+	// A write bigger than the stream window, sent before the refusal is
+	// known, ends with the refusal instead of waiting for a window that
+	// never opens.
+	c, err = srv.DialInstance(ctx, "d", "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(make([]byte, 2*DefaultStreamWindow))
+		wrote <- err
+	}()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, ErrInstanceUnavailable) {
+		t.Errorf("big write, Read: %v", err)
+	}
+	if err := within(t, wrote, 10*time.Second, "the big write to end"); !errors.Is(err, ErrInstanceUnavailable) {
+		t.Errorf("big write: %v", err)
+	}
+	c.Close()
 
 	// The agent refuses unknown instances itself too (the server's check
 	// is only a shortcut).
 	srv.mu.Lock()
 	ac := srv.agents["d"]
 	srv.mu.Unlock()
-	start := time.Now()
-	_, err = ac.dial(ctx, "nope")
-	if !errors.Is(err, ErrUnknownInstance) || !strings.Contains(err.Error(), `has no instance "nope"`) {
+	c, err = ac.dial(ctx, "nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err = c.Read(make([]byte, 1)); !errors.Is(err, ErrUnknownInstance) || !strings.Contains(err.Error(), `has no instance "nope"`) {
 		t.Errorf("agent-side unknown instance: %v", err)
 	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("unknown instance took %v to fail", took)
+}
+
+// TestRequestRidesBehindHeader: what the server writes on a new stream
+// goes out right behind the header, before the agent's answer (one round
+// trip for a request on a new connection, not two). This agent reads the
+// request before it answers, so waiting for the answer first would hang.
+// An agent that does not answer at all fails the read after DialTimeout.
+func TestRequestRidesBehindHeader(t *testing.T) {
+	srv, ts := startServer(t, ServerConfig{DialTimeout: 300 * time.Millisecond})
+	fakeAgent(t, ts.URL, "f", []string{"upper", "mute"}, func(st *yamux.Stream, h streamHeader) {
+		if h.Instance == "mute" {
+			_, _ = io.Copy(io.Discard, st) // never answers
+			return
+		}
+		req := make([]byte, 5)
+		if _, err := io.ReadFull(st, req); err != nil {
+			return
+		}
+		_ = writeFrame(st, streamReply{OK: true})
+		_, _ = st.Write(bytes.ToUpper(req))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := srv.WaitAgent(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.DialInstance(ctx, "f", "upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "HELLO" {
+		t.Fatalf("answer %q, %v", got, err)
 	}
 
-	// A cancelled context fails the dial.
-	cctx, ccancel := context.WithCancel(ctx)
-	ccancel()
-	if _, err := srv.DialInstance(cctx, "d", "0"); !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled dial: %v", err)
+	c, err = srv.DialInstance(ctx, "f", "mute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Read(make([]byte, 1)); !isTimeout(err) || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Fatalf("no answer: %v", err)
 	}
 }
 

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -95,6 +96,7 @@ func (o *options) run(getenv func(string) string, stderr io.Writer) error {
 		TLSConfig:      tlsCfg,
 		Report:         probe.Report,
 		ReportInterval: o.reportInterval,
+		QueueTarget:    cmp.Or(o.queueTarget, -1), // the config's 0 is its default
 		Logger:         log,
 	})
 	if err != nil {
@@ -134,6 +136,7 @@ type options struct {
 	comfy          cli.List
 	name           string
 	reportInterval time.Duration
+	queueTarget    time.Duration
 	insecure       bool
 	fingerprint    string
 	caFile         string
@@ -159,6 +162,8 @@ func command(o *options) *cli.Command {
 		"or write NAME=URL (the variable takes a comma-separated list)")
 	fs.StringVar(&o.name, "name", "", "the agent's `name` on the server (default: the hostname); a second agent with the same name replaces the first")
 	fs.DurationVar(&o.reportInterval, "report-interval", 5*time.Second, "time between status reports")
+	fs.DurationVar(&o.queueTarget, "queue-target", tunnel.DefaultQueueTarget, "the queueing `delay` a large output on its way to the server may add, on a slow uplink, "+
+		"to the host's other requests and events: past it the output is paced; 0 turns pacing off")
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.StringVar(&o.fingerprint, "server-fingerprint", "", "accept exactly the server certificate with this SHA-256 `fingerprint` "+
 		"(hex, colons allowed), e.g. a self-signed one")
@@ -243,6 +248,9 @@ func (o *options) check() error {
 	}
 	if o.reportInterval < 100*time.Millisecond {
 		return fmt.Errorf("--report-interval %v: must be at least 100ms", o.reportInterval)
+	}
+	if o.queueTarget < 0 {
+		return fmt.Errorf("--queue-target %v: must not be negative", o.queueTarget)
 	}
 	if o.fingerprint != "" {
 		if _, err := tunnel.ParseFingerprint(o.fingerprint); err != nil {

@@ -54,7 +54,7 @@ func help(t *testing.T) string {
 func TestParseArgs(t *testing.T) {
 	o, err := parseArgs([]string{"--server", "https://w.example.org", "--token", "t",
 		"--comfy", "http://127.0.0.1:8188", "--comfy", "big=127.0.0.1:8189", "--comfy", "http://127.0.0.1:8190/",
-		"--name", "gpu-1", "--report-interval", "2s", "--insecure", "--log-format", "json"}, envOf(nil))
+		"--name", "gpu-1", "--report-interval", "2s", "--queue-target", "25ms", "--insecure", "--log-format", "json"}, envOf(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestParseArgs(t *testing.T) {
 	if fmt.Sprint(o.instances) != fmt.Sprint(want) {
 		t.Errorf("instances %v, want %v", o.instances, want)
 	}
-	if o.name != "gpu-1" || o.reportInterval != 2*time.Second || !o.insecure || o.logFormat != "json" {
+	if o.name != "gpu-1" || o.reportInterval != 2*time.Second || o.queueTarget != 25*time.Millisecond || !o.insecure || o.logFormat != "json" {
 		t.Errorf("options %+v", o)
 	}
 
@@ -113,6 +113,7 @@ func TestParseArgsErrors(t *testing.T) {
 		"bad name":        append(base, "--name", "has space"),
 		"bad interval":    append(base, "--report-interval", "soon"),
 		"tiny interval":   append(base, "--report-interval", "1ms"),
+		"negative queue":  append(base, "--queue-target", "-1ms"),
 		"bad fingerprint": append(base, "--server-fingerprint", "abc"),
 		"bad log format":  append(base, "--log-format", "xml"),
 		"bad log level":   append(base, "--log-level", "loud"),
@@ -125,7 +126,7 @@ func TestParseArgsErrors(t *testing.T) {
 		}
 	}
 	text := help(t)
-	for _, want := range []string{"--server", "--token", "--comfy", "--name", "--report-interval", "--insecure",
+	for _, want := range []string{"--server", "--token", "--comfy", "--name", "--report-interval", "--queue-target", "--insecure",
 		"--server-fingerprint", "--log-format", envServer, envToken, envComfy, envName} {
 		if !strings.Contains(text, want) {
 			t.Errorf("--help does not mention %s", want)
