@@ -149,7 +149,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 10*time.Second, "time a client has to send a request's headers; slower connections are closed")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 2000, "open connections from one address (a venue's NAT is one address for the whole room; 0: no cap)")
 	fs.IntVar(&c.MaxOutputs, "max-outputs", dispatch.DefaultMaxOutputs, "output files one job may bring back; a job with more fails")
-	fs.Int64Var(&c.MemoryLimitMB, "memory-limit-mb", 256, "soft `MB` limit of the server's memory: below it garbage is collected at 5x the live heap (less CPU per request), near it as often as needed (0: Go's defaults; GOGC and GOMEMLIMIT win)")
+	fs.Int64Var(&c.MemoryLimitMB, "memory-limit-mb", 192, "soft `MB` limit of the server's memory: below it garbage is collected at 5x the live heap (less CPU per request), near it as often as needed (0: Go's defaults; GOGC and GOMEMLIMIT win)")
 	fs.Int64Var(&c.MaxOutputMB, "max-output-mb", dispatch.DefaultMaxOutputBytes>>20, "`MB` of output files one job may bring back; a job with more fails")
 	fs.BoolVar(&c.SharedAgentToken, "shared-agent-token", true, "accept the shared --agent-token (any agent name without a token of its own); false: only tokens from 'workshop agents add'")
 }
