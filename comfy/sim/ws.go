@@ -175,9 +175,13 @@ func (srv *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.close()
 	}()
 
+	// The node running at connect time, read before the first status goes
+	// out: read after, a prompt posted on seeing that status could already
+	// be at a node, whose executing would then come twice.
+	node, running := srv.exec.currentNodeFor(sid)
 	first, _ := comfy.EncodeText(comfy.EventStatus, jsonobj.Of("status", srv.queueInfo(), "sid", sid))
 	s.enqueue(wsFrame{data: first})
-	if node, ok := srv.exec.currentNodeFor(sid); ok {
+	if running {
 		b, _ := comfy.EncodeText(comfy.EventExecuting, jsonobj.Of("node", node))
 		s.enqueue(wsFrame{data: b})
 	}
