@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/comfy-workshop/workshop/internal/benchkit"
+	"github.com/comfy-workshop/workshop/internal/procstat"
 )
 
 // p50 of n timed GETs of url.
@@ -38,8 +37,6 @@ func p50(b *testing.B, c *http.Client, url, cookie string, n int) time.Duration 
 	return benchkit.Pct(lat, 0.5)
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 // BenchmarkParticipantSurface compares a cached UI page and object_info
 // fetched through the server (participant's cookie, mirror, tunnel for
 // revalidation) with the same straight from the simulator.
@@ -56,31 +53,26 @@ func BenchmarkParticipantSurface(b *testing.B) {
 		p50(b, c, r.via, p.cookie(), 20) // warm the cache
 		d := p50(b, c, r.direct, "", n)
 		v := p50(b, c, r.via, p.cookie(), n)
-		b.ReportMetric(ms(d), r.name+"-direct-p50-ms")
-		b.ReportMetric(ms(v), r.name+"-server-p50-ms")
-		b.ReportMetric(ms(v-d), r.name+"-added-p50-ms")
+		b.ReportMetric(benchkit.MS(d), r.name+"-direct-p50-ms")
+		b.ReportMetric(benchkit.MS(v), r.name+"-server-p50-ms")
+		b.ReportMetric(benchkit.MS(v-d), r.name+"-added-p50-ms")
 	}
 }
 
 func rss(b *testing.B, pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return st.RSS
 }
 
 // BenchmarkParticipantSockets opens 1,000 participant sockets (across 20
-// seats) and reports the server's memory per socket.
+// seats, so past the default cap of sockets per seat) and reports the
+// server's memory per socket.
 func BenchmarkParticipantSockets(b *testing.B) {
 	const sockets = 1000
-	s := startStack(b, "--seats", "20")
+	s := startStack(b, "--seats", "20", "--max-sockets", "50")
 	var cookies []string
 	for n := 1; n <= 20; n++ {
 		cookies = append(cookies, s.join(n).cookie())
