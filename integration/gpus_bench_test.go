@@ -124,15 +124,15 @@ func manyGPUs(b *testing.B, t *benchkit.Table, step time.Duration) {
 	// jobs, from each one's execution timestamps.
 	busy, gaps := instanceTimes(b, sims)
 	b.ReportMetric(busy.Seconds()/(took.Seconds()*float64(len(sims))), "instances-busy")
-	b.ReportMetric(ms(benchkit.Pct(gaps, 0.5)), "instance-gap-p50-ms")
-	b.ReportMetric(ms(benchkit.Pct(gaps, 0.99)), "instance-gap-p99-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.5)), "instance-gap-p50-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.99)), "instance-gap-p99-ms")
 	// The fleet's own share of the machine (simulators, agents, this client).
 	b.ReportMetric((self1-self0).Seconds()/took.Seconds(), "fleet-cores")
 	b.ReportMetric((cpu1-cpu0).Seconds()/took.Seconds(), "server-cores")
 	b.ReportMetric(0, "ns/op")
 	t.Set(step, float64(b.N)/took.Seconds(), float64((cpu1-cpu0).Microseconds())/1000/float64(b.N), (cpu1-cpu0).Seconds()/took.Seconds(),
 		(self1-self0).Seconds()/took.Seconds(), busy.Seconds()/(took.Seconds()*float64(len(sims))),
-		fmt.Sprintf("%.0f / %.0f", ms(benchkit.Pct(gaps, 0.5)), ms(benchkit.Pct(gaps, 0.99))), float64(c.N)/float64(b.N))
+		fmt.Sprintf("%.0f / %.0f", benchkit.MS(benchkit.Pct(gaps, 0.5)), benchkit.MS(benchkit.Pct(gaps, 0.99))), float64(c.N)/float64(b.N))
 }
 
 // scrape reads one histogram from the server's /metrics.

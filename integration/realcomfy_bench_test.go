@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/comfy-workshop/workshop/comfy"
+	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -96,16 +96,16 @@ func BenchmarkRealComfyUI(b *testing.B) {
 		s.a.do("POST", "/api/queue/resume", nil, nil)
 		ws.waitSuccess(b, 5*time.Minute, ids...)
 		gaps := idleGaps(b, in.URL, ids)
-		b.ReportMetric(ms(pct(gaps, 50)), fmt.Sprintf("gap-prefetch%d-p50-ms", prefetch))
-		b.ReportMetric(ms(pct(gaps, 90)), fmt.Sprintf("gap-prefetch%d-p90-ms", prefetch))
+		b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.5)), fmt.Sprintf("gap-prefetch%d-p50-ms", prefetch))
+		b.ReportMetric(benchkit.MS(benchkit.Pct(gaps, 0.9)), fmt.Sprintf("gap-prefetch%d-p90-ms", prefetch))
 		agent.stop(context.Background())
 		srv.stop(context.Background())
 	}
-	b.ReportMetric(ms(pct(direct, 50)), "direct-p50-ms")
-	b.ReportMetric(ms(pct(direct, 90)), "direct-p90-ms")
-	b.ReportMetric(ms(pct(via, 50)), "workshop-p50-ms")
-	b.ReportMetric(ms(pct(via, 90)), "workshop-p90-ms")
-	b.ReportMetric(ms(pct(via, 50)-pct(direct, 50)), "added-p50-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(direct, 0.5)), "direct-p50-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(direct, 0.9)), "direct-p90-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(via, 0.5)), "workshop-p50-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(via, 0.9)), "workshop-p90-ms")
+	b.ReportMetric(benchkit.MS(benchkit.Pct(via, 0.5)-benchkit.Pct(direct, 0.5)), "added-p50-ms")
 }
 
 // idleGaps reads the jobs' runs from the instance's history (the workshop
@@ -148,11 +148,4 @@ func idleGaps(b *testing.B, instance string, ids []string) []time.Duration {
 		gaps = append(gaps, time.Duration(runs[i].start-runs[i-1].end)*time.Millisecond)
 	}
 	return gaps
-}
-
-// pct is the p-th percentile of ds.
-func pct(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)]
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/comfy-workshop/workshop/internal/procstat"
 	"github.com/comfy-workshop/workshop/internal/realcomfy"
 )
 
@@ -546,16 +547,11 @@ func TestSecurityLoginFlood(t *testing.T) {
 // peakRSS is a process's peak resident memory (VmHWM), in bytes.
 func peakRSS(t testing.TB, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
-	if m == nil {
-		t.Skip("no VmHWM in /proc/PID/status")
-	}
-	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return kb << 10
+	return st.HWM
 }
 
 // 4: with no node list yet (before any GPU host), /prompt skipped

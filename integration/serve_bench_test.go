@@ -119,7 +119,7 @@ func profile(b *testing.B, s *server, path string) <-chan struct{} {
 	return done
 }
 
-func (r round) pct(p float64) float64 { return ms(benchkit.Pct(r.lat, p)) }
+func (r round) pct(p float64) float64 { return benchkit.MS(benchkit.Pct(r.lat, p)) }
 
 // report adds the round's figures to the benchmark's line, each name
 // prefixed with what (submit, get).

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/comfy-workshop/workshop/internal/procstat"
 )
 
 // The soak test: a two-hour, 200-participant workshop day with the clock
@@ -475,21 +477,11 @@ func soakSampleNow(t *testing.T, srv *server) soakSample {
 	t.Helper()
 	pid := srv.cmd.Process.Pid
 	s := soakSample{goroutines: -1, heap: -1}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
-		t.Fatalf("open files of the server: %v", err)
+		t.Fatalf("the server's process: %v", err)
 	}
-	s.fds = len(fds)
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "RssAnon:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			s.rssAnon = kb << 10
-		}
-	}
+	s.fds, s.rssAnon = st.FDs, st.Anon
 	if prof, _ := soakGet(srv, "/debug/pprof/heap?gc=1&debug=1"); prof != "" {
 		for _, l := range strings.Split(prof, "\n") {
 			if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
