@@ -349,12 +349,6 @@ func (d *Dispatcher) Drain(ctx context.Context, id string, on bool) (WorkerStatu
 	return st, nil
 }
 
-func (d *Dispatcher) doneCount(id string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.done[id]
-}
-
 // States of an instance, as WorkerStatus.State reports them.
 const (
 	StateIdle         = "idle"
