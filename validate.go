@@ -132,12 +132,15 @@ func SafeText(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || isBidiControl(r) {
+		if unsafeRune(r) {
 			return false
 		}
 	}
 	return true
 }
+
+// unsafeRune reports a rune SafeText refuses in valid UTF-8.
+func unsafeRune(r rune) bool { return unicode.IsControl(r) || isBidiControl(r) }
 
 // isBidiControl reports the Unicode bidirectional formatting characters:
 // marks, embeddings, overrides and isolates.
