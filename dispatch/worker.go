@@ -625,12 +625,12 @@ func (w *worker) handle(ev comfy.Event) {
 		// The participant hears of it only if the job fails for good (not
 		// retried elsewhere): their socket tells a job's end from its record.
 		jerr := executionError(m, details())
-		reason, instanceSide := executionFault(m)
+		f, instanceSide := executionFailure(m)
 		after = func() {
 			if instanceSide {
 				// Still tracked meanwhile, so the worker takes no new job
 				// before it knows whether it is set aside.
-				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
+				w.retryElsewhere(jobID, f, jerr)
 				w.untrack(jobID)
 				return
 			}
