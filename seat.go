@@ -60,7 +60,7 @@ func StoredName(filename, subfolder, typ string) string {
 	// A name made from a participant's filename_prefix: what could break
 	// a header, a log line or a listing becomes "_".
 	name = strings.Map(func(r rune) rune {
-		if !SafeText(string(r)) {
+		if unsafeRune(r) {
 			return '_'
 		}
 		return r

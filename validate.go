@@ -132,21 +132,14 @@ func SafeText(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || isBidiControl(r) {
+		if unsafeRune(r) {
 			return false
 		}
 	}
 	return true
 }
 
-// isBidiControl reports the Unicode bidirectional formatting characters:
-// marks, embeddings, overrides and isolates.
-func isBidiControl(r rune) bool {
-	switch {
-	case r == '\u061c', r == '\u200e', r == '\u200f':
-		return true
-	case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
-		return true
-	}
-	return false
-}
+// unsafeRune reports a rune SafeText refuses in valid UTF-8: a control
+// character, or a bidirectional formatting one (marks, embeddings,
+// overrides, isolates: Unicode's Bidi_Control property).
+func unsafeRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }

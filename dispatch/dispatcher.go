@@ -96,10 +96,11 @@ type Dispatcher struct {
 
 // goneWorker is the last state of a worker whose agent disconnected.
 type goneWorker struct {
-	last   WorkerStatus
-	at     time.Time
-	nodes  *nodeList
-	taking bool
+	last    WorkerStatus
+	version string
+	at      time.Time
+	nodes   *nodeList
+	taking  bool
 }
 
 // New returns a dispatcher; call Run.
@@ -226,9 +227,9 @@ func (d *Dispatcher) handle(ctx context.Context, ev tunnel.Event) {
 					lost = now
 				}
 				w.mu.Lock()
-				nodes, taking := w.nodes, !w.draining && !w.aside
+				nodes, version, taking := w.nodes, w.version, !w.draining && !w.aside
 				w.mu.Unlock()
-				d.gone[id] = goneWorker{last: w.status(d.done[id]), at: lost, nodes: nodes, taking: taking}
+				d.gone[id] = goneWorker{last: w.status(d.done[id]), version: version, at: lost, nodes: nodes, taking: taking}
 			}
 		}
 		if d.sessions[a.Name] == a.SessionID {
@@ -347,12 +348,6 @@ func (d *Dispatcher) Drain(ctx context.Context, id string, on bool) (WorkerStatu
 	}
 	st, _ := d.status(id)
 	return st, nil
-}
-
-func (d *Dispatcher) doneCount(id string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.done[id]
 }
 
 // States of an instance, as WorkerStatus.State reports them.
@@ -514,7 +509,7 @@ func (d *Dispatcher) Upstream() (base string, dial func(ctx context.Context, net
 	pickTaking, pickIdle := false, false
 	for _, w := range d.workers {
 		w.mu.Lock()
-		up, idle, version := w.connected, w.executing == "", comfyVersion(w.report.SystemStats)
+		up, idle, version := w.connected, w.executing == "", w.version
 		taking := !w.draining && !w.aside
 		w.mu.Unlock()
 		if !up {

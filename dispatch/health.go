@@ -40,6 +40,13 @@ func executionFault(m *comfy.ExecutionError) (reason string, ok bool) {
 	return "", false
 }
 
+// executionFailure is the Failure an execution_error that is the
+// instance's fault (executionFault) records, live or found in history.
+func executionFailure(m *comfy.ExecutionError) (workshop.Failure, bool) {
+	reason, ok := executionFault(m)
+	return workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, ok
+}
+
 // promptFault tells a /prompt rejection caused by what this instance lacks
 // (a node class, a model file) from one caused by the graph. The server
 // validated the graph against another instance's object_info, so the

@@ -150,7 +150,7 @@ func (d *Dispatcher) listedNow() []listed {
 	d.mu.Lock()
 	for id, w := range d.workers {
 		w.mu.Lock()
-		l := listed{id: id, version: comfyVersion(w.report.SystemStats), taking: !w.draining && !w.aside, up: w.connected, nodes: w.nodes, w: w}
+		l := listed{id: id, version: w.version, taking: !w.draining && !w.aside, up: w.connected, nodes: w.nodes, w: w}
 		keep := w.connected || (w.nodes != nil && within(w.lostAt))
 		w.mu.Unlock()
 		if keep {
@@ -159,7 +159,7 @@ func (d *Dispatcher) listedNow() []listed {
 	}
 	for id, g := range d.gone {
 		if g.nodes != nil && within(g.at) {
-			out = append(out, listed{id: id, version: comfyVersion(g.last.Stats), taking: g.taking, nodes: g.nodes})
+			out = append(out, listed{id: id, version: g.version, taking: g.taking, nodes: g.nodes})
 		}
 	}
 	d.mu.Unlock()

@@ -314,8 +314,8 @@ func (w *worker) failedWhileAway(jobID string, e *comfy.HistoryEntry) {
 		if msg.Event == comfy.EventExecutionError && json.Unmarshal(msg.Data, &m) == nil {
 			// e.PromptID is the instance's id of it; the record carries the job's.
 			jerr := executionError(&m, comfy.RenamePrompt(msg.Data, false, e.PromptID, jobID))
-			if reason, ok := executionFault(&m); ok {
-				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
+			if f, ok := executionFailure(&m); ok {
+				w.retryElsewhere(jobID, f, jerr)
 			} else {
 				w.fail(jobID, jerr)
 			}

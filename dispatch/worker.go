@@ -71,6 +71,7 @@ type worker struct {
 	aside      bool      // set aside: it kept failing jobs
 	lostAt     time.Time // when its socket went, while it is down
 	report     tunnel.InstanceStatus
+	version    string // the ComfyUI version report names (comfyVersion), read once per report
 	gpus       []tunnel.GPUStats
 	models     json.RawMessage
 	nodes      *nodeList  // its object_info, once read
@@ -124,7 +125,7 @@ func newWorker(d *Dispatcher, a tunnel.AgentInfo, in tunnel.InstanceStatus) *wor
 		client: client, clientID: "workshop-" + strings.NewReplacer("/", "-", " ", "-").Replace(id),
 		wake: make(chan struct{}, 1), sync: make(chan struct{}, 1),
 		jobs: map[string]*track{}, byEngine: map[string]string{},
-		report: in, gpus: a.Report.GPUs, models: a.Report.Models,
+		report: in, version: comfyVersion(in.SystemStats), gpus: a.Report.GPUs, models: a.Report.Models,
 	}
 }
 
@@ -175,8 +176,9 @@ func (w *worker) interruptLease() {
 }
 
 func (w *worker) setReport(st tunnel.InstanceStatus, r tunnel.Report) {
+	version := comfyVersion(st.SystemStats)
 	w.mu.Lock()
-	w.report, w.gpus, w.models = st, r.GPUs, r.Models
+	w.report, w.version, w.gpus, w.models = st, version, r.GPUs, r.Models
 	w.mu.Unlock()
 }
 
@@ -623,12 +625,12 @@ func (w *worker) handle(ev comfy.Event) {
 		// The participant hears of it only if the job fails for good (not
 		// retried elsewhere): their socket tells a job's end from its record.
 		jerr := executionError(m, details())
-		reason, instanceSide := executionFault(m)
+		f, instanceSide := executionFailure(m)
 		after = func() {
 			if instanceSide {
 				// Still tracked meanwhile, so the worker takes no new job
 				// before it knows whether it is set aside.
-				w.retryElsewhere(jobID, workshop.Failure{Reason: reason, Message: shorten(m.ExceptionType+": "+m.ExceptionMessage, 300)}, jerr)
+				w.retryElsewhere(jobID, f, jerr)
 				w.untrack(jobID)
 				return
 			}
