@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -190,10 +189,8 @@ func checkActorName(name string) error {
 	if len([]rune(name)) > 40 {
 		return workshop.Errorf(workshop.EINVALID, "a name is at most 40 characters")
 	}
-	for _, r := range name {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return workshop.Errorf(workshop.EINVALID, "a name cannot hold control characters")
-		}
+	if !workshop.SafeText(name) {
+		return workshop.Errorf(workshop.EINVALID, "a name cannot hold control characters")
 	}
 	return nil
 }

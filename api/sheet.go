@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"unicode"
 
 	"github.com/gofiber/fiber/v2"
 	qrcode "github.com/skip2/go-qrcode"
@@ -62,10 +61,12 @@ func (s *Server) putSheet(c *fiber.Ctx) error {
 		if n := len([]rune(*v)); n > sheetLimits[name] {
 			return workshop.Errorf(workshop.EINVALID, "%s is %d characters; at most %d fit on a card", name, n, sheetLimits[name])
 		}
-		for _, r := range *v {
-			if (unicode.IsControl(r) && !(name == "instructions" && r == '\n')) || unicode.Is(unicode.Bidi_Control, r) {
-				return workshop.Errorf(workshop.EINVALID, "%s holds a control character", name)
-			}
+		text := *v
+		if name == "instructions" {
+			text = strings.ReplaceAll(text, "\n", "") // lines are allowed there
+		}
+		if !workshop.SafeText(text) {
+			return workshop.Errorf(workshop.EINVALID, "%s holds a control character", name)
 		}
 	}
 	if sh.WiFiPassword != "" && sh.WiFiName == "" {

@@ -290,13 +290,9 @@ func (s *Service) OpenSeat(ctx context.Context, n int) (string, error) {
 	return s.open(ctx, store.Session{Seat: n})
 }
 
-// OpenAdmin opens an admin session; its CSRF token is returned with it.
-func (s *Service) OpenAdmin(ctx context.Context) (token, csrf string, err error) {
-	return s.OpenAdminAs(ctx, "")
-}
-
-// OpenAdminAs is OpenAdmin for someone who gave their name, which the
-// activity log shows for what they do.
+// OpenAdminAs opens an admin session for someone who gave their name
+// ("" for none), which the activity log shows for what they do; its CSRF
+// token is returned with it.
 func (s *Service) OpenAdminAs(ctx context.Context, name string) (token, csrf string, err error) {
 	csrf = auth.NewToken()
 	token, err = s.open(ctx, store.Session{Admin: true, Name: name, CSRF: csrf})

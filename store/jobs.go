@@ -391,9 +391,3 @@ func (tx *Tx) Served() (map[string]uint64, error) {
 	})
 	return out, err
 }
-
-// EachJob walks every job oldest first, without workflows, until fn
-// returns false. It reads every record: for reports, not hot paths.
-func (tx *Tx) EachJob(fn func(*workshop.Job) bool) error {
-	return tx.EachJobAfter("", fn)
-}

@@ -202,21 +202,15 @@ func (tx *Tx) Report() (*Report, error) {
 			return nil
 		}
 		name := k[2:]
-		u := func(i int) uint64 {
-			if len(v) >= 8*(i+1) {
-				return binary.BigEndian.Uint64(v[8*i:])
-			}
-			return 0
-		}
 		switch k[0] {
 		case repUser:
 			r.Users[string(name)] = userTotals(v)
 		case repWorker:
-			r.Workers[string(name)] = Totals{Jobs: int(u(0)), Time: time.Duration(u(1)) * time.Millisecond}
+			r.Workers[string(name)] = Totals{Jobs: int(uintAt(v, 0)), Time: time.Duration(uintAt(v, 1)) * time.Millisecond}
 		case repMinute:
 			if len(name) == 4 {
 				r.Minutes = append(r.Minutes, MinuteTotals{Minute: int64(binary.BigEndian.Uint32(name)),
-					Created: int(u(0)), Started: int(u(1)), Finished: int(u(2)), FinishedStarted: int(u(3)), Completed: int(u(4))})
+					Created: int(uintAt(v, 0)), Started: int(uintAt(v, 1)), Finished: int(uintAt(v, 2)), FinishedStarted: int(uintAt(v, 3)), Completed: int(uintAt(v, 4))})
 			}
 		case repWaitHis, repRunHist:
 			if len(name) == 2 {
@@ -224,7 +218,7 @@ func (tx *Tx) Report() (*Report, error) {
 				if k[0] == repRunHist {
 					h = &r.Run
 				}
-				h.add(int(binary.BigEndian.Uint16(name)), u(0))
+				h.add(int(binary.BigEndian.Uint16(name)), uintAt(v, 0))
 			}
 		}
 		return nil
@@ -233,13 +227,16 @@ func (tx *Tx) Report() (*Report, error) {
 }
 
 func userTotals(v []byte) Totals {
-	u := func(i int) uint64 {
-		if len(v) >= 8*(i+1) {
-			return binary.BigEndian.Uint64(v[8*i:])
-		}
-		return 0
+	return Totals{Jobs: int(uintAt(v, 0)), Time: time.Duration(uintAt(v, 1)) * time.Millisecond, Completed: int(uintAt(v, 2))}
+}
+
+// uintAt is the i-th big-endian uint64 of a totals value (addUints), 0
+// past its end.
+func uintAt(v []byte, i int) uint64 {
+	if len(v) >= 8*(i+1) {
+		return binary.BigEndian.Uint64(v[8*i:])
 	}
-	return Totals{Jobs: int(u(0)), Time: time.Duration(u(1)) * time.Millisecond, Completed: int(u(2))}
+	return 0
 }
 
 // UserTotals reads every participant's totals only (finished and completed
