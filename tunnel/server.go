@@ -738,12 +738,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (c *Conn) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
 // Read reads from the instance.
 func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.answer(); err != nil {

@@ -329,15 +329,6 @@ func (h *handler) move(c *fiber.Ctx, user, rawSrc, rawDst string) error {
 	return h.fileResult(c, root, dst, fullInfo)
 }
 
-func readDir(root *os.Root, rel string) ([]fs.DirEntry, error) {
-	d, err := root.Open(fsName(rel))
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.ReadDir(-1)
-}
-
 // overQuota answers 413 and reports true when replacing a file of size
 // old by one of size size would take the participant over their byte
 // quota (only growth is refused), or newEntries more files and folders
