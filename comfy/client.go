@@ -144,12 +144,11 @@ func (c *Client) do(ctx context.Context, method, route string, query url.Values,
 }
 
 func (c *Client) getJSON(ctx context.Context, route string, query url.Values, out any) error {
-	resp, err := c.do(ctx, http.MethodGet, route, query, nil, "")
+	b, err := c.getBytes(ctx, route, query)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("comfy: GET %s: decode: %w", route, err)
 	}
 	return nil
@@ -161,17 +160,22 @@ func (c *Client) getBytes(ctx context.Context, route string, query url.Values) (
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxJSON+1))
+	return readAnswer(resp.Body, "GET "+route)
+}
+
+// readAnswer reads a JSON answer whole, at most MaxJSON bytes of it.
+func readAnswer(r io.Reader, what string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxJSON+1))
 	if err != nil {
-		return nil, fmt.Errorf("comfy: GET %s: %w", route, err)
+		return nil, fmt.Errorf("comfy: %s: %w", what, err)
 	}
 	if len(b) > MaxJSON {
-		return nil, fmt.Errorf("comfy: GET %s: the answer is over %d MiB", route, MaxJSON>>20)
+		return nil, fmt.Errorf("comfy: %s: the answer is over %d MiB", what, MaxJSON>>20)
 	}
 	return b, nil
 }
 
-// MaxJSON bounds a JSON answer read whole (object_info, history): far
+// MaxJSON bounds every JSON answer (object_info, history, queue): far
 // above a big installation's, and the server's memory is not the GPU
 // host's to take.
 const MaxJSON = 64 << 20
@@ -213,8 +217,12 @@ func (c *Client) QueuePrompt(ctx context.Context, req PromptRequest) (*PromptRes
 		return nil, err
 	}
 	defer resp.Body.Close()
+	b, err := readAnswer(resp.Body, "POST /prompt")
+	if err != nil {
+		return nil, err
+	}
 	var out PromptResponse
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("comfy: POST /prompt: decode: %w", err)
 	}
 	if out.PromptID == "" {

@@ -152,3 +152,30 @@ func TestPromptErrorOfOlderComfyUI(t *testing.T) {
 		t.Fatalf("got %T %v", err, err)
 	}
 }
+
+// A GPU host's answer is read at most MaxJSON bytes far, whatever the
+// route: an endless /queue or /prompt answer is an error, not the server's
+// memory.
+func TestAnswersAreBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"queue_running": [], "prompt_id": "`)
+		chunk := strings.Repeat("x", 1<<20)
+		for range MaxJSON>>20 + 1 {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Queue(context.Background()); err == nil || !strings.Contains(err.Error(), "over 64 MiB") {
+		t.Errorf("GET /queue: %v", err)
+	}
+	if _, err := c.QueuePrompt(context.Background(), PromptRequest{Prompt: json.RawMessage(`{}`)}); err == nil || !strings.Contains(err.Error(), "over 64 MiB") {
+		t.Errorf("POST /prompt: %v", err)
+	}
+}

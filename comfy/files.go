@@ -57,8 +57,12 @@ func (c *Client) UploadImage(ctx context.Context, up UploadRequest) (*UploadResu
 		return nil, err
 	}
 	defer resp.Body.Close()
+	b, err := readAnswer(resp.Body, "upload")
+	if err != nil {
+		return nil, err
+	}
 	var out UploadResult
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("comfy: upload: decode: %w", err)
 	}
 	return &out, nil
