@@ -36,6 +36,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		exp := now.Add(ttl)
 		q.removePending(e)
 		e.status, e.worker, e.leaseExp, e.started, e.node = workshop.StatusRunning, worker, exp, time.Time{}, ""
+		q.running[e.id] = e
 		e.attempts++
 		q.clock++
 		q.served[e.user] = q.clock
@@ -112,8 +113,8 @@ func (q *Queue) SetEngineID(ctx context.Context, id, worker, engineID string) er
 func (q *Queue) LeasedBy(worker string) []*workshop.Job {
 	q.mu.Lock()
 	var ids []string
-	for id, e := range q.active {
-		if e.status == workshop.StatusRunning && e.worker == worker {
+	for id, e := range q.running {
+		if e.worker == worker {
 			ids = append(ids, id)
 		}
 	}
@@ -135,8 +136,8 @@ func (q *Queue) LeasedBy(worker string) []*workshop.Job {
 func (q *Queue) Leases(worker string) (ids []string, until time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for id, e := range q.active {
-		if e.status == workshop.StatusRunning && e.worker == worker {
+	for id, e := range q.running {
+		if e.worker == worker {
 			ids = append(ids, id)
 			if e.leaseExp.After(until) {
 				until = e.leaseExp
@@ -153,8 +154,8 @@ func (q *Queue) LeaseHolders() []string {
 	defer q.mu.Unlock()
 	seen := map[string]bool{}
 	var out []string
-	for _, e := range q.active {
-		if e.status == workshop.StatusRunning && e.worker != "" && !seen[e.worker] {
+	for _, e := range q.running {
+		if e.worker != "" && !seen[e.worker] {
 			seen[e.worker] = true
 			out = append(out, e.worker)
 		}
@@ -306,6 +307,7 @@ func (q *Queue) requeue(e *entry, reason string, f *workshop.Failure) func(*work
 		}
 	}
 	e.status, e.worker, e.leaseExp = workshop.StatusPending, "", time.Time{}
+	delete(q.running, e.id)
 	q.classes[e.priority].add(e)
 	q.pendingBy[e.user]++
 	q.dirty()
@@ -325,8 +327,8 @@ func (q *Queue) ExpireLeases(ctx context.Context) []string {
 	q.mu.Lock()
 	now := q.now()
 	var ids []string
-	for id, e := range q.active {
-		if e.status == workshop.StatusRunning && !e.leaseExp.IsZero() && e.leaseExp.Before(now) {
+	for id, e := range q.running {
+		if !e.leaseExp.IsZero() && e.leaseExp.Before(now) {
 			ids = append(ids, id)
 		}
 	}

@@ -54,7 +54,11 @@ type Queue struct {
 	clock  uint64            // round-robin clock: one tick per dispatch
 	served map[string]uint64 // participant -> clock at their last dispatch
 	active map[string]*entry
-	byUser map[string][]*entry // each participant's active entries
+	// running holds the active entries that are leased: what the lease
+	// sweep, heartbeats and the GPU list walk, every second, without the
+	// pending ones (tens of thousands in a long queue).
+	running map[string]*entry
+	byUser  map[string][]*entry // each participant's active entries
 	// classes[0] holds jobs the instructor moved to the top; classes[p+1]
 	// holds priority p.
 	classes [workshop.PriorityLowest + 2]*class
@@ -107,6 +111,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		mode:       cfg.Mode,
 		served:     map[string]uint64{},
 		active:     map[string]*entry{},
+		running:    map[string]*entry{},
 		byUser:     map[string][]*entry{},
 		pendingBy:  map[string]int{},
 		quota:      map[string]int{},
@@ -611,14 +616,19 @@ func (q *Queue) finish(e *entry, st workshop.JobStatus) {
 	q.finished[st]++
 }
 
-// addActive and dropActive keep active and byUser in step; mu held.
+// addActive and dropActive keep active, running and byUser in step; mu
+// held.
 func (q *Queue) addActive(e *entry) {
 	q.active[e.id] = e
+	if e.status == workshop.StatusRunning {
+		q.running[e.id] = e
+	}
 	q.byUser[e.user] = append(q.byUser[e.user], e)
 }
 
 func (q *Queue) dropActive(e *entry) {
 	delete(q.active, e.id)
+	delete(q.running, e.id)
 	s := slices.DeleteFunc(q.byUser[e.user], func(x *entry) bool { return x == e })
 	if len(s) == 0 {
 		delete(q.byUser, e.user)
@@ -838,32 +848,83 @@ func (q *Queue) Place(user string) Place {
 	return p
 }
 
-// Places returns every participant's place with one pass over the order,
-// for telling a whole room where they stand; participants without active
-// jobs are absent.
+// Places returns every participant's place, for telling a whole room
+// where they stand; participants without active jobs are absent. The room
+// asks every second under load, so with one priority in use (a workshop's
+// usual queue) it costs a sort of the participants, not a walk of every
+// pending job.
 func (q *Queue) Places() map[string]Place {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := make(map[string]Place, len(q.byUser))
-	for i, e := range q.order() {
-		p := out[e.user]
-		if p.Pending == 0 {
-			p.Position = i + 1
-			p.ETASeconds = q.eta(i + 1)
+	if !q.placesOfOneClass(out) {
+		for i, e := range q.order() {
+			p := out[e.user]
+			if p.Pending == 0 {
+				p.Position = i + 1
+				p.ETASeconds = q.eta(i + 1)
+			}
+			p.Pending++
+			out[e.user] = p
 		}
-		p.Pending++
-		out[e.user] = p
 	}
 	for u, es := range q.byUser {
 		p := out[u]
-		for _, e := range es {
-			if e.status != workshop.StatusPending {
-				p.Running++
-			}
-		}
+		p.Running = len(es) - p.Pending // active entries are pending or running
 		out[u] = p
 	}
 	return out
+}
+
+// placesOfOneClass fills out with each participant's pending count and
+// first position when a single class holds every pending job, and reports
+// whether it did. In that class everyone's first job comes in the first
+// round: its place is the participant's rank in the rotation (in FIFO, its
+// place in the class's line). mu held.
+func (q *Queue) placesOfOneClass(out map[string]Place) bool {
+	var c *class
+	fifo := q.mode == workshop.ModeFIFO
+	for i, k := range q.classes {
+		if len(k.fifo) == 0 {
+			continue
+		}
+		if c != nil {
+			return false // higher classes reshuffle the rotation: order() simulates it
+		}
+		c, fifo = k, fifo || i == 0
+	}
+	if c == nil {
+		return true
+	}
+	heads := make([]string, 0, len(c.users))
+	for u, s := range c.users {
+		heads = append(heads, u)
+		out[u] = Place{Pending: len(s)}
+	}
+	if fifo {
+		for _, u := range heads {
+			i, _ := slices.BinarySearchFunc(c.fifo, c.users[u][0].order, byOrder)
+			p := out[u]
+			p.Position, p.ETASeconds = i+1, q.eta(i+1)
+			out[u] = p
+		}
+		return true
+	}
+	slices.SortFunc(heads, func(a, b string) int {
+		switch {
+		case rrLess(q.served[a], c.users[a][0], q.served[b], c.users[b][0]):
+			return -1
+		case rrLess(q.served[b], c.users[b][0], q.served[a], c.users[a][0]):
+			return 1
+		}
+		return 0
+	})
+	for i, u := range heads {
+		p := out[u]
+		p.Position, p.ETASeconds = i+1, q.eta(i+1)
+		out[u] = p
+	}
+	return true
 }
 
 // Counts returns a participant's pending and running job counts.
@@ -902,9 +963,8 @@ func (q *Queue) Status() Status {
 		workshop.StatusPending: 0, workshop.StatusRunning: 0,
 		workshop.StatusCompleted: 0, workshop.StatusFailed: 0, workshop.StatusCancelled: 0,
 	}
-	for _, e := range q.active {
-		counts[e.status]++
-	}
+	counts[workshop.StatusRunning] = len(q.running)
+	counts[workshop.StatusPending] = len(q.active) - len(q.running)
 	for st, n := range q.finished {
 		counts[st] += n
 	}

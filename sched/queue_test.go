@@ -448,6 +448,14 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 	if g.Status != workshop.StatusPending || g.Attempts != 1 || g.Error == nil || g.Worker != "" {
 		t.Errorf("after expiry %+v", g)
 	}
+	// Requeued is pending everywhere: the counts, the worker's leases, the
+	// list of lease holders.
+	if c := q.Status().Counts; c[workshop.StatusRunning] != 0 || c[workshop.StatusPending] != 1 {
+		t.Errorf("counts after expiry %v", c)
+	}
+	if ids, _ := q.Leases("w"); len(ids) != 0 || len(q.LeaseHolders()) != 0 {
+		t.Errorf("after expiry w holds %v; holders %v", ids, q.LeaseHolders())
+	}
 	// Out of attempts, it fails where it last ran.
 	for range 2 {
 		q.Lease(ctx, "w2", time.Minute)
@@ -721,78 +729,89 @@ func TestMoveToTopAndRetry(t *testing.T) {
 
 // Every way of asking where a participant stands agrees with the order the
 // queue actually dispatches in: Mine's positions, Place and Places.
+// Mixed priorities take the simulated order; one priority alone (the
+// usual queue, and the instructor's class, which is first in, first out)
+// takes the shortcut of Places: both must agree with dispatch.
 func TestPlacesAgreeWithDispatch(t *testing.T) {
+	classes := []struct {
+		name  string
+		prios []int
+	}{{"mixed", []int{2, 2, 1, 3}}, {"default", []int{2, 2, 2, 2}}, {"instructor", []int{0, 0, 0, 0}}}
 	for _, mode := range []workshop.QueueMode{workshop.ModeRoundRobin, workshop.ModeFIFO} {
-		t.Run(string(mode), func(t *testing.T) {
-			q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: mode})
-			ctx := context.Background()
-			users := []string{"ann", "bob", "cat", "dan"}
-			var moved *workshop.Job
-			for i := range 14 {
-				j := submit(t, q, users[i*7%4], fmt.Sprint(i), []int{2, 2, 1, 3}[i%4])
-				if i == 9 {
-					moved = j
-				}
-			}
-			if _, err := q.MoveToTop(ctx, moved.ID); err != nil {
-				t.Fatal(err)
-			}
-			// Two running jobs, one cancelled pending one.
-			for range 2 {
-				if _, err := q.Lease(ctx, "w", time.Minute); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cancelled := q.Mine("cat", false)
-			if _, err := q.Cancel(ctx, cancelled[len(cancelled)-1].ID, ""); err != nil {
-				t.Fatal(err)
-			}
+		for _, cl := range classes {
+			t.Run(string(mode)+"/"+cl.name, func(t *testing.T) { placesAgreeWithDispatch(t, mode, cl.prios) })
+		}
+	}
+}
 
-			places := q.Places()
-			byPos := map[int]string{}
-			for _, u := range users {
-				mine := q.Mine(u, false)
-				pending, running := q.Counts(u)
-				want := sched.Place{}
-				lastPos := 0
-				for i, j := range mine {
-					if j.Status == workshop.StatusRunning {
-						want.Running++
-						if i > 0 && mine[i-1].Status != workshop.StatusRunning {
-							t.Errorf("%s: running job after a pending one", u)
-						}
-						continue
-					}
-					want.Pending++
-					if j.Position <= lastPos {
-						t.Errorf("%s: positions not increasing: %d after %d", u, j.Position, lastPos)
-					}
-					lastPos = j.Position
-					if want.Position == 0 {
-						want.Position = j.Position
-					}
-					byPos[j.Position] = j.ID
+func placesAgreeWithDispatch(t *testing.T, mode workshop.QueueMode, prios []int) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: mode})
+	ctx := context.Background()
+	users := []string{"ann", "bob", "cat", "dan"}
+	var moved *workshop.Job
+	for i := range 14 {
+		j := submit(t, q, users[i*7%4], fmt.Sprint(i), prios[i%4])
+		if i == 9 {
+			moved = j
+		}
+	}
+	if _, err := q.MoveToTop(ctx, moved.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Two running jobs, one cancelled pending one.
+	for range 2 {
+		if _, err := q.Lease(ctx, "w", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelled := q.Mine("cat", false)
+	if _, err := q.Cancel(ctx, cancelled[len(cancelled)-1].ID, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	places := q.Places()
+	byPos := map[int]string{}
+	for _, u := range users {
+		mine := q.Mine(u, false)
+		pending, running := q.Counts(u)
+		want := sched.Place{}
+		lastPos := 0
+		for i, j := range mine {
+			if j.Status == workshop.StatusRunning {
+				want.Running++
+				if i > 0 && mine[i-1].Status != workshop.StatusRunning {
+					t.Errorf("%s: running job after a pending one", u)
 				}
-				if got := q.Place(u); got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
-					t.Errorf("Place(%s) = %+v, want %+v", u, got, want)
-				}
-				if got := places[u]; got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
-					t.Errorf("Places()[%s] = %+v, want %+v", u, got, want)
-				}
-				if pending != want.Pending || running != want.Running {
-					t.Errorf("Counts(%s) = %d, %d, want %+v", u, pending, running, want)
-				}
+				continue
 			}
-			for k := 1; k <= len(byPos); k++ {
-				j, err := q.Lease(ctx, "w", time.Minute)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if j.ID != byPos[k] {
-					t.Fatalf("lease %d got %s (%s), but position %d was %s", k, j.ID, j.UserID, k, byPos[k])
-				}
+			want.Pending++
+			if j.Position <= lastPos {
+				t.Errorf("%s: positions not increasing: %d after %d", u, j.Position, lastPos)
 			}
-		})
+			lastPos = j.Position
+			if want.Position == 0 {
+				want.Position = j.Position
+			}
+			byPos[j.Position] = j.ID
+		}
+		if got := q.Place(u); got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
+			t.Errorf("Place(%s) = %+v, want %+v", u, got, want)
+		}
+		if got := places[u]; got.Pending != want.Pending || got.Running != want.Running || got.Position != want.Position {
+			t.Errorf("Places()[%s] = %+v, want %+v", u, got, want)
+		}
+		if pending != want.Pending || running != want.Running {
+			t.Errorf("Counts(%s) = %d, %d, want %+v", u, pending, running, want)
+		}
+	}
+	for k := 1; k <= len(byPos); k++ {
+		j, err := q.Lease(ctx, "w", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.ID != byPos[k] {
+			t.Fatalf("lease %d got %s (%s), but position %d was %s", k, j.ID, j.UserID, k, byPos[k])
+		}
 	}
 }
 
