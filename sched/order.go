@@ -63,8 +63,14 @@ func insertSorted(s []*entry, e *entry) []*entry {
 
 func removeSorted(s []*entry, e *entry) []*entry {
 	i, ok := slices.BinarySearchFunc(s, e.order, byOrder)
-	if !ok {
+	switch {
+	case !ok:
 		return s
+	case i == 0:
+		// Dispatch takes from the front: reslice instead of moving every
+		// pending job up one (a long queue's whole line, per dispatch).
+		s[0] = nil
+		return s[1:]
 	}
 	return slices.Delete(s, i, i+1)
 }
