@@ -21,7 +21,7 @@ var graph = json.RawMessage(`{"1":{"class_type":"EmptyImage","inputs":{"width":6
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func openQueue(t *testing.T, dir string, cfg sched.Config) (*sched.Queue, *store.DB) {
+func openQueue(t testing.TB, dir string, cfg sched.Config) (*sched.Queue, *store.DB) {
 	t.Helper()
 	db, err := store.Open(dir, quiet)
 	if err != nil {
