@@ -203,9 +203,21 @@ func (q *Queue) order() []*entry {
 	if !q.orderDirty {
 		return q.orderCache
 	}
-	out := q.orderCache[:0]
-	// Serving a participant in a higher class moves them back in the rotation
-	// of the lower classes: simulate that with a scratch clock.
+	out, _ := q.simulate(q.orderCache[:0], len(q.classes))
+	q.orderCache = out
+	q.orderDirty = false
+	q.positions = make(map[*entry]int, len(out))
+	for i, e := range out {
+		q.positions[e] = i + 1
+	}
+	return out
+}
+
+// simulate appends the pending jobs of the classes before upto to out in
+// dispatch order, and returns when each participant was last served once
+// those are dispatched: serving a participant in a higher class moves them
+// back in the rotation of the lower classes. mu held.
+func (q *Queue) simulate(out []*entry, upto int) ([]*entry, func(string) uint64) {
 	virt := map[string]uint64{}
 	clock := q.clock
 	servedAt := func(u string) uint64 {
@@ -214,7 +226,7 @@ func (q *Queue) order() []*entry {
 		}
 		return q.served[u]
 	}
-	for i, c := range q.classes {
+	for i, c := range q.classes[:upto] {
 		if len(c.fifo) == 0 {
 			continue
 		}
@@ -249,18 +261,14 @@ func (q *Queue) order() []*entry {
 			users = kept
 		}
 	}
-	q.orderCache = out
-	q.orderDirty = false
-	q.positions = make(map[*entry]int, len(out))
-	for i, e := range out {
-		q.positions[e] = i + 1
-	}
-	return out
+	return out, servedAt
 }
 
 // position is e's 1-based place in the dispatch order. For a job just added
-// it avoids rebuilding the whole order when it can: under load every
-// submission dirties the cache, and each answer needs its position.
+// it avoids rebuilding the whole order: under load every submission dirties
+// the cache, and each answer needs its position. Only the classes above
+// e's are simulated (moved and raised jobs: few), for how they reshuffle
+// the rotation of e's class.
 func (q *Queue) position(e *entry) int {
 	if !q.orderDirty {
 		return q.positions[e]
@@ -274,17 +282,16 @@ func (q *Queue) position(e *entry) int {
 		i, _ := slices.BinarySearchFunc(c.fifo, e.order, byOrder)
 		return before + i + 1
 	}
+	servedAt := func(u string) uint64 { return q.served[u] }
 	if before > 0 {
-		// Higher classes reshuffle this class's rotation: simulate.
-		q.order()
-		return q.positions[e]
+		_, servedAt = q.simulate(nil, e.priority)
 	}
 	mine := c.users[e.user]
 	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
-	pos := 0
+	pos := before
 	for u, s := range c.users {
 		pos += min(len(s), k) // everyone's jobs from the rounds before e's
-		if u != e.user && len(s) > k && rrLess(q.served[u], s[0], q.served[e.user], mine[0]) {
+		if u != e.user && len(s) > k && rrLess(servedAt(u), s[0], servedAt(e.user), mine[0]) {
 			pos++ // ahead of e in e's own round
 		}
 	}

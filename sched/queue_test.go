@@ -873,3 +873,28 @@ func TestCancelRecordsTheNode(t *testing.T) {
 		t.Errorf("cancelled before it ran: %s %v", where(got), err)
 	}
 }
+
+// A participant served at a higher priority goes back in the rotation of
+// the lower one: the position a submission is answered with counts that,
+// as dispatch does.
+func TestPositionAfterAHigherPriority(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{Mode: workshop.ModeRoundRobin})
+	submit(t, q, "B", "b1", 2)
+	submit(t, q, "A", "a1", 2)
+	submit(t, q, "B", "b0", 1)
+	c := submit(t, q, "C", "c1", 2)
+	if c.Position != 3 {
+		t.Errorf("c1 answered with position %d, want 3 (after b0 and a1; b1 waits, b0 served B)", c.Position)
+	}
+	var got []string
+	for range 4 {
+		j, err := q.Lease(context.Background(), "w", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, label(j))
+	}
+	if strings.Join(got, " ") != "b0 a1 c1 b1" {
+		t.Errorf("dispatched %v", got)
+	}
+}
