@@ -11,6 +11,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
+	"github.com/comfy-workshop/workshop/internal/words"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -160,7 +161,7 @@ func manyWords(n int, sel sched.Selector) string {
 		kind = string(sel.Status) + " job"
 	}
 	if sel.UserID != "" {
-		return plural(n, kind) + " of " + userWords(sel.UserID)
+		return words.Plural(n, kind) + " of " + userWords(sel.UserID)
 	}
 	return fmt.Sprintf("every %s (%d)", kind, n)
 }

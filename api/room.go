@@ -24,6 +24,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
+	"github.com/comfy-workshop/workshop/internal/words"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/store"
 )
@@ -686,6 +687,6 @@ func (s *Server) prune(c *fiber.Ctx) error {
 		return err
 	}
 	note(c, activity.Entry{Action: fmt.Sprintf("pruned %s and %s from before %s",
-		plural(len(pruned), "finished job"), plural(inputs, "upload"), cutoff.UTC().Format("2006-01-02 15:04 UTC"))})
+		words.Plural(len(pruned), "finished job"), words.Plural(inputs, "upload"), cutoff.UTC().Format("2006-01-02 15:04 UTC"))})
 	return answer(len(pruned), inputs)
 }

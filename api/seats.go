@@ -14,6 +14,7 @@ import (
 
 	workshop "github.com/comfy-workshop/workshop"
 	"github.com/comfy-workshop/workshop/activity"
+	"github.com/comfy-workshop/workshop/internal/words"
 	"github.com/comfy-workshop/workshop/sched"
 	"github.com/comfy-workshop/workshop/seats"
 	"github.com/comfy-workshop/workshop/store"
@@ -266,7 +267,7 @@ func seatChangeWords(n int, name *string, disabled *bool, maxPending *int, rotat
 		case m == 0:
 			parts = append(parts, fmt.Sprintf("let seat %d queue any number of jobs", n))
 		default:
-			parts = append(parts, fmt.Sprintf("let seat %d hold %s at a time", n, plural(m, "pending job")))
+			parts = append(parts, fmt.Sprintf("let seat %d hold %s at a time", n, words.Plural(m, "pending job")))
 		}
 	}
 	if rotate {
@@ -276,13 +277,6 @@ func seatChangeWords(n int, name *string, disabled *bool, maxPending *int, rotat
 		return fmt.Sprintf("saved seat %d unchanged", n)
 	}
 	return strings.Join(parts, "; ")
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func (s *Server) deleteSeat(c *fiber.Ctx) error {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/comfy-workshop/workshop/internal/cli"
+	"github.com/comfy-workshop/workshop/internal/words"
 	"github.com/comfy-workshop/workshop/store"
 )
 
@@ -202,7 +203,7 @@ func pruneCommand() *cli.Command {
 				return err
 			}
 			fmt.Printf("%s has %s%s (with their outputs) and %s%s\n", r.server,
-				cli.Plural(count.Jobs, "finished job"), age, cli.Plural(count.Inputs, "upload"), asOld)
+				words.Plural(count.Jobs, "finished job"), age, words.Plural(count.Inputs, "upload"), asOld)
 			if *dryRun {
 				fmt.Println("dry run: nothing deleted")
 				return nil
@@ -221,7 +222,7 @@ func pruneCommand() *cli.Command {
 			if err := r.do(ctx, "POST", "/api/prune", map[string]any{"before": count.Before}, &done); err != nil {
 				return err
 			}
-			fmt.Printf("deleted %s with their outputs, and %s\n", cli.Plural(done.Jobs, "finished job"), cli.Plural(done.Inputs, "upload"))
+			fmt.Printf("deleted %s with their outputs, and %s\n", words.Plural(done.Jobs, "finished job"), words.Plural(done.Inputs, "upload"))
 			return nil
 		},
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	"github.com/comfy-workshop/workshop/internal/version"
+	"github.com/comfy-workshop/workshop/internal/words"
 )
 
 // Exit statuses shared by every binary.
@@ -224,7 +225,7 @@ func (c *Command) checkArgs(pos []string) error {
 	if n == 0 {
 		return Usagef("missing %s", c.Args)
 	}
-	return Usagef("want %s, got %s: %s", c.Args, Plural(n, "argument"), quoteAll(pos))
+	return Usagef("want %s, got %s: %s", c.Args, words.Plural(n, "argument"), quoteAll(pos))
 }
 
 func quoteAll(s []string) string {
@@ -233,14 +234,6 @@ func quoteAll(s []string) string {
 		q[i] = fmt.Sprintf("%q", v)
 	}
 	return strings.Join(q, " ")
-}
-
-// Plural counts: "1 job", "3 jobs".
-func Plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // report prints what an error needs and returns the exit status.
