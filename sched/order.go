@@ -264,6 +264,19 @@ func (q *Queue) simulate(out []*entry, upto int) ([]*entry, func(string) uint64)
 	return out, servedAt
 }
 
+// servedBefore returns when each participant was last served as the
+// rotation of class p sees it: after the pending jobs of the classes above
+// p are dispatched (simulated, when there are any). mu held.
+func (q *Queue) servedBefore(p int) func(string) uint64 {
+	for _, c := range q.classes[:p] {
+		if len(c.fifo) > 0 {
+			_, servedAt := q.simulate(nil, p)
+			return servedAt
+		}
+	}
+	return func(u string) uint64 { return q.served[u] }
+}
+
 // position is e's 1-based place in the dispatch order. For a job just added
 // it avoids rebuilding the whole order: under load every submission dirties
 // the cache, and each answer needs its position. Only the classes above
@@ -282,10 +295,7 @@ func (q *Queue) position(e *entry) int {
 		i, _ := slices.BinarySearchFunc(c.fifo, e.order, byOrder)
 		return before + i + 1
 	}
-	servedAt := func(u string) uint64 { return q.served[u] }
-	if before > 0 {
-		_, servedAt = q.simulate(nil, e.priority)
-	}
+	servedAt := q.servedBefore(e.priority)
 	mine := c.users[e.user]
 	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
 	pos := before

@@ -12,8 +12,8 @@ import (
 // BenchmarkPlaces is the room's once-a-second question (where does every
 // participant stand) over a long queue: 40,000 pending jobs of 200
 // participants. With one priority in use it sorts the participants; with
-// a second one it simulates the whole dispatch order. The queue's lock is
-// held throughout, so submissions wait for it.
+// a second one it also simulates the higher class (200 jobs). The queue's
+// lock is held throughout, so submissions wait for it.
 //
 //	go test ./sched -run '^$' -bench Places
 func BenchmarkPlaces(b *testing.B) {

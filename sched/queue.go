@@ -850,23 +850,52 @@ func (q *Queue) Place(user string) Place {
 
 // Places returns every participant's place, for telling a whole room
 // where they stand; participants without active jobs are absent. The room
-// asks every second under load, so with one priority in use (a workshop's
-// usual queue) it costs a sort of the participants, not a walk of every
-// pending job.
+// asks every second under load, so it does not walk the dispatch order:
+// a participant's first job comes in the first round of the highest class
+// they have jobs in, at their rank in that class's rotation (in a first
+// in, first out class, at its place in the line), after every job of the
+// classes above. Only those higher classes (moved and raised jobs: few)
+// are simulated, for how they reshuffle the rotation.
 func (q *Queue) Places() map[string]Place {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := make(map[string]Place, len(q.byUser))
-	if !q.placesOfOneClass(out) {
-		for i, e := range q.order() {
-			p := out[e.user]
-			if p.Pending == 0 {
-				p.Position = i + 1
-				p.ETASeconds = q.eta(i + 1)
-			}
-			p.Pending++
-			out[e.user] = p
+	before := 0
+	for i, c := range q.classes {
+		if len(c.fifo) == 0 {
+			continue
 		}
+		users := make([]string, 0, len(c.users))
+		for u := range c.users {
+			users = append(users, u)
+		}
+		fifo := q.mode == workshop.ModeFIFO || i == 0
+		if !fifo {
+			servedAt := q.servedBefore(i)
+			slices.SortFunc(users, func(a, b string) int {
+				switch {
+				case rrLess(servedAt(a), c.users[a][0], servedAt(b), c.users[b][0]):
+					return -1
+				case rrLess(servedAt(b), c.users[b][0], servedAt(a), c.users[a][0]):
+					return 1
+				}
+				return 0
+			})
+		}
+		for rank, u := range users {
+			p := out[u]
+			if p.Pending == 0 { // first seen in this class: their first job is here
+				at := rank
+				if fifo {
+					at, _ = slices.BinarySearchFunc(c.fifo, c.users[u][0].order, byOrder)
+				}
+				p.Position = before + at + 1
+				p.ETASeconds = q.eta(p.Position)
+			}
+			p.Pending += len(c.users[u])
+			out[u] = p
+		}
+		before += len(c.fifo)
 	}
 	for u, es := range q.byUser {
 		p := out[u]
@@ -874,57 +903,6 @@ func (q *Queue) Places() map[string]Place {
 		out[u] = p
 	}
 	return out
-}
-
-// placesOfOneClass fills out with each participant's pending count and
-// first position when a single class holds every pending job, and reports
-// whether it did. In that class everyone's first job comes in the first
-// round: its place is the participant's rank in the rotation (in FIFO, its
-// place in the class's line). mu held.
-func (q *Queue) placesOfOneClass(out map[string]Place) bool {
-	var c *class
-	fifo := q.mode == workshop.ModeFIFO
-	for i, k := range q.classes {
-		if len(k.fifo) == 0 {
-			continue
-		}
-		if c != nil {
-			return false // higher classes reshuffle the rotation: order() simulates it
-		}
-		c, fifo = k, fifo || i == 0
-	}
-	if c == nil {
-		return true
-	}
-	heads := make([]string, 0, len(c.users))
-	for u, s := range c.users {
-		heads = append(heads, u)
-		out[u] = Place{Pending: len(s)}
-	}
-	if fifo {
-		for _, u := range heads {
-			i, _ := slices.BinarySearchFunc(c.fifo, c.users[u][0].order, byOrder)
-			p := out[u]
-			p.Position, p.ETASeconds = i+1, q.eta(i+1)
-			out[u] = p
-		}
-		return true
-	}
-	slices.SortFunc(heads, func(a, b string) int {
-		switch {
-		case rrLess(q.served[a], c.users[a][0], q.served[b], c.users[b][0]):
-			return -1
-		case rrLess(q.served[b], c.users[b][0], q.served[a], c.users[a][0]):
-			return 1
-		}
-		return 0
-	})
-	for i, u := range heads {
-		p := out[u]
-		p.Position, p.ETASeconds = i+1, q.eta(i+1)
-		out[u] = p
-	}
-	return true
 }
 
 // Counts returns a participant's pending and running job counts.

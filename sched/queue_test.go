@@ -729,9 +729,9 @@ func TestMoveToTopAndRetry(t *testing.T) {
 
 // Every way of asking where a participant stands agrees with the order the
 // queue actually dispatches in: Mine's positions, Place and Places.
-// Mixed priorities take the simulated order; one priority alone (the
-// usual queue, and the instructor's class, which is first in, first out)
-// takes the shortcut of Places: both must agree with dispatch.
+// With mixed priorities, one priority alone (the usual queue) and the
+// instructor's class alone (first in, first out), Places and positions
+// must agree with dispatch.
 func TestPlacesAgreeWithDispatch(t *testing.T) {
 	classes := []struct {
 		name  string
@@ -885,6 +885,11 @@ func TestPositionAfterAHigherPriority(t *testing.T) {
 	c := submit(t, q, "C", "c1", 2)
 	if c.Position != 3 {
 		t.Errorf("c1 answered with position %d, want 3 (after b0 and a1; b1 waits, b0 served B)", c.Position)
+	}
+	for u, want := range map[string]int{"B": 1, "A": 2, "C": 3} {
+		if got := q.Places()[u].Position; got != want {
+			t.Errorf("Places()[%s].Position = %d, want %d", u, got, want)
+		}
 	}
 	var got []string
 	for range 4 {
