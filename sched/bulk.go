@@ -80,6 +80,11 @@ func (q *Queue) CancelSelected(ctx context.Context, sel Selector, reason string)
 		}
 		q.publish(EventJobUpdated, saved[i])
 	}
+	q.mu.Lock()
+	for _, e := range es {
+		q.settled(e.id)
+	}
+	q.mu.Unlock()
 	return out, firstErr
 }
 

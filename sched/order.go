@@ -295,6 +295,14 @@ func (q *Queue) position(e *entry) int {
 		i, _ := slices.BinarySearchFunc(c.fifo, e.order, byOrder)
 		return before + i + 1
 	}
+	// A room polling its jobs between changes would walk every
+	// participant per answer: once that walking adds up to a few rebuilds
+	// of the order, rebuild it, and answer the next reads from it.
+	q.dirtyWork += len(c.users) + before
+	if q.dirtyWork > rebuildAfter*q.pendingLen() {
+		q.order()
+		return q.positions[e]
+	}
 	servedAt := q.servedBefore(e.priority)
 	mine := c.users[e.user]
 	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
@@ -308,4 +316,18 @@ func (q *Queue) position(e *entry) int {
 	return pos + 1
 }
 
-func (q *Queue) dirty() { q.orderDirty = true }
+// rebuildAfter is how many times the pending jobs' count the reads after
+// a change may walk before position rebuilds the order (a rebuild, with
+// its map of positions, costs several steps a job).
+const rebuildAfter = 8
+
+func (q *Queue) dirty() { q.orderDirty, q.dirtyWork = true, 0 }
+
+// pendingLen is the number of pending jobs; mu held.
+func (q *Queue) pendingLen() int {
+	n := 0
+	for _, c := range q.classes {
+		n += len(c.fifo)
+	}
+	return n
+}

@@ -59,6 +59,10 @@ type Queue struct {
 	// pending ones (tens of thousands in a long queue).
 	running map[string]*entry
 	byUser  map[string][]*entry // each participant's active entries
+	// settling holds the entries finished in memory whose write has not
+	// committed: until it has, the participant's index does not hold them
+	// either, and a listing names them (activeIDs).
+	settling map[string]*entry
 	// classes[0] holds jobs the instructor moved to the top; classes[p+1]
 	// holds priority p.
 	classes [workshop.PriorityLowest + 2]*class
@@ -71,6 +75,7 @@ type Queue struct {
 	changed   chan struct{} // closed and replaced when a job may be leasable
 
 	orderDirty bool
+	dirtyWork  int // participants walked by position since the order went dirty
 	orderCache []*entry
 	positions  map[*entry]int
 
@@ -113,6 +118,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 		active:     map[string]*entry{},
 		running:    map[string]*entry{},
 		byUser:     map[string][]*entry{},
+		settling:   map[string]*entry{},
 		pendingBy:  map[string]int{},
 		quota:      map[string]int{},
 		userSeq:    map[string]uint64{},
@@ -337,9 +343,12 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 
 // lastUserSeq is the UserSeq of user's newest stored job (0 for none).
 func (q *Queue) lastUserSeq(user string) uint64 {
+	q.mu.Lock()
+	active := q.activeIDs(user)
+	q.mu.Unlock()
 	var n uint64
 	q.db.View(func(tx *store.Tx) error {
-		jobs, _, err := tx.ListJobs(store.JobFilter{UserID: user, Limit: 1})
+		jobs, _, err := tx.ListJobs(store.JobFilter{UserID: user, Active: active, Limit: 1})
 		if err == nil && len(jobs) > 0 {
 			n = jobs[0].UserSeq
 		}
@@ -455,10 +464,16 @@ func (q *Queue) List(f ListFilter) ([]*workshop.Job, string, error) {
 			return nil, "", workshop.Errorf(workshop.EINVALID, "cursor %q is not one this server gave", f.Cursor)
 		}
 	}
+	var active []string
+	if f.UserID != "" {
+		q.mu.Lock()
+		active = q.activeIDs(f.UserID)
+		q.mu.Unlock()
+	}
 	var jobs []*workshop.Job
 	var next string
 	err := q.db.View(func(tx *store.Tx) (err error) {
-		jobs, next, err = tx.ListJobs(store.JobFilter{UserID: f.UserID, Status: f.Status, Before: f.Cursor, Limit: f.Limit})
+		jobs, next, err = tx.ListJobs(store.JobFilter{UserID: f.UserID, Active: active, Status: f.Status, Before: f.Cursor, Limit: f.Limit})
 		return err
 	})
 	if err != nil {
@@ -473,14 +488,19 @@ func (q *Queue) List(f ListFilter) ([]*workshop.Job, string, error) {
 }
 
 // UserJobs is one page of a participant's jobs as q asks for it, chosen
-// from the store's index of their jobs (see store.UserJobs), without
-// graphs, with computed fields; and how many jobs match in all. A job's
-// status is the stored one: a running job whose lease just ran out is
-// listed by it, shown pending.
+// from the store's index of their finished jobs and their active ones in
+// memory (see store.UserJobs), without graphs, with computed fields; and
+// how many jobs match in all. A job's status is the stored one: a running
+// job whose lease just ran out is listed by it, shown pending.
 func (q *Queue) UserJobs(query store.UserJobsQuery) ([]*workshop.Job, int, error) {
 	if !workshop.ValidUserID(query.UserID) {
 		return nil, 0, workshop.Errorf(workshop.EINVALID, "user_id %q is not a valid participant id", query.UserID)
 	}
+	// Memory first: a job that finishes after this is named and read from
+	// its record, one that finished before is in the index (settling).
+	q.mu.Lock()
+	query.Active = q.activeIDs(query.UserID)
+	q.mu.Unlock()
 	var jobs []*workshop.Job
 	var total int
 	err := q.db.View(func(tx *store.Tx) (err error) {
@@ -569,14 +589,17 @@ func (q *Queue) change(ctx context.Context, id string, check func(e *entry) (fun
 		return err
 	})
 	q.mu.Unlock()
-	if err := <-done; err != nil {
+	err = <-done
+	q.mu.Lock()
+	q.settled(id)
+	if err != nil {
+		q.mu.Unlock()
 		// Memory moved on and disk did not: the store is failing (disk full,
 		// I/O error). Say so loudly; a restart reloads the truth from disk.
 		q.log.Error("store write failed after the queue changed", "job", id, "err", err)
 		return nil, err
 	}
 	saved.Workflow = nil
-	q.mu.Lock()
 	q.fill(saved, q.active[id])
 	q.mu.Unlock()
 	q.publish(EventJobUpdated, saved)
@@ -613,7 +636,28 @@ func (q *Queue) finish(e *entry, st workshop.JobStatus) {
 	}
 	e.status = st
 	q.dropActive(e)
+	q.settling[e.id] = e // until its write commits: see settled
 	q.finished[st]++
+}
+
+// settled ends the settling of id once its write is done (or failed: a
+// failing store is reloaded from disk on restart); mu held.
+func (q *Queue) settled(id string) { delete(q.settling, id) }
+
+// activeIDs names user's jobs that their index does not hold, for a
+// listing to merge in (store.JobFilter.Active): the active ones and those
+// whose finish is still committing. mu held.
+func (q *Queue) activeIDs(user string) []string {
+	ids := make([]string, 0, len(q.byUser[user]))
+	for _, e := range q.byUser[user] {
+		ids = append(ids, e.id)
+	}
+	for id, e := range q.settling {
+		if e.user == user {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // addActive and dropActive keep active, running and byUser in step; mu

@@ -769,6 +769,20 @@ func placesAgreeWithDispatch(t *testing.T, mode workshop.QueueMode, prios []int)
 		t.Fatal(err)
 	}
 
+	// Reads between changes rebuild the order once they have walked enough
+	// (position): no answer may change when that happens.
+	first := map[string]int{}
+	for round := range 30 {
+		for _, u := range users {
+			for _, j := range q.Mine(u, false) {
+				if round == 0 {
+					first[j.ID] = j.Position
+				} else if j.Position != first[j.ID] {
+					t.Fatalf("read %d: %s at %d, first read at %d", round, label(j), j.Position, first[j.ID])
+				}
+			}
+		}
+	}
 	places := q.Places()
 	byPos := map[int]string{}
 	for _, u := range users {
@@ -901,5 +915,52 @@ func TestPositionAfterAHigherPriority(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "b0 a1 c1 b1" {
 		t.Errorf("dispatched %v", got)
+	}
+}
+
+// A participant's listing has every job of theirs at every moment: the
+// index holds finished jobs only, so the queue names the active ones, and
+// the ones finished in memory whose write is still committing.
+func TestUserListingAcrossAFinish(t *testing.T) {
+	q, _ := openQueue(t, t.TempDir(), sched.Config{})
+	ctx := context.Background()
+	first, second := submit(t, q, "u", "first"), submit(t, q, "u", "second")
+	submit(t, q, "other", "theirs")
+	list := func() string {
+		t.Helper()
+		jobs, total, err := q.UserJobs(store.UserJobsQuery{UserID: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed, _, err := q.List(sched.ListFilter{UserID: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := fmt.Sprint(total)
+		for i, j := range jobs {
+			out += fmt.Sprintf(" %s:%s", label(j), j.Status)
+			if listed[i].ID != j.ID || listed[i].Status != j.Status {
+				t.Errorf("List has %s:%s where UserJobs has %s", label(listed[i]), listed[i].Status, label(j))
+			}
+		}
+		return out
+	}
+	if got := list(); got != "2 second:pending first:pending" {
+		t.Errorf("pending: %s", got)
+	}
+	leased, err := q.Lease(ctx, "w", time.Minute)
+	if err != nil || leased.ID != first.ID {
+		t.Fatalf("lease: %v %v", leased, err)
+	}
+	if got := list(); got != "2 second:pending first:running" {
+		t.Errorf("running: %s", got)
+	}
+	q.FinishUnwritten(first.ID)
+	if got := list(); got != "2 second:pending first:running" {
+		t.Errorf("finished in memory, its write not yet committed: %s", got)
+	}
+	q.Cancel(ctx, second.ID, "")
+	if got := list(); got != "2 second:cancelled first:running" {
+		t.Errorf("one cancelled: %s", got)
 	}
 }

@@ -191,10 +191,66 @@ func TestMigrateFromSchema1(t *testing.T) {
 		if j, err := tx.Job(job(7).ID); err != nil || string(j.Workflow) != want.String() {
 			t.Errorf("job 7 after migration: %v %s", err, j.Workflow)
 		}
-		page, total, _ := tx.UserJobs(store.UserJobsQuery{UserID: "u0", Limit: 1,
-			Match: func(e store.UserJob) bool { return e.Status == workshop.StatusPending }})
-		if total != jobs/3 || len(page) != 1 || page[0].Seq != jobs || page[0].Workflow != nil {
-			t.Errorf("u0's pending jobs after migration: %d, %+v", total, page)
+		// Schema 4: the index holds u0's finished jobs only (every third
+		// job is pending, and u0's are all of them).
+		page, total, _ := tx.UserJobs(store.UserJobsQuery{UserID: "u1", Limit: 1})
+		if total != jobs/3 || len(page) != 1 || page[0].Seq != jobs-2 || page[0].Status != workshop.StatusCompleted || page[0].Workflow != nil {
+			t.Errorf("u1's jobs after migration: %d, %+v", total, page)
+		}
+		if _, total, _ := tx.UserJobs(store.UserJobsQuery{UserID: "u0"}); total != 0 {
+			t.Errorf("u0's pending jobs are in the index after migration: %d", total)
+		}
+		return nil
+	})
+	db.Close()
+	if v, err := store.Check(filepath.Join(dir, "workshop.db")); err != nil || v != store.SchemaVersion {
+		t.Errorf("schema after migration %d, %v", v, err)
+	}
+}
+
+// A store of schema 3, whose participants' index held active jobs too,
+// loses those entries when it is opened; the finished jobs keep theirs.
+func TestMigrateFromSchema3(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	write(t, db, func(tx *store.Tx) error {
+		for i := 1; i <= 6; i++ {
+			j := job(i)
+			if i%2 == 0 {
+				j = finish(i, workshop.StatusCompleted, "gpu/1")
+			}
+			if err := tx.PutJob(j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	b, err := bolt.Open(filepath.Join(dir, "workshop.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		// What schema 3 wrote for a pending job: status code 1, no times.
+		for i := 1; i <= 6; i += 2 {
+			j, entry := job(i), make([]byte, 17)
+			entry[0] = 1
+			if err := tx.Bucket([]byte("user_jobs")).Put([]byte(j.UserID+"\x00"+j.ID), entry); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("3"))
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, dir)
+	db.View(func(tx *store.Tx) error {
+		for u, want := range map[string]int{"u0": 1, "u1": 1, "u2": 1} { // 6, 4 and 2: the finished jobs
+			if _, total, _ := tx.UserJobs(store.UserJobsQuery{UserID: u}); total != want {
+				t.Errorf("%s has %d jobs in the index after migration, want %d", u, total, want)
+			}
 		}
 		return nil
 	})

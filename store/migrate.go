@@ -30,6 +30,11 @@ func (db *DB) migrate(from int) error {
 			return fmt.Errorf("store %s: migrating to schema 3: %w", db.path, err)
 		}
 	}
+	if from < 4 {
+		if err := db.migrateTo4(); err != nil {
+			return fmt.Errorf("store %s: migrating to schema 4: %w", db.path, err)
+		}
+	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		db.log.Info("store migrated", "from", from, "to", SchemaVersion, "took", time.Since(began).Round(time.Millisecond))
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte(fmt.Sprint(SchemaVersion)))
@@ -145,6 +150,29 @@ func (db *DB) migrateTo3() error {
 				return 0, err
 			}
 		}
+		if !j.Status.Finished() {
+			return moved, nil // schema 4: the index holds finished jobs only
+		}
 		return moved, tx.tx.Bucket(bucketUserJobs).Put(userJobKey(j.UserID, j.ID), userEntry(j))
 	}, nil)
+}
+
+// migrateTo4 takes the active jobs out of their participants' index,
+// which from schema 4 holds finished jobs only (indexUserJob). The active
+// jobs are few (a queue's worth), so one transaction does.
+func (db *DB) migrateTo4() error {
+	return db.bolt.Update(func(btx *bolt.Tx) error {
+		jobs, index := btx.Bucket(bucketJobs), btx.Bucket(bucketUserJobs)
+		return btx.Bucket(bucketActive).ForEach(func(id, _ []byte) error {
+			v := jobs.Get(id)
+			if v == nil {
+				return nil
+			}
+			j, err := decodeJobSummary(v)
+			if err != nil {
+				return err
+			}
+			return index.Delete(userJobKey(j.UserID, j.ID))
+		})
+	})
 }

@@ -32,14 +32,16 @@ import (
 //  2. counters in meta, the finished index, the report's running totals.
 //  3. graph parts (workflow, extra_data) apart from the job's record; the
 //     per-participant index holds each job's status and times.
-const SchemaVersion = 3
+//  4. the per-participant index holds finished jobs only; the queue names
+//     the active ones to a listing.
+const SchemaVersion = 4
 
 var (
 	bucketMeta     = []byte("meta")
 	bucketJobs     = []byte("jobs")      // job id -> job JSON, without its graph parts
 	bucketGraphs   = []byte("graphs")    // job id -> its workflow and extra_data (putGraphs)
 	bucketActive   = []byte("active")    // job id -> nothing: pending and running jobs
-	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> status and times (userEntry)
+	bucketUserJobs = []byte("user_jobs") // user \x00 job id -> status and times (userEntry), finished jobs only
 	bucketSettings = []byte("settings")  // name -> JSON value
 	bucketServed   = []byte("served")    // user -> round-robin clock of their last dispatch
 	bucketFinished = []byte("finished")  // status \x00 job id -> nothing: finished jobs by status

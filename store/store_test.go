@@ -98,7 +98,7 @@ func TestIndexesFollowStatus(t *testing.T) {
 		if seq != 4 {
 			t.Errorf("max seq %d", seq)
 		}
-		mine, _, _ := tx.ListJobs(store.JobFilter{UserID: "u1"})
+		mine, _, _ := tx.ListJobs(store.JobFilter{UserID: "u1", Active: []string{job(1).ID, job(4).ID}})
 		if len(mine) != 2 || mine[0].Seq != 4 || mine[1].Seq != 1 || mine[0].Workflow != nil {
 			t.Errorf("user list %+v", mine)
 		}

@@ -3,17 +3,18 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"sort"
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
 )
 
-// A participant's index (user_jobs) holds, beside each of their job ids,
-// what their listings filter and sort by: the status, when it started and
-// ended, and its UI workflow's id. So a participant's page of jobs is
-// chosen, counted and sorted from the index alone, and only the page's own
-// records are read.
+// A participant's index (user_jobs) holds, beside each of their finished
+// job ids, what their listings filter and sort by: the status, when it
+// started and ended, and its UI workflow's id. So a participant's page of
+// jobs is chosen, counted and sorted from the index and their few active
+// jobs (walkUser), and only the page's own records are read.
 
 // UserJob is one entry of a participant's index.
 type UserJob struct {
@@ -74,9 +75,84 @@ func decodeUserEntry(id, v []byte) (UserJob, bool) {
 	}, true
 }
 
+// walkUser calls fn with the id and index value of each of user's jobs,
+// newest first (oldest first with asc), from before the job id before
+// ("" from the newest; desc only). The index holds their finished jobs
+// (indexUserJob); active, the ids of their active jobs, which the caller
+// (the queue) has in memory, are merged in by id, which orders by time,
+// with values made from their records. A job in both finished after the
+// caller looked, before this transaction: its record's value is this
+// transaction's truth. Ids of jobs not stored, or not user's, are skipped.
+func (tx *Tx) walkUser(user string, active []string, asc bool, before string, fn func(id, v []byte) (bool, error)) error {
+	type extra struct{ id, v []byte }
+	var extras []extra
+	jobs := tx.tx.Bucket(bucketJobs)
+	for _, id := range active {
+		if before != "" && id >= before {
+			continue
+		}
+		rec := jobs.Get([]byte(id))
+		if rec == nil {
+			continue
+		}
+		j, err := decodeJobSummary(rec)
+		if err != nil {
+			return err
+		}
+		if j.UserID == user {
+			extras = append(extras, extra{[]byte(id), userEntry(j)})
+		}
+	}
+	first := func(a, b extra) int { return bytes.Compare(a.id, b.id) }
+	if !asc {
+		first = func(a, b extra) int { return bytes.Compare(b.id, a.id) }
+	}
+	slices.SortFunc(extras, first)
+	extras = slices.CompactFunc(extras, func(a, b extra) bool { return bytes.Equal(a.id, b.id) })
+	stopped := false
+	merged := func(id, v []byte) (bool, error) {
+		for len(extras) > 0 && first(extras[0], extra{id: id}) <= 0 {
+			e := extras[0]
+			extras = extras[1:]
+			if more, err := fn(e.id, e.v); err != nil || !more {
+				stopped = true
+				return false, err
+			}
+			if bytes.Equal(e.id, id) {
+				return true, nil // the record's value went out for it
+			}
+		}
+		more, err := fn(id, v)
+		stopped = !more
+		return more, err
+	}
+	prefix := userJobKey(user, "")
+	var err error
+	if asc {
+		c := tx.tx.Bucket(bucketUserJobs).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && !stopped && err == nil; k, v = c.Next() {
+			_, err = merged(k[len(prefix):], v)
+		}
+	} else {
+		err = walkBack(tx.tx.Bucket(bucketUserJobs).Cursor(), prefix, before, merged)
+	}
+	for _, e := range extras {
+		if err != nil || stopped {
+			break
+		}
+		var more bool
+		more, err = fn(e.id, e.v)
+		stopped = !more
+	}
+	return err
+}
+
 // UserJobsQuery asks for one page of a participant's jobs.
 type UserJobsQuery struct {
 	UserID string
+	// Active names the participant's active jobs, which their index does
+	// not hold (see walkUser).
+	Active []string
 	// Match picks the jobs listed (nil: all); total counts them.
 	Match func(UserJob) bool
 	// ByDuration sorts by run time (jobs that did not run count 0), else
@@ -91,7 +167,6 @@ type UserJobsQuery struct {
 // graph parts, and how many jobs match in all. It walks the participant's
 // index only, and reads the records of the page.
 func (tx *Tx) UserJobs(q UserJobsQuery) ([]*workshop.Job, int, error) {
-	prefix := userJobKey(q.UserID, "")
 	jobs := tx.tx.Bucket(bucketJobs)
 	var (
 		matched []UserJob // when sorting by duration: every match
@@ -124,16 +199,7 @@ func (tx *Tx) UserJobs(q UserJobsQuery) ([]*workshop.Job, int, error) {
 		total++
 		return true, nil
 	}
-	c := tx.tx.Bucket(bucketUserJobs).Cursor()
-	var err error
-	if q.Asc {
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && err == nil; k, v = c.Next() {
-			_, err = visit(k[len(prefix):], v)
-		}
-	} else {
-		err = walkBack(c, prefix, "", visit)
-	}
-	if err != nil {
+	if err := tx.walkUser(q.UserID, q.Active, q.Asc, "", visit); err != nil {
 		return nil, 0, err
 	}
 	if q.ByDuration {
