@@ -39,7 +39,7 @@ func (q *Queue) Lease(ctx context.Context, worker string, ttl time.Duration) (*w
 		q.running[e.id] = e
 		e.attempts++
 		q.clock++
-		q.served[e.user] = q.clock
+		q.setServed(e.user, q.clock)
 		clock, user := q.clock, e.user
 		var leased *workshop.Job
 		done := q.db.Enqueue(func(tx *store.Tx) (err error) {
@@ -308,7 +308,7 @@ func (q *Queue) requeue(e *entry, reason string, f *workshop.Failure) func(*work
 	}
 	e.status, e.worker, e.leaseExp = workshop.StatusPending, "", time.Time{}
 	delete(q.running, e.id)
-	q.classes[e.priority].add(e)
+	q.addPending(e)
 	q.pendingBy[e.user]++
 	q.dirty()
 	if !q.paused {

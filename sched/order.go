@@ -2,7 +2,6 @@ package sched
 
 import (
 	"slices"
-	"sort"
 	"time"
 
 	workshop "github.com/comfy-workshop/workshop"
@@ -35,11 +34,23 @@ type entry struct {
 // class holds the pending jobs of one priority, in submission order overall
 // and per participant.
 type class struct {
-	fifo  []*entry
-	users map[string][]*entry
+	fifo []*entry
+	// lines are the participants with jobs here, in no order: what the
+	// rotation walks, for every submission's position, at a slice's cost
+	// per participant rather than a map's (2,000 of them in a room).
+	lines []line
+	at    map[string]int // participant -> their index in lines
 }
 
-func newClass() *class { return &class{users: map[string][]*entry{}} }
+// line is one participant's pending jobs in a class, by order, and when
+// they were last served (Queue.served, kept in step by setServed).
+type line struct {
+	user   string
+	jobs   []*entry
+	served uint64
+}
+
+func newClass() *class { return &class{at: map[string]int{}} }
 
 func byOrder(a *entry, order int64) int {
 	switch {
@@ -75,17 +86,53 @@ func removeSorted(s []*entry, e *entry) []*entry {
 	return slices.Delete(s, i, i+1)
 }
 
-func (c *class) add(e *entry) {
+// add puts e in c; served is when its participant was last served, for
+// a line of theirs that starts here.
+func (c *class) add(e *entry, served uint64) {
 	c.fifo = insertSorted(c.fifo, e)
-	c.users[e.user] = insertSorted(c.users[e.user], e)
+	i, ok := c.at[e.user]
+	if !ok {
+		i = len(c.lines)
+		c.at[e.user] = i
+		c.lines = append(c.lines, line{user: e.user, served: served})
+	}
+	c.lines[i].jobs = insertSorted(c.lines[i].jobs, e)
 }
 
 func (c *class) remove(e *entry) {
 	c.fifo = removeSorted(c.fifo, e)
-	if s := removeSorted(c.users[e.user], e); len(s) == 0 {
-		delete(c.users, e.user)
-	} else {
-		c.users[e.user] = s
+	i, ok := c.at[e.user]
+	if !ok {
+		return
+	}
+	if s := removeSorted(c.lines[i].jobs, e); len(s) > 0 {
+		c.lines[i].jobs = s
+		return
+	}
+	// The participant's last job here: the last line takes their place.
+	last := len(c.lines) - 1
+	if i != last {
+		c.lines[i] = c.lines[last]
+		c.at[c.lines[i].user] = i
+	}
+	c.lines[last] = line{}
+	c.lines = c.lines[:last]
+	delete(c.at, e.user)
+}
+
+// addPending puts a pending entry in its class; mu held.
+func (q *Queue) addPending(e *entry) {
+	q.classes[e.priority].add(e, q.served[e.user])
+}
+
+// setServed records that user was served at clock, in served and in their
+// lines; mu held.
+func (q *Queue) setServed(user string, clock uint64) {
+	q.served[user] = clock
+	for _, c := range q.classes {
+		if i, ok := c.at[user]; ok {
+			c.lines[i].served = clock
+		}
 	}
 }
 
@@ -113,14 +160,14 @@ func (q *Queue) next(worker string) *entry {
 		}
 		var best *entry
 		var bestServed uint64
-		for u, s := range c.users {
-			e := q.firstFor(s, worker)
+		for i := range c.lines {
+			l := &c.lines[i]
+			e := q.firstFor(l.jobs, worker)
 			if e == nil {
 				continue
 			}
-			served := q.served[u]
-			if best == nil || rrLess(served, e, bestServed, best) {
-				best, bestServed = e, served
+			if best == nil || rrLess(l.served, e, bestServed, best) {
+				best, bestServed = e, l.served
 			}
 		}
 		if best != nil {
@@ -238,35 +285,60 @@ func (q *Queue) simulate(out []*entry, upto int) ([]*entry, func(string) uint64)
 			}
 			continue
 		}
-		users := make([]string, 0, len(c.users))
-		for u := range c.users {
-			users = append(users, u)
-		}
-		sort.Slice(users, func(i, j int) bool {
-			return rrLess(servedAt(users[i]), c.users[users[i]][0], servedAt(users[j]), c.users[users[j]][0])
-		})
+		lines := c.rotation(servedAt)
 		// Rounds: each participant still holding jobs gives one per round, in
 		// rotation order, which stays the same from round to round.
-		for k := 0; len(users) > 0; k++ {
-			kept := users[:0]
-			for _, u := range users {
-				s := c.users[u]
-				out = append(out, s[k])
+		for k := 0; len(lines) > 0; k++ {
+			kept := lines[:0]
+			for _, l := range lines {
+				out = append(out, l.jobs[k])
 				clock++
-				virt[u] = clock
-				if len(s) > k+1 {
-					kept = append(kept, u)
+				virt[l.user] = clock
+				if len(l.jobs) > k+1 {
+					kept = append(kept, l)
 				}
 			}
-			users = kept
+			lines = kept
 		}
 	}
 	return out, servedAt
 }
 
+// lineRefs is c's lines, in no order.
+func (c *class) lineRefs() []*line {
+	lines := make([]*line, len(c.lines))
+	for i := range c.lines {
+		lines[i] = &c.lines[i]
+	}
+	return lines
+}
+
+// rotation is c's lines in round-robin order, as servedAt says when each
+// participant was last served (nil: as their lines say).
+func (c *class) rotation(servedAt func(string) uint64) []*line {
+	lines := c.lineRefs()
+	served := func(l *line) uint64 {
+		if servedAt == nil {
+			return l.served
+		}
+		return servedAt(l.user)
+	}
+	slices.SortFunc(lines, func(a, b *line) int {
+		switch {
+		case rrLess(served(a), a.jobs[0], served(b), b.jobs[0]):
+			return -1
+		case rrLess(served(b), b.jobs[0], served(a), a.jobs[0]):
+			return 1
+		}
+		return 0
+	})
+	return lines
+}
+
 // servedBefore returns when each participant was last served as the
 // rotation of class p sees it: after the pending jobs of the classes above
-// p are dispatched (simulated, when there are any). mu held.
+// p are dispatched, simulated; nil when none are pending, and the lines'
+// own clocks say it. mu held.
 func (q *Queue) servedBefore(p int) func(string) uint64 {
 	for _, c := range q.classes[:p] {
 		if len(c.fifo) > 0 {
@@ -274,7 +346,7 @@ func (q *Queue) servedBefore(p int) func(string) uint64 {
 			return servedAt
 		}
 	}
-	return func(u string) uint64 { return q.served[u] }
+	return nil
 }
 
 // position is e's 1-based place in the dispatch order. For a job just added
@@ -298,18 +370,27 @@ func (q *Queue) position(e *entry) int {
 	// A room polling its jobs between changes would walk every
 	// participant per answer: once that walking adds up to a few rebuilds
 	// of the order, rebuild it, and answer the next reads from it.
-	q.dirtyWork += len(c.users) + before
+	q.dirtyWork += len(c.lines) + before
 	if q.dirtyWork > rebuildAfter*q.pendingLen() {
 		q.order()
 		return q.positions[e]
 	}
 	servedAt := q.servedBefore(e.priority)
-	mine := c.users[e.user]
+	me := c.at[e.user]
+	mine := c.lines[me].jobs
 	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
+	served := func(l *line) uint64 {
+		if servedAt == nil {
+			return l.served
+		}
+		return servedAt(l.user)
+	}
+	myServed := served(&c.lines[me])
 	pos := before
-	for u, s := range c.users {
-		pos += min(len(s), k) // everyone's jobs from the rounds before e's
-		if u != e.user && len(s) > k && rrLess(servedAt(u), s[0], servedAt(e.user), mine[0]) {
+	for i := range c.lines {
+		l := &c.lines[i]
+		pos += min(len(l.jobs), k) // everyone's jobs from the rounds before e's
+		if i != me && len(l.jobs) > k && rrLess(served(l), l.jobs[0], myServed, mine[0]) {
 			pos++ // ahead of e in e's own round
 		}
 	}

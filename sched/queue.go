@@ -165,7 +165,7 @@ func Open(db *store.DB, cfg Config) (*Queue, error) {
 			}
 			q.addActive(e)
 			if e.status == workshop.StatusPending {
-				q.classes[e.priority].add(e)
+				q.addPending(e)
 				q.pendingBy[e.user]++
 			}
 		}
@@ -329,7 +329,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 	e := q.entryOf(job)
 	e.classes = classes
 	q.addActive(e)
-	q.classes[e.priority].add(e)
+	q.addPending(e)
 	q.dirty()
 	q.fill(job, e)
 	if !q.paused {
@@ -732,7 +732,7 @@ func (q *Queue) SetPriority(ctx context.Context, id string, prio int) (*workshop
 		}
 		q.classes[e.priority].remove(e)
 		e.priority, e.order = q.class(prio, false), int64(e.seq)
-		q.classes[e.priority].add(e)
+		q.addPending(e)
 		q.dirty()
 		return func(j *workshop.Job) { j.Priority, j.Top = prio, 0 }, nil
 	})
@@ -750,7 +750,7 @@ func (q *Queue) MoveToTop(ctx context.Context, id string) (*workshop.Job, error)
 		q.top++
 		top := q.top
 		e.priority, e.order = 0, -top
-		q.classes[0].add(e)
+		q.addPending(e)
 		q.dirty()
 		return func(j *workshop.Job) { j.Top = top }, nil
 	})
@@ -909,35 +909,23 @@ func (q *Queue) Places() map[string]Place {
 		if len(c.fifo) == 0 {
 			continue
 		}
-		users := make([]string, 0, len(c.users))
-		for u := range c.users {
-			users = append(users, u)
-		}
 		fifo := q.mode == workshop.ModeFIFO || i == 0
+		lines := c.lineRefs() // first in, first out: placed by their first job
 		if !fifo {
-			servedAt := q.servedBefore(i)
-			slices.SortFunc(users, func(a, b string) int {
-				switch {
-				case rrLess(servedAt(a), c.users[a][0], servedAt(b), c.users[b][0]):
-					return -1
-				case rrLess(servedAt(b), c.users[b][0], servedAt(a), c.users[a][0]):
-					return 1
-				}
-				return 0
-			})
+			lines = c.rotation(q.servedBefore(i))
 		}
-		for rank, u := range users {
-			p := out[u]
+		for rank, l := range lines {
+			p := out[l.user]
 			if p.Pending == 0 { // first seen in this class: their first job is here
 				at := rank
 				if fifo {
-					at, _ = slices.BinarySearchFunc(c.fifo, c.users[u][0].order, byOrder)
+					at, _ = slices.BinarySearchFunc(c.fifo, l.jobs[0].order, byOrder)
 				}
 				p.Position = before + at + 1
 				p.ETASeconds = q.eta(p.Position)
 			}
-			p.Pending += len(c.users[u])
-			out[u] = p
+			p.Pending += len(l.jobs)
+			out[l.user] = p
 		}
 		before += len(c.fifo)
 	}
