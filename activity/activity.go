@@ -81,8 +81,8 @@ func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
 	}
 	text = strings.ToLower(text)
 	// Entries recorded so far are lazy writes, perhaps not yet committed:
-	// an empty write commits them first, so a list shows what was recorded.
-	if err := l.db.Write(context.Background(), func(*store.Tx) error { return nil }); err != nil {
+	// they are committed first, so a list shows what was recorded.
+	if err := l.db.Flush(context.Background()); err != nil {
 		return nil, err
 	}
 	out := []Entry{}

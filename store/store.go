@@ -61,6 +61,9 @@ type DB struct {
 
 	writes chan *write
 	lazy   chan *write
+	// lazyQueued counts lazy writes queued and not yet committed, so that
+	// Flush makes a commit only when there is one to make.
+	lazyQueued atomic.Int64
 	stop   chan struct{}
 	done   chan struct{}
 
@@ -89,6 +92,7 @@ func (db *DB) OnCommit(fn func(CommitStats)) { db.onCommit.Store(&fn) }
 type write struct {
 	fn   func(*Tx) error
 	done chan error
+	lazy bool
 }
 
 // initialMmapSize is 1 GiB on 64-bit systems; 32-bit ones keep bbolt's
@@ -259,11 +263,23 @@ const lazyDelay = 100 * time.Millisecond
 // for every entry. Lazy writes keep their order among themselves and go
 // before the writes they join.
 func (db *DB) Lazy(fn func(*Tx) error) {
-	w := &write{fn: fn, done: make(chan error, 1)}
+	w := &write{fn: fn, done: make(chan error, 1), lazy: true}
+	db.lazyQueued.Add(1) // before it is queued: Flush must not miss it
 	select {
 	case db.lazy <- w:
 	case <-db.stop:
+		db.lazyQueued.Add(-1)
 	}
+}
+
+// Flush commits the lazy writes queued before it, for a reader that must
+// see them (the activity log's list); with none queued it returns at once
+// instead of making an empty commit, two fsyncs.
+func (db *DB) Flush(ctx context.Context) error {
+	if db.lazyQueued.Load() == 0 {
+		return nil
+	}
+	return db.Write(ctx, func(*Tx) error { return nil })
 }
 
 func (db *DB) writer() {
@@ -371,6 +387,9 @@ func (db *DB) commit(batch []*write) {
 		db.log.Error("store commit failed", "err", err, "writes", len(batch))
 	}
 	for _, w := range batch {
+		if w.lazy {
+			db.lazyQueued.Add(-1)
+		}
 		w.done <- err
 	}
 }

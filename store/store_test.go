@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,7 +298,21 @@ func TestLazyWrites(t *testing.T) {
 	}
 	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(4)) })
 	db.Close()
-	if db := open(t, dir); !has(db, 4) {
+	db = open(t, dir)
+	if !has(db, 4) {
 		t.Error("Close dropped a pending lazy write")
+	}
+	// Flush commits the lazy writes queued, and makes no commit without.
+	var commits atomic.Int64
+	db.OnCommit(func(store.CommitStats) { commits.Add(1) })
+	if err := db.Flush(context.Background()); err != nil || commits.Load() != 0 {
+		t.Errorf("a flush with nothing queued: %v, %d commits", err, commits.Load())
+	}
+	db.Lazy(func(tx *store.Tx) error { return tx.PutJob(job(7)) })
+	if err := db.Flush(context.Background()); err != nil || !has(db, 7) || commits.Load() != 1 {
+		t.Errorf("a flush of a lazy write: %v, stored %v, %d commits", err, has(db, 7), commits.Load())
+	}
+	if err := db.Flush(context.Background()); err != nil || commits.Load() != 1 {
+		t.Errorf("a flush after the lazy write committed: %v, %d commits", err, commits.Load())
 	}
 }
