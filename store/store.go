@@ -64,8 +64,8 @@ type DB struct {
 	// lazyQueued counts lazy writes queued and not yet committed, so that
 	// Flush makes a commit only when there is one to make.
 	lazyQueued atomic.Int64
-	stop   chan struct{}
-	done   chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}

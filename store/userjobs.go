@@ -165,7 +165,8 @@ type UserJobsQuery struct {
 
 // UserJobs returns the page of user's jobs that q asks for, without their
 // graph parts, and how many jobs match in all. It walks the participant's
-// index only, and reads the records of the page.
+// index and the active jobs q names (walkUser), and reads the records of
+// the page.
 func (tx *Tx) UserJobs(q UserJobsQuery) ([]*workshop.Job, int, error) {
 	jobs := tx.tx.Bucket(bucketJobs)
 	var (
