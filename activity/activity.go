@@ -4,6 +4,7 @@
 package activity
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,10 +77,39 @@ const EventActivity = "activity"
 // List returns entries newest first, of one kind (or any) and containing
 // text (or any), at most limit.
 func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
+	text = strings.ToLower(text)
+	return l.list("", limit, nil, func(e Entry) bool {
+		return (kind == "" || e.Kind == kind) && (text == "" || strings.Contains(strings.ToLower(e.Actor+" "+e.Action+" "+e.Detail+" "+e.JobID+" "+e.UserID), text))
+	})
+}
+
+// OfJob returns the entries about one job, created at created, newest
+// first, at most limit. Only the entries since it was created are walked
+// (entry ids are UUIDv7s, so their keys sort by time), and an entry is
+// decoded only when its bytes name the job: a job has a handful of the
+// log's 50,000 entries, and decoding each cost the instructor's click on a
+// job 0.2 s.
+func (l *Log) OfJob(jobID string, created time.Time, limit int) ([]Entry, error) {
+	named, _ := json.Marshal(struct {
+		JobID string `json:"job_id"`
+	}{jobID}) // {"job_id":"..."}, as Record writes the field
+	return l.list(idBefore(created.Add(-time.Second)), limit, named[1:len(named)-1], func(e Entry) bool { return e.JobID == jobID })
+}
+
+// idBefore is a key that sorts before the ids of every entry recorded at
+// or after t: the time part of a UUIDv7 (48 bits of Unix milliseconds).
+func idBefore(t time.Time) string {
+	ms := uint64(max(t.UnixMilli(), 0))
+	return fmt.Sprintf("%08x-%04x", ms>>16, ms&0xffff)
+}
+
+// list returns the entries after the key after that keep accepts, newest
+// first, at most limit; with needle set, only entries whose bytes contain
+// it are decoded.
+func (l *Log) list(after string, limit int, needle []byte, keep func(Entry) bool) ([]Entry, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 200
 	}
-	text = strings.ToLower(text)
 	// Entries recorded so far are lazy writes, perhaps not yet committed:
 	// they are committed first, so a list shows what was recorded.
 	if err := l.db.Flush(context.Background()); err != nil {
@@ -87,12 +117,12 @@ func (l *Log) List(kind, text string, limit int) ([]Entry, error) {
 	}
 	out := []Entry{}
 	err := l.db.View(func(tx *store.Tx) error {
-		tx.Activity(func(raw []byte) bool {
-			var e Entry
-			if json.Unmarshal(raw, &e) != nil {
+		tx.ActivityAfter(after, func(raw []byte) bool {
+			if needle != nil && !bytes.Contains(raw, needle) {
 				return true
 			}
-			if (kind == "" || e.Kind == kind) && (text == "" || strings.Contains(strings.ToLower(e.Actor+" "+e.Action+" "+e.Detail+" "+e.JobID+" "+e.UserID), text)) {
+			var e Entry
+			if json.Unmarshal(raw, &e) == nil && keep(e) {
 				out = append(out, e)
 			}
 			return len(out) < limit

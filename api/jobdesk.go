@@ -44,12 +44,11 @@ func (s *Server) jobDetail(c *fiber.Ctx) error {
 			out["run_seconds"] = job.CompletedAt.Sub(*job.StartedAt).Seconds()
 		}
 	}
-	if s.cfg.ActivityList != nil {
-		h, err := s.cfg.ActivityList("", job.ID, 200)
+	if s.cfg.JobActivity != nil {
+		h, err := s.cfg.JobActivity(job.ID, job.CreatedAt, 200)
 		if err != nil {
 			return err
 		}
-		h = slices.DeleteFunc(h, func(e activity.Entry) bool { return e.JobID != job.ID })
 		slices.Reverse(h) // oldest first: the job's story
 		out["history"] = h
 	}

@@ -51,7 +51,7 @@ func startRoom(t *testing.T, publicURL string, nSeats ...int) *roomEnv {
 		r.acts = c.Queue.Events().Subscribe(4096, func(e sched.Event) bool { return e.Type == activity.EventActivity })
 		go r.log.Run(ctx)
 		c.Files, c.Seats, c.PublicURL = files, r.seats, publicURL
-		c.Activity, c.ActivityList = r.log.Record, r.log.List
+		c.Activity, c.ActivityList, c.JobActivity = r.log.Record, r.log.List, r.log.OfJob
 	})
 	t.Cleanup(func() { cancel(); r.acts.Close() })
 	return r

@@ -42,9 +42,10 @@ type Config struct {
 	TLS func() (mode string, expires time.Time)
 	// Activity records an entry in the activity log; nil: none is kept.
 	// ActivityList reads it: newest first, of one kind (or any), containing
-	// text (or anything).
+	// text (or anything); JobActivity the entries about one job.
 	Activity     func(activity.Entry)
 	ActivityList func(kind, text string, limit int) ([]activity.Entry, error)
+	JobActivity  func(jobID string, created time.Time, limit int) ([]activity.Entry, error)
 	WorkflowsDir string // the workshop workflows every participant sees
 	// Metrics serves Prometheus metrics at /metrics, to the admin.
 	Metrics http.Handler

@@ -201,9 +201,14 @@ func (tx *Tx) PutActivity(id string, entry []byte, keep int) error {
 }
 
 // Activity walks entries newest first until fn returns false.
-func (tx *Tx) Activity(fn func(entry []byte) bool) {
+func (tx *Tx) Activity(fn func(entry []byte) bool) { tx.ActivityAfter("", fn) }
+
+// ActivityAfter walks the entries whose ids sort after after, newest
+// first, until fn returns false. Ids are UUIDv7s, so a prefix of one
+// bounds a walk in time.
+func (tx *Tx) ActivityAfter(after string, fn func(entry []byte) bool) {
 	c := tx.tx.Bucket(bucketActivity).Cursor()
-	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+	for k, v := c.Last(); k != nil && string(k) > after; k, v = c.Prev() {
 		if !fn(v) {
 			return
 		}

@@ -442,7 +442,7 @@ func serve(ctx context.Context, c serveConfig) error {
 			func(app *fiber.App) { adminui.Register(app, adminui.Config{}) },
 		},
 		Metrics:  prom.Handler(),
-		Activity: actLog.Record, ActivityList: actLog.List,
+		Activity: actLog.Record, ActivityList: actLog.List, JobActivity: actLog.OfJob,
 		WorkflowsDir: filepath.Join(c.Data, "workflows"), Online: participants.Online,
 		TLS: tlsInfo(tlsm, c.TLS),
 	})
