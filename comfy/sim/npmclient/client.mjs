@@ -52,8 +52,11 @@ try {
     "1": { class_type: "EmptyImage", inputs: { width: 64, height: 64, batch_size: 1, color: 0 } },
     "2": { class_type: "SaveImage", inputs: { images: ["1", 0], filename_prefix: "npm" } },
   };
-  const runImage = async () => {
-    const out = await client.enqueue(emptyImage, { disable_random_seed: true, timeout_ms: 20000 });
+  const runImage = async (polling) => {
+    const opts = { disable_random_seed: true, timeout_ms: 20000 };
+    const out = polling
+      ? await client.enqueue_polling(emptyImage, { ...opts, polling_ms: 50 })
+      : await client.enqueue(emptyImage, opts);
     for (const img of out.images) {
       if (img.type !== "url") continue; // previews arrive as buffers
       const res = await cfetch(img.data);
@@ -65,8 +68,12 @@ try {
   await runImage();
   if (process.env.MODEL_FREE) {
     // Unchanged, so fully cached: it finishes in milliseconds, and a real
-    // ComfyUI may send its events before it answers the post.
-    await runImage();
+    // ComfyUI may send its events before it answers the post. The client's
+    // socket mode listens for a prompt's events only once it has read the
+    // answer, so on a busy machine it can read those events first and wait
+    // for them forever (against any server); its polling mode, which reads
+    // /history/{id}, is the one for this.
+    await runImage(true);
   }
 
   // 2. A sampler graph, for progress over the socket.
