@@ -52,6 +52,15 @@ type line struct {
 
 func newClass() *class { return &class{at: map[string]int{}} }
 
+// clock is when l's participant was last served as servedAt says (nil: as
+// the line says).
+func (l *line) clock(servedAt func(string) uint64) uint64 {
+	if servedAt == nil {
+		return l.served
+	}
+	return servedAt(l.user)
+}
+
 func byOrder(a *entry, order int64) int {
 	switch {
 	case a.order < order:
@@ -317,17 +326,11 @@ func (c *class) lineRefs() []*line {
 // participant was last served (nil: as their lines say).
 func (c *class) rotation(servedAt func(string) uint64) []*line {
 	lines := c.lineRefs()
-	served := func(l *line) uint64 {
-		if servedAt == nil {
-			return l.served
-		}
-		return servedAt(l.user)
-	}
 	slices.SortFunc(lines, func(a, b *line) int {
 		switch {
-		case rrLess(served(a), a.jobs[0], served(b), b.jobs[0]):
+		case rrLess(a.clock(servedAt), a.jobs[0], b.clock(servedAt), b.jobs[0]):
 			return -1
-		case rrLess(served(b), b.jobs[0], served(a), a.jobs[0]):
+		case rrLess(b.clock(servedAt), b.jobs[0], a.clock(servedAt), a.jobs[0]):
 			return 1
 		}
 		return 0
@@ -379,18 +382,12 @@ func (q *Queue) position(e *entry) int {
 	me := c.at[e.user]
 	mine := c.lines[me].jobs
 	k, _ := slices.BinarySearchFunc(mine, e.order, byOrder)
-	served := func(l *line) uint64 {
-		if servedAt == nil {
-			return l.served
-		}
-		return servedAt(l.user)
-	}
-	myServed := served(&c.lines[me])
+	myServed := c.lines[me].clock(servedAt)
 	pos := before
 	for i := range c.lines {
 		l := &c.lines[i]
 		pos += min(len(l.jobs), k) // everyone's jobs from the rounds before e's
-		if i != me && len(l.jobs) > k && rrLess(served(l), l.jobs[0], myServed, mine[0]) {
+		if i != me && len(l.jobs) > k && rrLess(l.clock(servedAt), l.jobs[0], myServed, mine[0]) {
 			pos++ // ahead of e in e's own round
 		}
 	}
