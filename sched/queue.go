@@ -343,9 +343,7 @@ func (q *Queue) Submit(ctx context.Context, s Submission) (*workshop.Job, error)
 
 // lastUserSeq is the UserSeq of user's newest stored job (0 for none).
 func (q *Queue) lastUserSeq(user string) uint64 {
-	q.mu.Lock()
 	active := q.activeIDs(user)
-	q.mu.Unlock()
 	var n uint64
 	q.db.View(func(tx *store.Tx) error {
 		jobs, _, err := tx.ListJobs(store.JobFilter{UserID: user, Active: active, Limit: 1})
@@ -466,9 +464,7 @@ func (q *Queue) List(f ListFilter) ([]*workshop.Job, string, error) {
 	}
 	var active []string
 	if f.UserID != "" {
-		q.mu.Lock()
 		active = q.activeIDs(f.UserID)
-		q.mu.Unlock()
 	}
 	var jobs []*workshop.Job
 	var next string
@@ -496,11 +492,7 @@ func (q *Queue) UserJobs(query store.UserJobsQuery) ([]*workshop.Job, int, error
 	if !workshop.ValidUserID(query.UserID) {
 		return nil, 0, workshop.Errorf(workshop.EINVALID, "user_id %q is not a valid participant id", query.UserID)
 	}
-	// Memory first: a job that finishes after this is named and read from
-	// its record, one that finished before is in the index (settling).
-	q.mu.Lock()
 	query.Active = q.activeIDs(query.UserID)
-	q.mu.Unlock()
 	var jobs []*workshop.Job
 	var total int
 	err := q.db.View(func(tx *store.Tx) (err error) {
@@ -646,8 +638,12 @@ func (q *Queue) settled(id string) { delete(q.settling, id) }
 
 // activeIDs names user's jobs that their index does not hold, for a
 // listing to merge in (store.JobFilter.Active): the active ones and those
-// whose finish is still committing. mu held.
+// whose finish is still committing. Call it before the listing's read of
+// the store: a job that finishes after it is named and read from its
+// record, one that finished before is in the index once settled.
 func (q *Queue) activeIDs(user string) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	ids := make([]string, 0, len(q.byUser[user]))
 	for _, e := range q.byUser[user] {
 		ids = append(ids, e.id)
