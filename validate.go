@@ -3,9 +3,12 @@ package workshop
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/comfy-workshop/workshop/internal/jsonscan"
 )
 
 // Limits on what a submission may carry.
@@ -58,50 +61,78 @@ func WorkflowClasses(raw json.RawMessage) ([]string, error) {
 	if raw[0] != '{' {
 		return nil, Errorf(EINVALID, "workflow must be a JSON object of nodes (ComfyUI API format)")
 	}
-	// One pass decodes every node; only a graph that fails it is walked
-	// again, node by node, to say which node is wrong.
-	var nodes map[string]struct {
-		ClassType *string         `json:"class_type"`
-		Inputs    json.RawMessage `json:"inputs"`
+	// One pass checks the graph and reads each node's class: the graph is
+	// kept as written, so nothing else of it needs decoding.
+	r := jsonscan.New(raw)
+	classes := make([]string, 0, 16)
+	err := r.Object(func(id []byte) error {
+		if len(id) == 0 {
+			return Errorf(EINVALID, "workflow has a node with an empty id")
+		}
+		class, err := nodeClass(r, id)
+		if err != nil {
+			return err
+		}
+		classes = append(classes, class)
+		return nil
+	})
+	if err == nil {
+		err = r.End()
 	}
-	if err := json.Unmarshal(raw, &nodes); err != nil {
-		return nil, explainWorkflow(raw, err)
+	var syntax *jsonscan.SyntaxError
+	if errors.As(err, &syntax) {
+		return nil, Errorf(EINVALID, "workflow is not valid JSON: %v", err)
 	}
-	if len(nodes) == 0 {
+	if err != nil {
+		return nil, err
+	}
+	if len(classes) == 0 {
 		return nil, Errorf(EINVALID, "workflow has no nodes")
-	}
-	classes := make([]string, 0, len(nodes))
-	for id, node := range nodes {
-		if id == "" {
-			return nil, Errorf(EINVALID, "workflow has a node with an empty id")
-		}
-		if node.ClassType == nil || *node.ClassType == "" {
-			return nil, Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
-		}
-		if in := bytes.TrimSpace(node.Inputs); len(in) > 0 && in[0] != '{' && !bytes.Equal(in, []byte("null")) {
-			return nil, Errorf(EINVALID, "workflow node %q: inputs must be an object", id)
-		}
-		classes = append(classes, *node.ClassType)
 	}
 	slices.Sort(classes)
 	return slices.Compact(classes), nil
 }
 
-// explainWorkflow finds the node that made a workflow undecodable.
-func explainWorkflow(raw json.RawMessage, err error) error {
-	var nodes map[string]json.RawMessage
-	if json.Unmarshal(raw, &nodes) != nil {
-		return Errorf(EINVALID, "workflow is not valid JSON: %v", err)
+// nodeClass reads one node of a graph and returns its class_type.
+func nodeClass(r *jsonscan.Reader, id []byte) (string, error) {
+	notNode := func() error {
+		return Errorf(EINVALID, "workflow node %q is not an object with a string class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
 	}
-	for id, n := range nodes {
-		var node struct {
-			ClassType *string `json:"class_type"`
+	class := ""
+	switch r.Peek() {
+	case 'n':
+		r.Null()
+	case '{':
+		err := r.Object(func(key []byte) error {
+			switch string(key) {
+			case "class_type":
+				if r.Null() {
+					class = ""
+					return nil
+				}
+				if r.Peek() != '"' {
+					return notNode()
+				}
+				var err error
+				class, err = r.String()
+				return err
+			case "inputs":
+				if p := r.Peek(); p != '{' && p != 'n' {
+					return Errorf(EINVALID, "workflow node %q: inputs must be an object", id)
+				}
+			}
+			return r.Skip()
+		})
+		if err != nil {
+			return "", err
 		}
-		if json.Unmarshal(n, &node) != nil {
-			return Errorf(EINVALID, "workflow node %q is not an object with a string class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
-		}
+	default:
+		return "", notNode()
 	}
-	return Errorf(EINVALID, "workflow is not a valid graph: %v", err)
+	if class == "" {
+		return "", Errorf(EINVALID, "workflow node %q has no class_type (is this a UI-format workflow? export it with \"Export (API)\")", id)
+	}
+	return class, nil
 }
 
 // ValidateMetadata checks the free-form metadata a job may carry.

@@ -39,15 +39,15 @@ func FuzzDecodeSubmission(f *testing.F) {
 		if s.Priority != nil && !workshop.ValidPriority(*s.Priority) {
 			t.Fatalf("accepted priority %d", *s.Priority)
 		}
-		var nodes map[string]struct {
-			ClassType string `json:"class_type"`
-		}
+		// Read as ComfyUI reads it: the key is exactly "class_type".
+		var nodes map[string]map[string]json.RawMessage
 		if err := json.Unmarshal(s.Workflow, &nodes); err != nil || len(nodes) == 0 {
 			t.Fatalf("accepted workflow %q: %v", s.Workflow, err)
 		}
 		for id, n := range nodes {
-			if id == "" || n.ClassType == "" {
-				t.Fatalf("accepted node %q %+v", id, n)
+			var class string
+			if id == "" || json.Unmarshal(n["class_type"], &class) != nil || class == "" {
+				t.Fatalf("accepted node %q %s", id, n)
 			}
 		}
 		if len(s.Metadata) > 0 && !json.Valid(s.Metadata) {

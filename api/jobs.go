@@ -10,30 +10,69 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	workshop "github.com/comfy-workshop/workshop"
+	"github.com/comfy-workshop/workshop/internal/jsonscan"
 	"github.com/comfy-workshop/workshop/sched"
 )
 
-// DecodeSubmission parses the body of POST /api/jobs; the queue checks the
-// values. Any Content-Type is accepted: some ComfyUI clients send JSON
-// without one.
+// DecodeSubmission parses the body of POST /api/jobs in one pass; the
+// queue checks the values. Any Content-Type is accepted: some ComfyUI
+// clients send JSON without one. Field names are matched exactly.
 func DecodeSubmission(body []byte) (sched.Submission, error) {
-	var req struct {
-		UserID   *string         `json:"user_id"`
-		Workflow json.RawMessage `json:"workflow"`
-		Priority *int            `json:"priority"`
-		Metadata json.RawMessage `json:"metadata"`
+	var sub sched.Submission
+	r := jsonscan.New(body)
+	if r.Peek() != '{' {
+		return sub, workshop.Errorf(workshop.EINVALID, "the body must be a JSON object with user_id and workflow")
 	}
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "the body must be a JSON object with user_id and workflow")
+	hasUser := false
+	err := r.Object(func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "user_id":
+			if hasUser = !r.Null(); !hasUser {
+				return nil
+			}
+			if r.Peek() != '"' {
+				return workshop.Errorf(workshop.EINVALID, "user_id must be a string")
+			}
+			sub.UserID, err = r.String()
+		case "workflow":
+			sub.Workflow, err = raw(r)
+		case "priority":
+			if sub.Priority = nil; r.Null() {
+				return nil
+			}
+			if p := r.Peek(); p != '-' && (p < '0' || p > '9') {
+				return workshop.Errorf(workshop.EINVALID, "priority must be a number")
+			}
+			var n int
+			n, err = r.Int()
+			sub.Priority = &n
+		case "metadata":
+			sub.Metadata, err = raw(r)
+		}
+		return err
+	})
+	if err == nil {
+		err = r.End()
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "the body is not a valid job: %v", jsonProblem(err))
+	var syntax *jsonscan.SyntaxError
+	if errors.As(err, &syntax) {
+		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "the body is not a valid job: %v", err)
 	}
-	if req.UserID == nil {
+	if err != nil {
+		return sched.Submission{}, err
+	}
+	if !hasUser {
 		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "user_id is required")
 	}
-	return sched.Submission{UserID: *req.UserID, Workflow: req.Workflow, Priority: req.Priority, Metadata: req.Metadata}, nil
+	return sub, nil
+}
+
+// raw reads a value and copies it: the body's buffer is reused after the
+// request.
+func raw(r *jsonscan.Reader) (json.RawMessage, error) {
+	b, err := r.Raw()
+	return bytes.Clone(b), err
 }
 
 // jsonProblem turns encoding/json's errors into something a caller can act on.
