@@ -63,7 +63,7 @@ func (l *Log) Record(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	b, err := json.Marshal(e)
+	b, err := e.AppendJSON(make([]byte, 0, 256))
 	if err != nil {
 		return
 	}

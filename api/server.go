@@ -2,6 +2,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -129,12 +130,23 @@ func New(cfg Config) *Server {
 		UnescapePath: false,
 		// /user/7 and /user/7/ differ: the ComfyUI frontend needs the slash.
 		StrictRouting: true,
+		JSONEncoder:   encodeJSON,
 	})
 	srv := s.app.Server()
 	srv.HeaderReceived = s.requestLimits
 	srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	s.routes()
 	return s
+}
+
+// encodeJSON is encoding/json, but a value that writes its own JSON (a
+// job) is asked directly: through json.Marshal its output would be checked
+// and copied again.
+func encodeJSON(v any) ([]byte, error) {
+	if a, ok := v.(interface{ AppendJSON([]byte) ([]byte, error) }); ok {
+		return a.AppendJSON(make([]byte, 0, 512))
+	}
+	return json.Marshal(v)
 }
 
 // App exposes the Fiber app so other adapters can add their routes.

@@ -332,16 +332,16 @@ func encodeJob(j *workshop.Job) ([]byte, error) {
 	saved := *j
 	saved.Position, saved.ETASeconds = 0, nil // computed, never stored
 	saved.Workflow, saved.ExtraData = nil, nil
-	return json.Marshal(&saved)
+	return saved.AppendJSON(make([]byte, 0, 512))
 }
 
 // decodeJobSummary decodes a job's record: everything but its graph parts.
 // The bytes belong to the transaction, so nothing may alias them after it
-// ends: Unmarshal copies.
+// ends: DecodeJob copies.
 func decodeJobSummary(v []byte) (*workshop.Job, error) {
-	j := new(workshop.Job)
-	if err := json.Unmarshal(v, j); err != nil {
-		return nil, fmt.Errorf("store: decode job: %w", err)
+	j, err := workshop.DecodeJob(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	return j, nil
 }
