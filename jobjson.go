@@ -1,7 +1,6 @@
 package workshop
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -193,7 +192,7 @@ func DecodeJob(b []byte) (*Job, error) {
 		case "user_id":
 			j.UserID, err = r.String()
 		case "workflow":
-			j.Workflow, err = rawCopy(r)
+			j.Workflow, err = r.RawCopy()
 		case "priority":
 			j.Priority, err = r.Int()
 		case "top":
@@ -213,7 +212,7 @@ func DecodeJob(b []byte) (*Job, error) {
 		case "failures":
 			err = readValue(r, &j.Failures)
 		case "extra_data":
-			j.ExtraData, err = rawCopy(r)
+			j.ExtraData, err = r.RawCopy()
 		case "workflow_id":
 			j.WorkflowID, err = r.String()
 		case "inputs":
@@ -223,7 +222,7 @@ func DecodeJob(b []byte) (*Job, error) {
 		case "error":
 			err = readValue(r, &j.Error)
 		case "metadata":
-			j.Metadata, err = rawCopy(r)
+			j.Metadata, err = r.RawCopy()
 		case "worker":
 			j.Worker, err = r.String()
 		case "lease_expires_at":
@@ -246,12 +245,6 @@ func DecodeJob(b []byte) (*Job, error) {
 		return nil, fmt.Errorf("decode job: %w", err)
 	}
 	return j, nil
-}
-
-// rawCopy reads a value as written, copied out of the input.
-func rawCopy(r *jsonscan.Reader) (json.RawMessage, error) {
-	b, err := r.Raw()
-	return bytes.Clone(b), err
 }
 
 func readTime(r *jsonscan.Reader, t *time.Time) error {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +35,7 @@ func DecodeSubmission(body []byte) (sched.Submission, error) {
 			}
 			sub.UserID, err = r.String()
 		case "workflow":
-			sub.Workflow, err = raw(r)
+			sub.Workflow, err = r.RawCopy() // the body's buffer is reused after the request
 		case "priority":
 			if sub.Priority = nil; r.Null() {
 				return nil
@@ -48,7 +47,7 @@ func DecodeSubmission(body []byte) (sched.Submission, error) {
 			n, err = r.Int()
 			sub.Priority = &n
 		case "metadata":
-			sub.Metadata, err = raw(r)
+			sub.Metadata, err = r.RawCopy()
 		}
 		return err
 	})
@@ -66,13 +65,6 @@ func DecodeSubmission(body []byte) (sched.Submission, error) {
 		return sched.Submission{}, workshop.Errorf(workshop.EINVALID, "user_id is required")
 	}
 	return sub, nil
-}
-
-// raw reads a value and copies it: the body's buffer is reused after the
-// request.
-func raw(r *jsonscan.Reader) (json.RawMessage, error) {
-	b, err := r.Raw()
-	return bytes.Clone(b), err
 }
 
 // jsonProblem turns encoding/json's errors into something a caller can act on.

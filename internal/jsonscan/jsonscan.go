@@ -10,6 +10,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -34,7 +35,6 @@ type Reader struct {
 	b     []byte
 	i     int
 	depth int
-	key   []byte // the current key, unescaped, when it had escapes
 }
 
 // New returns a Reader of b. Values it returns alias b.
@@ -111,9 +111,9 @@ func (r *Reader) End() error {
 
 // Object reads an object, calling fn with each key, unescaped, with the
 // Reader at the key's value, which fn reads (Skip, Raw, String, Int,
-// Object, Null); a value fn leaves unread is checked and skipped. The
-// key's bytes are valid only during the call. An error from fn stops the
-// walk and is returned as it is.
+// Object, Null); a value fn leaves unread is checked and skipped. The key
+// may alias the input. An error from fn stops the walk and is returned as
+// it is.
 func (r *Reader) Object(fn func(key []byte) error) error {
 	if r.Peek() != '{' {
 		return r.unexpected("looking for beginning of object")
@@ -190,8 +190,7 @@ func (r *Reader) readKey() ([]byte, error) {
 	if err := json.Unmarshal(r.b[start:r.i], &s); err != nil {
 		return nil, &SyntaxError{Offset: start, msg: err.Error()}
 	}
-	r.key = append(r.key[:0], s...)
-	return r.key, nil
+	return []byte(s), nil // its own: nested keys must not overwrite it
 }
 
 // String reads a string and returns it decoded as encoding/json decodes
@@ -361,6 +360,12 @@ func (r *Reader) Raw() ([]byte, error) {
 		return nil, err
 	}
 	return r.b[start:r.i], nil
+}
+
+// RawCopy is Raw, copied out of the input.
+func (r *Reader) RawCopy() ([]byte, error) {
+	b, err := r.Raw()
+	return bytes.Clone(b), err
 }
 
 // Skip reads one value, checking it.

@@ -151,3 +151,21 @@ func BenchmarkSkip(b *testing.B) {
 		}
 	})
 }
+
+// TestKeysOutliveNestedKeys: a key stays as it was while its value's own
+// keys are read, escaped ones included.
+func TestKeysOutliveNestedKeys(t *testing.T) {
+	r := jsonscan.New([]byte(`{"n\u00f61":{"k\u00e9y":1,"x":2}}`))
+	err := r.Object(func(outer []byte) error {
+		if err := r.Object(func([]byte) error { return r.Skip() }); err != nil {
+			return err
+		}
+		if string(outer) != "nö1" {
+			t.Errorf("outer key is %q after its value", outer)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
