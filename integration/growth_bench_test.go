@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,16 +20,18 @@ import (
 	"github.com/comfy-workshop/workshop/activity"
 	"github.com/comfy-workshop/workshop/internal/benchkit"
 	"github.com/comfy-workshop/workshop/internal/procstat"
+	"github.com/comfy-workshop/workshop/internal/promtext"
 	"github.com/comfy-workshop/workshop/store"
 )
 
 // BenchmarkServeGrowth measures the binary with 0, 100,000 and 1,000,000
 // finished jobs stored and a full activity log: start-up time and RSS,
 // durable submissions at 64 clients, GET /api/jobs/{id} of finished jobs
-// (one client: the latency target's case), and the instructor's reads (the newest jobs, the failed
-// ones, the metrics, the activity log). The stores are written directly
-// with the store package, in transactions of 20,000 jobs. b.N is the
-// number of submissions and of reads per round:
+// (one client: the latency target's case), and the instructor's reads (the
+// newest jobs, the failed ones, the metrics, the activity log). The stores
+// are written directly with the store package, in transactions of 20,000
+// jobs, and a server runs on each at once. b.N is the number of
+// submissions and of reads per size:
 //
 //	go tool task bench-growth
 //	go test ./integration -run '^$' -bench ServeGrowth -benchtime 20000x -timeout 60m
@@ -37,22 +39,53 @@ import (
 // GROWTH_JOBS=0,100000 picks other sizes.
 func BenchmarkServeGrowth(b *testing.B) {
 	t := benchkit.NewTable(b, "The binary as the store grows (64 clients submitting; GETs of finished jobs at 1 client)",
-		"jobs stored", "start-up s", "RSS at start MiB", "submissions/s", "vs empty", "submit p99 ms", "CPU ms/submit", "vs empty",
+		"jobs stored", "start-up s", "RSS at start MiB", "submissions/s", "vs empty (each turn)", "submit p99 ms", "inside: submit / commit p99 ms", "CPU ms/submit", "vs empty (each turn)",
 		"GET p99 ms", "CPU ms/GET", "list / failed / metrics / activity p99 ms", "RSS at end: heap / file pages MiB")
 	sizes := benchkit.EnvInts(b, "GROWTH_JOBS", 0, 100_000, 1_000_000)
-	var empty round // the first size's (0 by default): the reference
-	for _, jobs := range sizes {
-		// Once per size, here, whatever b.N the framework tries below.
-		g := grow(b, jobs)
+	stores := make([]*grown, len(sizes))
+	for i, jobs := range sizes {
+		stores[i] = grow(b, jobs)
+	}
+	// The submissions take turns between the stores, a quarter of them at
+	// a time: this machine's speed changes by half from one minute to the
+	// next, and taking turns puts every size on both speeds. The first
+	// size (0 by default) is the reference; each turn's ratio is shown
+	// beside the whole rounds'.
+	subs := make([][]round, len(sizes))
+	within := make([]string, len(sizes)) // the server's own p99s of the turns
+	b.Run("submit", func(b *testing.B) {
+		sels := []promtext.Selector{
+			{Metric: "workshop_http_request_duration_seconds", Labels: []string{`method="POST"`, `route="/api/jobs"`}},
+			{Metric: "workshop_store_commit_seconds"},
+		}
+		before := make([][]promtext.Histogram, len(stores))
+		for i, g := range stores {
+			subs[i] = nil
+			for _, sel := range sels {
+				before[i] = append(before[i], scrape(b, g.srv, sel))
+			}
+		}
+		for range growthTurns {
+			for i, g := range stores {
+				subs[i] = append(subs[i], submitRound(b, g.srv, 64, max(b.N/growthTurns, 1)))
+			}
+		}
+		for i, g := range stores {
+			var p99s []string
+			for k, sel := range sels {
+				p99s = append(p99s, fmt.Sprintf("<= %g", 1000*scrape(b, g.srv, sel).Since(before[i][k]).P99))
+			}
+			within[i] = strings.Join(p99s, " / ")
+		}
+	})
+	for i, jobs := range sizes {
+		g := stores[i]
 		b.Run("jobs="+strconv.Itoa(jobs), func(b *testing.B) {
 			g.report(b)
-			sub := submitRound(b, g.srv, 64, b.N)
+			sub := merge(subs[i])
 			get := getRound(b, g.srv, 1, b.N, g.finished)
 			sub.report(b, "submit")
 			get.report(b, "get")
-			if jobs == sizes[0] {
-				empty = sub
-			}
 			var reads []string
 			for _, r := range []struct{ name, path string }{
 				{"list", "/api/jobs?limit=50"},
@@ -73,13 +106,43 @@ func BenchmarkServeGrowth(b *testing.B) {
 			}
 			st, _ := procstat.Read(g.srv.pid())
 			b.ReportMetric(float64(st.HWM)/(1<<20), "peak-rss-MiB")
-			t.Set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), sub.rate()/empty.rate(), sub.pct(0.99),
-				sub.cpuPerOp(), sub.cpuPerOp()/empty.cpuPerOp(), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "),
+			rate := func(r round) float64 { return r.rate() }
+			cpu := func(r round) float64 { return r.cpuPerOp() }
+			t.Set(jobs, g.startup.Seconds(), float64(g.rss.RSS)/(1<<20), sub.rate(), turns(subs[i], subs[0], rate), sub.pct(0.99), within[i],
+				sub.cpuPerOp(), turns(subs[i], subs[0], cpu), get.pct(0.99), get.cpuPerOp(), strings.Join(reads, " / "),
 				fmt.Sprintf("%.0f / %.0f", float64(st.Anon)/(1<<20), float64(st.File)/(1<<20)))
 		})
-		g.srv.kill()
-		os.RemoveAll(g.data) // the next size needs the disk
 	}
+}
+
+// growthTurns is how many turns the growth benchmark's stores take.
+const growthTurns = 4
+
+// merge adds rounds up into one.
+func merge(rs []round) round {
+	var m round
+	for _, r := range rs {
+		m.n += r.n
+		m.elapsed += r.elapsed
+		m.cpu += r.cpu
+		m.lat = append(m.lat, r.lat...)
+	}
+	slices.Sort(m.lat)
+	return m
+}
+
+// turns is "whole (lowest-highest)": f of the merged rounds over the
+// reference's, and the range of the same ratio turn by turn.
+func turns(rs, ref []round, f func(round) float64) string {
+	var lo, hi float64
+	for k := range rs {
+		v := f(rs[k]) / f(ref[k])
+		if k == 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+	}
+	return fmt.Sprintf("%s (%s-%s)", benchkit.Num(f(merge(rs))/f(merge(ref))), benchkit.Num(lo), benchkit.Num(hi))
 }
 
 // grown is a server started on a store of a given size.
