@@ -25,7 +25,10 @@ func TestThirdPartyNPMClient(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("npmclient", "node_modules", "@stable-canvas", "comfyui-client")); err != nil {
 		t.Skip("npm packages missing: run `npm ci --prefix comfy/sim/npmclient`")
 	}
-	e := start(t, sim.Config{})
+	// Steps of 100 ms: the sampler graph, run in the client's socket mode,
+	// sends its events well after the post's answer, which is when that
+	// mode starts listening (see client.mjs).
+	e := start(t, sim.Config{StepDelay: 100 * time.Millisecond})
 	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(c, node, "client.mjs", e.hs.URL)

@@ -46,9 +46,6 @@ func Valid(b []byte) bool {
 	return r.Skip() == nil && r.End() == nil
 }
 
-// Offset is how many bytes have been read.
-func (r *Reader) Offset() int { return r.i }
-
 func (r *Reader) space() {
 	for r.i < len(r.b) {
 		switch r.b[r.i] {
