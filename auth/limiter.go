@@ -48,21 +48,6 @@ func (l *Limiter) current(key string, now time.Time) *count {
 	return c
 }
 
-// Allow reports whether key is under its limit, without counting.
-func (l *Limiter) Allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.current(key, l.now())
-	return c == nil || c.n < l.max
-}
-
-// Fail counts one event for key.
-func (l *Limiter) Fail(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.add(key, l.now())
-}
-
 // Take counts one event for key if it is under its limit, and reports
 // whether it was: check and count in one step, so that concurrent callers
 // cannot all pass a check made before any of them is counted.
