@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -289,6 +290,20 @@ func TestFrontendRoutes(t *testing.T) {
 	}
 	if _, b := p2.get("/user/2/api/workshop/me"); json.Unmarshal(b, &me) != nil || me.DefaultWorkflow != "day-one.json" {
 		t.Fatalf("me: %s", b)
+	}
+	// Taken off the disk behind the server's back, it no longer opens.
+	day1 := filepath.Join(s.data, "workflows", "day-one.json")
+	kept, err := os.ReadFile(day1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(day1)
+	me.DefaultWorkflow = ""
+	if _, b := p2.get("/user/2/api/workshop/me"); json.Unmarshal(b, &me) != nil || me.DefaultWorkflow != "" {
+		t.Fatalf("me with the default workflow gone: %s", b)
+	}
+	if err := os.WriteFile(day1, kept, 0o644); err != nil {
+		t.Fatal(err)
 	}
 
 	// Cancel routes: only the participant's own active jobs.

@@ -36,6 +36,8 @@ const TemplatePack = "Workshop"
 type WorkshopFiles interface {
 	// WorkshopWorkflows lists the workflows' file names ("a.json").
 	WorkshopWorkflows() []string
+	// HasWorkshopWorkflow reports whether one of them is name.
+	HasWorkshopWorkflow(name string) bool
 	// OpenWorkshopFile opens a workflow or a file beside it by name.
 	OpenWorkshopFile(name string) (*os.File, error)
 }

@@ -49,6 +49,11 @@ func (d workshopDir) WorkshopWorkflows() []string {
 	return out
 }
 
+func (d workshopDir) HasWorkshopWorkflow(name string) bool {
+	_, err := os.Stat(filepath.Join(string(d), name))
+	return err == nil
+}
+
 func (d workshopDir) OpenWorkshopFile(name string) (*os.File, error) {
 	return os.Open(filepath.Join(string(d), name))
 }

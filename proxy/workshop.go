@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/json"
 	"net/url"
-	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -41,7 +40,7 @@ func (p *Proxy) meWith(user string, st standing) (meView, error) {
 	if notes == nil {
 		notes = []workshop.Announcement{}
 	}
-	if def != "" && (p.cfg.Workflows == nil || !slices.Contains(p.cfg.Workflows.WorkshopWorkflows(), def)) {
+	if def != "" && (p.cfg.Workflows == nil || !p.cfg.Workflows.HasWorkshopWorkflow(def)) {
 		def = "" // withdrawn since
 	}
 	return meView{statusView: st.view(), Seat: n, UserID: user, Name: seat.Name, Announcements: notes, DefaultWorkflow: def}, nil

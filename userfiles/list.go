@@ -460,6 +460,14 @@ func (s *Store) WorkshopWorkflows() []string {
 	return names
 }
 
+// HasWorkshopWorkflow reports whether name ("a.json") is a workshop
+// workflow, as WorkshopWorkflows would list it, from that one file: a
+// participant's every page load asks it of the default workflow.
+func (s *Store) HasWorkshopWorkflow(name string) bool {
+	_, ok := s.workshopFile(workshopDir + "/" + name)
+	return ok
+}
+
 // OpenWorkshopFile opens a file of the workshop folders by its name: a
 // workflow, or an image beside it (a template thumbnail). The first
 // folder that has the name wins, as in the listings.

@@ -330,6 +330,17 @@ func TestWorkshopWorkflows(t *testing.T) {
 	if !slices.Equal(names, fixtureNames) {
 		t.Fatalf("flat list %q, want %q", names, fixtureNames)
 	}
+	// One name asked alone answers as the listing does.
+	for _, n := range fixtureNames {
+		if !e.store.HasWorkshopWorkflow(n) {
+			t.Fatalf("HasWorkshopWorkflow(%q) = false, but it is listed", n)
+		}
+	}
+	for _, n := range []string{"missing.json", "../" + fixtureNames[0], "", strings.TrimSuffix(fixtureNames[0], ".json")} {
+		if e.store.HasWorkshopWorkflow(n) {
+			t.Fatalf("HasWorkshopWorkflow(%q) = true", n)
+		}
+	}
 	e.get("/user/2/userdata?dir=workflows").json(t, &names)
 	if len(names) != 0 {
 		t.Fatalf("seat 2's own workflows %q", names)
