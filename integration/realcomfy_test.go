@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -145,6 +146,14 @@ func longGraph(color int) map[string]any {
 // complete on every instance with the workshop's ids on the socket.
 func spreadJobs(t *testing.T, s *stack, p *participant, ws *userSocket, instances int) {
 	before := s.a.workers()
+	// An instance takes jobs once it has read its node list: one that reads
+	// it later than another finishes these small jobs would get none (a
+	// real ComfyUI's object_info can take 100 ms on a busy machine).
+	for _, w := range before {
+		if w.Connected {
+			s.waitLine(`read the instance's node list.* worker=`+regexp.QuoteMeta(w.ID)+` `, 60*time.Second)
+		}
+	}
 	if st := s.a.do("POST", "/api/queue/pause", nil, nil); st != 200 {
 		t.Fatalf("pause: %d", st)
 	}
