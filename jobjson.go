@@ -1,6 +1,7 @@
 package workshop
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -19,154 +20,113 @@ func (j *Job) MarshalJSON() ([]byte, error) { return j.AppendJSON(make([]byte, 0
 // AppendJSON appends the job's JSON to b. It is MarshalJSON without the
 // check and copy that encoding/json makes of a Marshaler's output.
 func (j *Job) AppendJSON(b []byte) ([]byte, error) {
-	var err error
-	b = append(b, `{"id":`...)
-	b = jsonappend.String(b, j.ID)
-	b = append(b, `,"number":`...)
-	b = strconv.AppendUint(b, j.Seq, 10)
-	if j.UserSeq != 0 {
-		b = append(b, `,"user_number":`...)
-		b = strconv.AppendUint(b, j.UserSeq, 10)
-	}
-	b = append(b, `,"user_id":`...)
-	b = jsonappend.String(b, j.UserID)
-	if b, err = appendRaw(b, `,"workflow":`, j.Workflow); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"priority":`...)
-	b = strconv.AppendInt(b, int64(j.Priority), 10)
-	if j.Top != 0 {
-		b = append(b, `,"top":`...)
-		b = strconv.AppendInt(b, j.Top, 10)
-	}
-	b = append(b, `,"status":`...)
-	b = jsonappend.String(b, string(j.Status))
-	if b, err = appendTime(b, `,"created_at":`, &j.CreatedAt); err != nil {
-		return nil, err
-	}
-	if b, err = appendTime(b, `,"started_at":`, j.StartedAt); err != nil {
-		return nil, err
-	}
-	if b, err = appendTime(b, `,"completed_at":`, j.CompletedAt); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"attempts":`...)
-	b = strconv.AppendInt(b, int64(j.Attempts), 10)
+	w := &jobWriter{b: append(b, '{')}
+	w.str(`"id":`, j.ID)
+	w.uint(`,"number":`, j.Seq, true)
+	w.uint(`,"user_number":`, j.UserSeq, false)
+	w.str(`,"user_id":`, j.UserID)
+	w.raw(`,"workflow":`, j.Workflow)
+	w.int(`,"priority":`, int64(j.Priority), true)
+	w.int(`,"top":`, j.Top, false)
+	w.str(`,"status":`, string(j.Status))
+	w.time(`,"created_at":`, &j.CreatedAt)
+	w.time(`,"started_at":`, j.StartedAt)
+	w.time(`,"completed_at":`, j.CompletedAt)
+	w.int(`,"attempts":`, int64(j.Attempts), true)
 	if len(j.Failures) > 0 {
-		if b, err = appendValue(b, `,"failures":`, j.Failures); err != nil {
-			return nil, err
-		}
+		w.value(`,"failures":`, j.Failures)
 	}
-	if b, err = appendRaw(b, `,"extra_data":`, j.ExtraData); err != nil {
-		return nil, err
-	}
-	b = appendOptString(b, `,"workflow_id":`, j.WorkflowID)
+	w.raw(`,"extra_data":`, j.ExtraData)
+	w.optStr(`,"workflow_id":`, j.WorkflowID)
 	if len(j.Inputs) > 0 {
-		b = append(b, `,"inputs":[`...)
+		w.b = append(w.b, `,"inputs":[`...)
 		for i, in := range j.Inputs {
 			if i > 0 {
-				b = append(b, ',')
+				w.b = append(w.b, ',')
 			}
-			b = jsonappend.String(b, in)
+			w.b = jsonappend.String(w.b, in)
 		}
-		b = append(b, ']')
+		w.b = append(w.b, ']')
 	}
 	if j.Result != nil {
-		if b, err = appendValue(b, `,"result":`, j.Result); err != nil {
-			return nil, err
-		}
+		w.value(`,"result":`, j.Result)
 	}
 	if j.Error != nil {
-		if b, err = appendValue(b, `,"error":`, j.Error); err != nil {
-			return nil, err
-		}
+		w.value(`,"error":`, j.Error)
 	}
-	if b, err = appendRaw(b, `,"metadata":`, j.Metadata); err != nil {
-		return nil, err
-	}
-	b = appendOptString(b, `,"worker":`, j.Worker)
-	if b, err = appendTime(b, `,"lease_expires_at":`, j.LeaseExpires); err != nil {
-		return nil, err
-	}
-	b = appendOptString(b, `,"engine_prompt_id":`, j.EngineID)
-	if j.Position != 0 {
-		b = append(b, `,"position":`...)
-		b = strconv.AppendInt(b, int64(j.Position), 10)
-	}
+	w.raw(`,"metadata":`, j.Metadata)
+	w.optStr(`,"worker":`, j.Worker)
+	w.time(`,"lease_expires_at":`, j.LeaseExpires)
+	w.optStr(`,"engine_prompt_id":`, j.EngineID)
+	w.int(`,"position":`, int64(j.Position), false)
 	if j.ETASeconds != nil {
-		if b, err = appendValue(b, `,"eta_seconds":`, *j.ETASeconds); err != nil {
-			return nil, err
-		}
+		w.value(`,"eta_seconds":`, *j.ETASeconds)
 	}
-	return append(b, '}'), nil
+	if w.err != nil {
+		return nil, w.err
+	}
+	return append(w.b, '}'), nil
 }
 
-func appendOptString(b []byte, key, s string) []byte {
-	if s == "" {
-		return b
-	}
-	return jsonappend.String(append(b, key...), s)
+// jobWriter appends a job's members; the first error stops the rest.
+type jobWriter struct {
+	b   []byte
+	err error
 }
 
-// appendTime appends key and t, unless t is nil.
-func appendTime(b []byte, key string, t *time.Time) ([]byte, error) {
-	if t == nil {
-		return b, nil
+func (w *jobWriter) str(key, s string) { w.b = jsonappend.String(append(w.b, key...), s) }
+
+// optStr, and uint and int unless always, leave out a zero value
+// (omitempty).
+func (w *jobWriter) optStr(key, s string) {
+	if s != "" {
+		w.str(key, s)
 	}
-	return jsonappend.Time(append(b, key...), *t)
 }
 
-// appendRaw appends key and raw, unless raw is empty. encoding/json
-// compacts and HTML-escapes a RawMessage; so does this, through it, unless
-// raw is valid and already so, as stored graphs mostly are.
-func appendRaw(b []byte, key string, raw json.RawMessage) ([]byte, error) {
-	if len(raw) == 0 {
-		return b, nil
+func (w *jobWriter) uint(key string, n uint64, always bool) {
+	if always || n != 0 {
+		w.b = strconv.AppendUint(append(w.b, key...), n, 10)
 	}
-	if compactJSON(raw) && jsonscan.Valid(raw) {
-		return append(append(b, key...), raw...), nil
-	}
-	return appendValue(b, key, raw)
 }
 
-// compactJSON reports whether JSON text b has no space outside its strings
-// and nothing encoding/json's HTML escaping would change ('<', '>', '&',
-// U+2028, U+2029).
-func compactJSON(b []byte) bool {
-	inString, escaped := false, false
-	for i, c := range b {
-		switch {
-		case c == '<' || c == '>' || c == '&':
-			return false
-		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9):
-			return false
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			return false
-		}
+func (w *jobWriter) int(key string, n int64, always bool) {
+	if always || n != 0 {
+		w.b = strconv.AppendInt(append(w.b, key...), n, 10)
 	}
-	return true
 }
 
-// appendValue appends key and v as encoding/json encodes v: for the parts
-// of a job that are rare or nested, where a hand-written encoder would be
-// code to keep in step for little gain.
-func appendValue(b []byte, key string, v any) ([]byte, error) {
+// time writes t as time.Time's MarshalJSON does, unless t is nil.
+func (w *jobWriter) time(key string, t *time.Time) {
+	if t != nil && w.err == nil {
+		w.b, w.err = jsonappend.Time(append(w.b, key...), *t)
+	}
+}
+
+// raw writes raw unless it is empty. encoding/json compacts and
+// HTML-escapes a RawMessage; so does this, through it, unless raw is valid
+// and already so, as stored graphs mostly are.
+func (w *jobWriter) raw(key string, raw json.RawMessage) {
+	switch {
+	case len(raw) == 0:
+	case !bytes.ContainsAny(raw, "<>&\u2028\u2029") && jsonscan.Compact(raw):
+		w.b = append(append(w.b, key...), raw...)
+	default:
+		w.value(key, raw)
+	}
+}
+
+// value writes v as encoding/json encodes it: for the parts of a job that
+// are rare or nested, where a hand-written encoder would be code to keep
+// in step for little gain.
+func (w *jobWriter) value(key string, v any) {
+	if w.err != nil {
+		return
+	}
 	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
+	if w.err = err; err == nil {
+		w.b = append(append(w.b, key...), out...)
 	}
-	return append(append(b, key...), out...), nil
 }
 
 // DecodeJob reads a job as encoding/json would from what AppendJSON

@@ -3,9 +3,12 @@ package comfy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+
+	"github.com/comfy-workshop/workshop/internal/jsonscan"
 )
 
 // Prompt is an API-format graph: node id -> node. It is what ComfyUI calls
@@ -42,39 +45,20 @@ func ParsePrompt(data []byte) (Prompt, error) {
 // CountNodes counts the members of the JSON object raw (the nodes of an
 // API-format graph) without decoding it, and stops counting past max, so
 // an oversized graph is turned away in one quick pass. Malformed JSON is
-// left for the decoder to report.
+// left for the decoder to report: the count stops where it is.
 func CountNodes(raw []byte, max int) int {
-	depth, n := 0, 0
-	inString, escaped := false, false
-	for _, c := range raw {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
+	n := 0
+	r := jsonscan.New(raw)
+	r.Object(func([]byte) error {
+		if n++; n > max {
+			return errPastMax
 		}
-		switch c {
-		case '"':
-			inString = true
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-		case ':':
-			if depth == 1 {
-				if n++; n > max {
-					return n
-				}
-			}
-		}
-	}
+		return r.Skip()
+	})
 	return n
 }
+
+var errPastMax = errors.New("past the most nodes")
 
 // Link builds a link value for Node.Inputs.
 func Link(nodeID string, output int) []any { return []any{nodeID, output} }

@@ -32,9 +32,10 @@ func (e *SyntaxError) Error() string {
 
 // Reader walks one JSON text.
 type Reader struct {
-	b     []byte
-	i     int
-	depth int
+	b      []byte
+	i      int
+	depth  int
+	spaced bool // whitespace was skipped somewhere
 }
 
 // New returns a Reader of b. Values it returns alias b.
@@ -46,11 +47,19 @@ func Valid(b []byte) bool {
 	return r.Skip() == nil && r.End() == nil
 }
 
+// Compact reports whether b is one JSON value with no whitespace between
+// its tokens: what json.Compact would leave as it is.
+func Compact(b []byte) bool {
+	r := New(b)
+	return r.Skip() == nil && r.End() == nil && !r.spaced
+}
+
 func (r *Reader) space() {
 	for r.i < len(r.b) {
 		switch r.b[r.i] {
 		case ' ', '\t', '\n', '\r':
 			r.i++
+			r.spaced = true
 		default:
 			return
 		}

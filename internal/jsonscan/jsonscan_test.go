@@ -45,6 +45,11 @@ func FuzzAgreesWithEncodingJSON(f *testing.F) {
 			}
 			return
 		}
+		var compacted bytes.Buffer
+		json.Compact(&compacted, b)
+		if got, want := jsonscan.Compact(b), bytes.Equal(compacted.Bytes(), b); got != want {
+			t.Fatalf("%q: Compact = %v, json.Compact leaves it as it is: %v", b, got, want)
+		}
 		r := jsonscan.New(b)
 		raw, err := r.Raw()
 		if err != nil || !bytes.Equal(raw, bytes.TrimSpace(b)) {
